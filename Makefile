@@ -1,0 +1,41 @@
+# Spillway: `make run` brings the whole stack up; `make test` runs the whole suite.
+# Both install what is missing first: Debian packages (apt-get, through sudo when not
+# root), a virtualenv in .venv built from the system Python, and the Python packages.
+
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast bench system-deps deps clean
+
+run: deps ## Set everything up, then run the stack under supervisord (Ctrl-C stops it)
+	$(BIN)/spillway up
+
+test: deps ## Set everything up, then run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
+	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+system-deps: ## Install the Debian packages that are missing
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+deps: system-deps $(VENV)/.deps-stamp
+
+$(VENV)/.deps-stamp: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+clean: ## Remove the venv and the run directory
+	rm -rf $(VENV) run

@@ -1,0 +1,130 @@
+"""The ``spillway`` command: Flask's CLI (``db``, ``routes``, ``shell``) plus the stack's own.
+
+Run through ``spillway.__main__``, which patches for gevent before this module is imported.
+"""
+
+import os
+import sys
+
+import click
+from flask.cli import FlaskGroup
+from flask.cli import routes_command
+from flask.cli import shell_command
+
+from spillway import create_app
+from spillway.settings import CONFIG_NAMES
+from spillway.settings import SettingsError
+
+
+def _app_from_environment():
+    try:
+        return create_app(os.environ.get("SPILLWAY_ENV", "dev"))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# Flask's own `run` is left out on purpose: `serve` is the one development server.
+@click.group(cls=FlaskGroup, create_app=_app_from_environment, add_default_commands=False,
+             add_version_option=False, load_dotenv=False, set_debug_flag=False)
+def cli():
+    """Spillway: run, migrate and operate the stack.
+
+    The config (dev, test, prd) comes from SPILLWAY_ENV; every setting from the
+    environment (see the README). `spillway up` runs everything under supervisord.
+    """
+
+
+
+cli.add_command(routes_command)
+cli.add_command(shell_command)
+
+
+@cli.command("serve", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to bind (0 picks a free one).")
+@click.option("--env", "config_name", type=click.Choice(CONFIG_NAMES),
+              default=lambda: os.environ.get("SPILLWAY_ENV", "dev"),
+              help="Config to build the app with [default: SPILLWAY_ENV or dev].")
+@click.option("--debug/--no-debug", default=None,
+              help="Werkzeug's interactive debugger; refused in prd [default: the config's].")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), default=None,
+              help="Log level [default: SPILLWAY_LOG_LEVEL or INFO].")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="Log one line per request.")
+def serve_command(host, port, config_name, debug, log_level, access_log):
+    """Serve the app on gevent's WSGI server: the seed's `runserver`, done right.
+
+    One process, thousands of concurrent requests: a slow request sleeps
+    cooperatively and never stalls the others. For production use `spillway up`.
+    """
+    from spillway.serve import serve
+
+    if debug is not None:
+        os.environ["SPILLWAY_DEBUG"] = "1" if debug else "0"
+    if log_level:
+        os.environ["SPILLWAY_LOG_LEVEL"] = log_level.upper()
+    try:
+        app = create_app(config_name)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    serve(app, host, port, access_log=access_log)
+
+
+@cli.command("up", with_appcontext=False)
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              default=lambda: os.environ.get("SPILLWAY_RUN_DIR", "run"),
+              help="Where configs, sockets, data and logs go [default: ./run].")
+@click.option("--port", type=click.IntRange(1, 65535),
+              default=lambda: int(os.environ.get("SPILLWAY_PORT", "8080")),
+              help="nginx's public port [default: SPILLWAY_PORT or 8080].")
+@click.option("--host", default=lambda: os.environ.get("SPILLWAY_HOST", "127.0.0.1"),
+              help="nginx's public address [default: SPILLWAY_HOST or 127.0.0.1].")
+@click.option("--web-workers", type=click.IntRange(1, 64),
+              default=lambda: int(os.environ.get("SPILLWAY_WEB_WORKERS", os.cpu_count() or 2)),
+              help="gunicorn gevent workers [default: SPILLWAY_WEB_WORKERS or one per core].")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False),
+              default=lambda: os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"),
+              help="Log level of the app, gunicorn and Celery [default: INFO].")
+@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for /readyz before reporting what failed.")
+def up_command(run_dir, port, host, web_workers, log_level, ready_timeout):
+    """Run the whole stack under supervisord, in the foreground.
+
+    nginx, gunicorn (gevent workers), a Celery worker and beat, redis and
+    memcached: configured from templates into RUN_DIR, started in order,
+    stopped together by Ctrl-C or SIGTERM. Gunicorn and Celery never run as
+    root: started as root, they run as the SPILLWAY_USER system user
+    (default `spillway`, created when missing).
+    """
+    from spillway.deploy.up import StackOptions
+    from spillway.deploy.up import run_stack
+
+    options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
+                           log_level=log_level.upper(), ready_timeout=ready_timeout)
+    sys.exit(run_stack(options))
+
+
+@cli.command("worker", with_appcontext=False, context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker_command(celery_args):
+    """Run a Celery worker with the project's settings (for workers on any host).
+
+    Extra arguments go to `celery worker`, e.g. `spillway worker --concurrency 4`.
+    Refuses to run as root: start it as an unprivileged user.
+    """
+    if os.geteuid() == 0:
+        raise click.ClickException(
+            "refusing to run a Celery worker as root; run it as an unprivileged user "
+            "(spillway up does this for you)")
+    args = [sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
+            "--loglevel", os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"), "-O", "fair",
+            *celery_args]
+    os.execv(sys.executable, args)
+
+
+def main():
+    """Run the ``spillway`` command."""
+    cli.main(prog_name="spillway")

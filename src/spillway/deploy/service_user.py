@@ -1,0 +1,77 @@
+"""The unprivileged account the app processes run as when the stack is started by root."""
+
+import os
+import pwd
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from spillway.deploy.layout import StackError
+
+DEFAULT_USER = "spillway"
+
+
+@dataclass(frozen=True)
+class ServiceUser:
+    """Who gunicorn, Celery, redis, memcached and nginx's workers run as."""
+
+    name: str
+    uid: int
+    gid: int
+    group: str
+
+
+def resolve_service_user() -> ServiceUser | None:
+    """The account to drop to: None when not root (processes keep the caller's identity).
+
+    :raise StackError: the account cannot be created or cannot read the code.
+    """
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("SPILLWAY_USER", DEFAULT_USER)
+    if name == "root":
+        raise StackError("SPILLWAY_USER must not be root: the app never runs as root")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        _create_system_user(name)
+        entry = pwd.getpwnam(name)
+    import grp
+
+    user = ServiceUser(name, entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name)
+    _check_can_run_python(user)
+    return user
+
+
+def _create_system_user(name: str) -> None:
+    result = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home",
+         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise StackError(f"could not create system user {name!r}: {result.stderr.strip()}")
+
+
+def _check_can_run_python(user: ServiceUser) -> None:
+    """Fail early, and clearly, where the service user cannot reach the interpreter or code."""
+    result = subprocess.run([sys.executable, "-c", "import spillway.wsgi"], user=user.uid,
+                            group=user.gid, extra_groups=[], cwd="/", capture_output=True,
+                            text=True, check=False, env={"SPILLWAY_ENV": "test"})
+    if result.returncode != 0:
+        where = Path(sys.executable).parent.parent
+        raise StackError(
+            f"user {user.name!r} cannot run {sys.executable} or import spillway: keep the "
+            f"project and its venv ({where}) where other users can read them (not under "
+            f"/root) and build the venv from a system Python (make run does)\n"
+            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ''}")
+
+
+def chown_tree(path: Path, user: ServiceUser | None) -> None:
+    """Give the run directory to the service user (the stack writes sockets, data, logs)."""
+    if user is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.uid, user.gid)
+        for name in files:
+            os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)

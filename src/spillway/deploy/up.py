@@ -1,0 +1,174 @@
+"""`spillway up`: prepare the run directory, migrate, run supervisord, report when ready."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from spillway.deploy.layout import RunDir
+from spillway.deploy.layout import StackError
+from spillway.deploy.layout import find_system_binaries
+from spillway.deploy.layout import load_or_create_secrets
+from spillway.deploy.layout import process_environment
+from spillway.deploy.layout import render_configs
+from spillway.deploy.layout import supervisor_environment
+from spillway.deploy.service_user import ServiceUser
+from spillway.deploy.service_user import chown_tree
+from spillway.deploy.service_user import resolve_service_user
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What the operator chose on the command line."""
+
+    run_dir: str
+    host: str
+    port: int
+    web_workers: int
+    log_level: str
+    ready_timeout: float
+
+
+def run_stack(options: StackOptions) -> int:
+    """Run the stack in the foreground until a signal stops it; return the exit status."""
+    try:
+        run_dir, supervisord_cmd, environment = prepare(options)
+    except StackError as exc:
+        click.echo(f"spillway up: {exc}", err=True)
+        return 2
+    click.echo(f"spillway up: starting supervisord ({run_dir.supervisord_conf})")
+    supervisord = subprocess.Popen(supervisord_cmd)
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
+    if wait_until_ready(options, supervisord):
+        print_banner(options, run_dir, environment)
+    else:
+        report_not_ready(options, run_dir, supervisord)
+    status = supervisord.wait()
+    click.echo(f"spillway up: stopped (supervisord exited {status})")
+    return status
+
+
+def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str]]:
+    """Check, configure and migrate; return the supervisord command line.
+
+    :raise StackError: something the operator must fix first.
+    """
+    binaries = find_system_binaries()
+    user = resolve_service_user()
+    run_dir = RunDir(Path(options.run_dir).resolve())
+    run_dir.create()
+    environment = process_environment(run_dir, options.log_level,
+                                      load_or_create_secrets(run_dir))
+    render_configs(run_dir, {
+        **binaries,
+        "user": user.name if user else "",
+        "group": user.group if user else "",
+        "host": options.host,
+        "port": options.port,
+        "web_workers": options.web_workers,
+        "worker_concurrency": os.cpu_count() or 2,
+        "nginx_workers": "auto",
+        "memcached_mb": 128,
+        "log_level": options.log_level,
+        "log_level_lower": options.log_level.lower(),
+        "environment": supervisor_environment(environment),
+        "common": program_options(user),
+        "common_root": program_options(None),
+    })
+    chown_tree(run_dir.root, user)
+    # supervisord reads its config as root; it holds the secrets, so only root may read it.
+    os.chown(run_dir.supervisord_conf, os.geteuid(), os.getegid())
+    migrate(environment, user)
+    return run_dir, [sys.executable, "-m", "supervisor.supervisord", "-c",
+                     str(run_dir.supervisord_conf)], environment
+
+
+def program_options(user: ServiceUser | None) -> str:
+    """supervisord options shared by every program; ``user=`` drops root privileges."""
+    lines = [
+        "autorestart=true",
+        "startsecs=1",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        "stdout_logfile=%(here)s/logs/%(program_name)s.log",
+        "stdout_logfile_maxbytes=50MB",
+        "stdout_logfile_backups=3",
+    ]
+    if user:
+        lines.append(f"user={user.name}")
+    return "\n".join(lines)
+
+
+def migrate(environment: dict[str, str], user: ServiceUser | None) -> None:
+    """Bring the database schema up to date, as the service user."""
+    click.echo("spillway up: migrating the database")
+    ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    result = subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"],
+                            env=environment, cwd=environment["SPILLWAY_RUN_DIR"],
+                            capture_output=True, text=True, check=False, **ids)
+    if result.returncode != 0:
+        raise StackError(f"database migration failed:\n{result.stderr.strip()}")
+
+
+def probe_url(options: StackOptions, path: str) -> str:
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{options.port}{path}"
+
+
+def wait_until_ready(options: StackOptions, supervisord: subprocess.Popen) -> bool:
+    """Poll /readyz through nginx until it answers 200, supervisord dies, or time runs out."""
+    deadline = time.monotonic() + options.ready_timeout
+    url = probe_url(options, "/readyz")
+    while time.monotonic() < deadline and supervisord.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, str]) -> None:
+    token_source = (
+        "SPILLWAY_ADMIN_TOKEN (from your environment)" if os.environ.get("SPILLWAY_ADMIN_TOKEN")
+        else f"{run_dir.secrets_file} (SPILLWAY_ADMIN_TOKEN, generated)")
+    lines = [
+        "",
+        f"Spillway is up — storefront  {probe_url(options, '/')}",
+        f"  demo          curl {probe_url(options, '/demo/slow?seconds=10')}",
+        f"                curl {probe_url(options, '/demo/index')}   (answers at once)",
+        f"  health        {probe_url(options, '/healthz')}   {probe_url(options, '/readyz')}",
+        f"  admin token   {token_source}",
+        f"  database      {environment['DATABASE_URL']}",
+        f"  redis         redis-cli -s {run_dir.root}/redis.sock",
+        f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
+        f"  processes     {sys.executable} -m supervisor.supervisorctl "
+        f"-c {run_dir.supervisord_conf} status",
+        "  stop          Ctrl-C (or SIGTERM to this process): everything stops",
+        "",
+    ]
+    click.echo("\n".join(lines))
+
+
+def report_not_ready(options: StackOptions, run_dir: RunDir, supervisord) -> None:
+    if supervisord.poll() is not None:
+        click.echo(f"spillway up: supervisord exited; see {run_dir.logs}/supervisord.log",
+                   err=True)
+        return
+    click.echo(f"spillway up: not ready after {options.ready_timeout:.0f}s; "
+               f"{probe_url(options, '/readyz')} says which dependency is down; "
+               f"logs in {run_dir.logs}/", err=True)

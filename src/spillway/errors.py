@@ -1,0 +1,93 @@
+"""One error shape for every failure: ``{"error": {"code", "message"}}``, always JSON."""
+
+import logging
+
+import redis
+import sqlalchemy.exc
+from flask import Flask
+from flask import jsonify
+from flask import request
+from kombu.exceptions import OperationalError as BrokerError
+from pymemcache.exceptions import MemcacheError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 1
+# A dependency that is down is a 503 the client may retry, not a 500.
+DEPENDENCY_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    MemcacheError,
+    ConnectionError,
+    BrokerError,
+)
+CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A refusal the client should see as-is: status, code and a message naming the cause."""
+
+    def __init__(self, status: int, message: str, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str):
+    """Build the JSON error response; 429 and 503 carry ``Retry-After``."""
+    response = jsonify(error={"code": code, "message": message})
+    response.status_code = status
+    if status in (429, 503):
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.before_request
+    def refuse_oversized_body():
+        # Flask enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse it up
+        # front so every route answers alike, whatever it does with the body.
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, f"The request body exceeds {limit} bytes.")
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = CODES.get(status, "internal_error" if status >= 500 else "error")
+        response = error_response(status, code, exc.description or exc.name)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    def handle_dependency_down(exc: Exception):
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(503, "unavailable", "A service this request needs is down; retry.")
+
+    for exc_class in DEPENDENCY_ERRORS:
+        app.register_error_handler(exc_class, handle_dependency_down)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Internal error; it has been logged.")

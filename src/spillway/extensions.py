@@ -1,0 +1,106 @@
+"""Every shared client, created here unbound and bound to an app only in the factory."""
+
+import redis
+from celery import Celery
+from celery import Task
+from flask import Flask
+from flask import current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from pymemcache.client.hash import HashClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Base of every model: SQLAlchemy 2 typed declarative mapping."""
+
+
+class _AppBound:
+    """An extension whose client lives in ``app.extensions[name]``; attributes go to it."""
+
+    name = ""
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[self.name] = self.connect(app.config)
+
+    def connect(self, config):
+        raise NotImplementedError
+
+    @property
+    def client(self):
+        return current_app.extensions[self.name]
+
+    def __getattr__(self, attr):
+        return getattr(self.client, attr)
+
+
+class RedisStore(_AppBound):
+    """redis-py client with a connection pool; pure Python, so cooperative under gevent."""
+
+    name = "redis"
+
+    def connect(self, config):
+        return redis.Redis.from_url(
+            config["REDIS_URL"],
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=30,
+        )
+
+
+class Memcache(_AppBound):
+    """pymemcache pooled client: pure Python and green-safe, unlike pylibmc (a C client)."""
+
+    name = "memcache"
+
+    def connect(self, config):
+        # No serde: values must be bytes or str, so nothing is ever pickled.
+        return HashClient(
+            config["MEMCACHED_SERVERS"],
+            use_pooling=True,
+            max_pool_size=64,
+            connect_timeout=0.5,
+            timeout=0.5,
+            retry_attempts=1,
+            retry_timeout=1,
+            dead_timeout=5,
+        )
+
+
+class FlaskCelery:
+    """A Celery app per Flask app, whose tasks run inside that app's context."""
+
+    name = "celery"
+
+    def init_app(self, app: Flask) -> Celery:
+        class FlaskTask(Task):
+            def __call__(self, *args, **kwargs):
+                with app.app_context():
+                    return self.run(*args, **kwargs)
+
+        celery_app = Celery(app.import_name, task_cls=FlaskTask)
+        celery_app.config_from_object(app.config["CELERY"])
+        celery_app.set_default()
+        app.extensions[self.name] = celery_app
+        return celery_app
+
+
+@event.listens_for(Engine, "connect")
+def _tune_sqlite(dbapi_connection, _record):
+    """WAL lets readers run beside the one writer; busy_timeout waits instead of failing."""
+    if type(dbapi_connection).__module__ != "sqlite3":
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+redis_store = RedisStore()
+memcache = Memcache()
+celery = FlaskCelery()

@@ -1,0 +1,59 @@
+"""Fixtures: real redis and memcached on free loopback ports for the whole run, and an app
+bound to them with its own SQLite database for each test."""
+
+import pytest
+
+from spillway.app import create_app
+from tests.servers import start_memcached
+from tests.servers import start_redis
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory):
+    """Where the servers the suite starts write their logs."""
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def redis_server(server_logs):
+    """A real redis-server for the whole run."""
+    server = start_redis(server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_server(server_logs):
+    """A real memcached for the whole run."""
+    server = start_memcached(server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def service_env(redis_server, memcached_server, tmp_path):
+    """Environment variables that point a spillway process at this run's servers."""
+    return {
+        "SPILLWAY_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
+        "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{redis_server.port}/1",
+        "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached_server.port}",
+        "SPILLWAY_RUN_DIR": str(tmp_path / "run"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'spillway.db'}",
+    }
+
+
+@pytest.fixture
+def app(service_env, monkeypatch):
+    """The app in `test` config, on real redis, memcached and a fresh SQLite file."""
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app("test")
+    with app.app_context():
+        app.extensions["redis"].flushall()
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    """A test client for the app."""
+    return app.test_client()

@@ -1,0 +1,111 @@
+"""Every gevent entry point patches first: no MonkeyPatchWarning, socket and ssl patched."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from spillway.serve import make_listener
+from tests.servers import free_port
+from tests.servers import wait_for_port
+
+PROBE = "from spillway.gevent_boot import is_patched; assert is_patched(), 'not patched'"
+
+
+def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-W", "error", "-c", code], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def env(service_env):
+    return {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
+
+
+@pytest.mark.parametrize("entry_module", ["spillway.__main__", "spillway.wsgi"])
+def test_entry_point_patches_before_anything_else(env, entry_module):
+    """Importing the entry point under -W error patches socket and ssl without a warning."""
+    result = run_python(f"import {entry_module}; {PROBE}", env)
+    assert result.returncode == 0, result.stderr
+    assert "MonkeyPatchWarning" not in result.stderr
+
+
+def test_cli_runs_under_warnings_as_errors(env):
+    """The `spillway` command itself starts cleanly with every warning an error."""
+    result = subprocess.run([sys.executable, "-W", "error", "-m", "spillway", "routes"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "/demo/slow" in result.stdout
+    assert "MonkeyPatchWarning" not in result.stderr
+
+
+def test_gunicorn_gevent_worker_loads_app_without_warning(env, tmp_path):
+    """gunicorn -k gevent imports spillway.wsgi with no MonkeyPatchWarning."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "-k", "gevent", "-w", "1",
+             "-b", f"127.0.0.1:{port}", "--no-control-socket"],
+            env={**env, "PYTHONWARNINGS": "error::Warning"}, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process=process)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+    assert "MonkeyPatchWarning" not in log.read_text()
+
+
+def test_listener_sets_tcp_nodelay():
+    """The serve listener has TCP_NODELAY, which accepted sockets inherit (no 40 ms stall)."""
+    listener = make_listener("127.0.0.1", 0)
+    try:
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.close()
+
+
+def test_serve_refuses_debug_in_prd(env):
+    """`spillway serve --debug` in prd stops with one line naming the variable."""
+    prd = {**env, "SPILLWAY_SECRET_KEY": "s" * 32, "SPILLWAY_ADMIN_TOKEN": "t"}
+    result = subprocess.run([sys.executable, "-m", "spillway", "serve", "--env", "prd",
+                             "--debug"], env=prd, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "SPILLWAY_DEBUG" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_answers_index_while_slow_requests_are_in_flight(env, tmp_path):
+    """One `spillway serve` process answers /demo/index at once under 100 sleeping requests."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spillway", "serve", "--port", str(port), "--no-debug",
+             "--log-level", "WARNING"], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        wait_for_port(port, process=process)
+        base = f"http://127.0.0.1:{port}"
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            slow = [pool.submit(requests.get, f"{base}/demo/slow?seconds=4", timeout=30)
+                    for _ in range(100)]
+            time.sleep(1.0)
+            started = time.monotonic()
+            index = requests.get(f"{base}/demo/index", timeout=10)
+            elapsed = time.monotonic() - started
+            assert index.text == "Beijing"
+            assert elapsed < 1.0, f"/demo/index took {elapsed:.2f}s"
+            assert not any(f.done() for f in slow), "slow requests finished too early"
+            assert all(f.result().text == "Hello World!" for f in slow)
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()

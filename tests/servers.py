@@ -1,0 +1,97 @@
+"""Real servers for tests: started on free loopback ports, stopped by PID afterwards."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None):
+    """Block until something accepts on 127.0.0.1:port.
+
+    :raise RuntimeError: the process exited first, or the timeout passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def binary(name: str) -> str:
+    """Path of a system binary; the suite's set-up (make test) installs them."""
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
+    if path is None:
+        raise RuntimeError(f"{name} is not installed: run the tests with `make test`")
+    return path
+
+
+class Server:
+    """One server process in its own process group, with its log in a file."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, **popen):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.log_path = log_dir / f"{name}.log"
+        self.popen = popen
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15.0) -> "Server":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, **self.popen)
+        log.close()
+        wait_for_port(self.port, timeout, self.process)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a fault injection, or the end of a test)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop gracefully; kill after ten seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_redis(log_dir: Path) -> Server:
+    port = free_port()
+    data = log_dir / f"redis-{port}"
+    data.mkdir()
+    return Server("redis", [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", str(data)],
+                  port, log_dir).start()
+
+
+def start_memcached(log_dir: Path, port: int | None = None) -> Server:
+    port = port or free_port()
+    argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    if os.geteuid() == 0:
+        argv += ["-u", "nobody"]
+    return Server("memcached", argv, port, log_dir).start()
