@@ -1,0 +1,88 @@
+"""The whole stack, started by `spillway up` on a free port, as a user would start it."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.servers import free_port
+
+READY_TIMEOUT = 120
+
+
+@dataclass
+class Stack:
+    """A running `spillway up`: its process, run directory and public URL."""
+
+    process: subprocess.Popen
+    run_dir: Path
+    base_url: str
+    log_path: Path
+
+    def supervisorctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c",
+             str(self.run_dir / "supervisord.conf"), *args],
+            capture_output=True, text=True, timeout=60)
+        return result.stdout
+
+    def program_pid(self, program: str) -> int:
+        return int(self.supervisorctl("pid", program).strip())
+
+    def stop(self, timeout: float = 90) -> int:
+        """SIGTERM to `spillway up`, as an operator or an init system would send it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+def wait_ready(stack: Stack) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if stack.process.poll() is not None:
+            break
+        try:
+            if requests.get(f"{stack.base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"stack not ready:\n{stack.log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """`spillway up` in a fresh run directory; stopped (if a test has not) afterwards."""
+    run_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-"))
+    run_dir.chmod(0o755)  # the service user must reach the sockets inside
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"{run_dir.name}.log"
+    env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1"}
+    for name in ("SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "DATABASE_URL"):
+        env.pop(name, None)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spillway", "up", "--run-dir", str(run_dir),
+             "--port", str(port), "--web-workers", "2"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    running = Stack(process, run_dir, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_ready(running)
+        yield running
+    finally:
+        try:
+            running.stop()
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        artifacts = Path(os.environ.get("SPILLWAY_TEST_ARTIFACTS", "test-artifacts"))
+        shutil.copytree(run_dir / "logs", artifacts / run_dir.name, dirs_exist_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
