@@ -1,5 +1,6 @@
 """The unprivileged account the app processes run as when the stack is started by root."""
 
+import grp
 import os
 import pwd
 import subprocess
@@ -37,8 +38,6 @@ def resolve_service_user() -> ServiceUser | None:
     except KeyError:
         _create_system_user(name)
         entry = pwd.getpwnam(name)
-    import grp
-
     user = ServiceUser(name, entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name)
     _check_can_run_python(user)
     return user

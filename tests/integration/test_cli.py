@@ -1,0 +1,44 @@
+"""The `spillway` command as an operator runs it, in a subprocess."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def spillway(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spillway", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_help_lists_the_stack_commands():
+    """--help explains the commands, including Flask-Migrate's `db`."""
+    result = spillway("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("up", "serve", "worker", "db", "check", "routes", "shell"):
+        assert f"  {command} " in result.stdout
+
+
+def test_db_upgrade_creates_the_database(service_env, tmp_path):
+    """`spillway db upgrade` runs the migrations against DATABASE_URL."""
+    result = spillway("db", "upgrade", env={**service_env, "SPILLWAY_ENV": "test"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "spillway.db").exists()
+
+
+def test_prd_without_secrets_fails_in_one_line():
+    """A prd command without its secrets says which variable is missing, no traceback."""
+    result = spillway("routes", env={"SPILLWAY_ENV": "prd", "SPILLWAY_SECRET_KEY": "",
+                                     "SPILLWAY_ADMIN_TOKEN": ""})
+    assert result.returncode != 0
+    assert "SPILLWAY_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal only applies to root")
+def test_worker_refuses_root():
+    """`spillway worker` never runs a Celery worker as root."""
+    result = spillway("worker", env={"SPILLWAY_ENV": "test"})
+    assert result.returncode != 0
+    assert "root" in result.stderr
