@@ -20,6 +20,9 @@ test: deps ## Set everything up, then run the whole test suite
 test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 
+bench: deps ## Benchmark the stack against its baselines (bench/results/foundation.md)
+	$(BIN)/python bench/foundation.py
+
 system-deps: ## Install the Debian packages that are missing
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 		dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
