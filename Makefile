@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: run test test-fast bench system-deps deps clean
 
 run: deps ## Set everything up, then run the stack under supervisord (Ctrl-C stops it)
-	$(BIN)/spillway up
+	$(BIN)/spillway up --seed-demo
 
 test: deps ## Set everything up, then run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -2,8 +2,11 @@
 bound to them with its own SQLite database for each test."""
 
 import pytest
+from flask_migrate import upgrade
 
 from spillway.app import create_app
+from spillway.extensions import db
+from tests.factories import ADMIN_TOKEN
 from tests.servers import start_memcached
 from tests.servers import start_redis
 
@@ -39,18 +42,24 @@ def service_env(redis_server, memcached_server, tmp_path):
         "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached_server.port}",
         "SPILLWAY_RUN_DIR": str(tmp_path / "run"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'spillway.db'}",
+        "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
 
 
 @pytest.fixture
 def app(service_env, monkeypatch):
-    """The app in `test` config, on real redis, memcached and a fresh SQLite file."""
+    """The app in `test` config, on real redis, memcached and a fresh, migrated SQLite file."""
     for name, value in service_env.items():
         monkeypatch.setenv(name, value)
     app = create_app("test")
     with app.app_context():
+        upgrade()
         app.extensions["redis"].flushall()
+        app.extensions["memcache"].flush_all()
         yield app
+        app.extensions["memcache"].close()
+        app.extensions["redis"].close()
+        db.engine.dispose()
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def start_redis(log_dir: Path) -> Server:
 
 def start_memcached(log_dir: Path, port: int | None = None) -> Server:
     port = port or free_port()
-    argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-c", "4096"]
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
     return Server("memcached", argv, port, log_dir).start()

@@ -6,6 +6,7 @@ from pathlib import Path
 from flask import Flask
 
 from spillway import settings
+from spillway.extensions import api
 from spillway.extensions import celery
 from spillway.extensions import db
 from spillway.extensions import memcache
@@ -50,17 +51,20 @@ def register_extensions(app: Flask) -> None:
     redis_store.init_app(app)
     memcache.init_app(app)
     celery.init_app(app)
+    api.init_app(app)
     # Tasks register on the current Celery app when their module is imported.
     from spillway.ops import tasks  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
     """Mount each feature's blueprint."""
+    from spillway.catalog.views import bp as catalog_bp
     from spillway.demo.views import bp as demo_bp
     from spillway.ops.views import bp as ops_bp
 
     app.register_blueprint(ops_bp)
     app.register_blueprint(demo_bp, url_prefix="/demo")
+    api.register_blueprint(catalog_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -72,6 +76,8 @@ def register_errorhandlers(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     """Add the app-bound CLI commands (the rest live on the ``spillway`` group)."""
+    from spillway.catalog.commands import seed_demo_command
     from spillway.ops.commands import check_command
 
     app.cli.add_command(check_command)
+    app.cli.add_command(seed_demo_command)

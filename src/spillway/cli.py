@@ -90,7 +90,9 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
               help="Log level of the app, gunicorn and Celery [default: INFO].")
 @click.option("--ready-timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for /readyz before reporting what failed.")
-def up_command(run_dir, port, host, web_workers, log_level, ready_timeout):
+@click.option("--seed-demo", is_flag=True,
+              help="Add the demo catalog once ready, if the store is empty (make run does).")
+def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_demo):
     """Run the whole stack under supervisord, in the foreground.
 
     nginx, gunicorn (gevent workers), a Celery worker and beat, redis and
@@ -103,7 +105,8 @@ def up_command(run_dir, port, host, web_workers, log_level, ready_timeout):
     from spillway.deploy.up import run_stack
 
     options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
-                           log_level=log_level.upper(), ready_timeout=ready_timeout)
+                           log_level=log_level.upper(), ready_timeout=ready_timeout,
+                           seed_demo=seed_demo)
     sys.exit(run_stack(options))
 
 

@@ -56,6 +56,20 @@ def error_response(status: int, code: str, message: str):
     return response
 
 
+def validation_message(exc: HTTPException) -> str:
+    """One line naming every invalid field of a webargs validation error."""
+    messages = (getattr(exc, "data", None) or {}).get("messages") or {}
+    parts = []
+    for fields in messages.values():  # keyed by location: json, query, …
+        if not isinstance(fields, dict):
+            parts.append(str(fields))
+            continue
+        for field, problems in fields.items():
+            text = " ".join(problems) if isinstance(problems, list) else str(problems)
+            parts.append(f"{field}: {text}" if field != "_schema" else text)
+    return "; ".join(parts) or "The request is not valid."
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers on ``app``."""
 
@@ -74,6 +88,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
         status = exc.code or 500
+        if status == 422 or (status == 400 and getattr(exc, "data", None)):
+            # webargs/marshmallow validation: 400 naming each field, as API.md says.
+            return error_response(400, "invalid_request", validation_message(exc))
         code = CODES.get(status, "internal_error" if status >= 500 else "error")
         response = error_response(status, code, exc.description or exc.name)
         if status == 405 and exc.get_response().headers.get("Allow"):

@@ -6,6 +6,7 @@ from celery import Task
 from flask import Flask
 from flask import current_app
 from flask_migrate import Migrate
+from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from pymemcache.client.hash import HashClient
 from sqlalchemy import event
@@ -23,7 +24,10 @@ class _AppBound:
     name = ""
 
     def init_app(self, app: Flask) -> None:
+        previous = app.extensions.get(self.name)
         app.extensions[self.name] = self.connect(app.config)
+        if previous is not None:  # rebinding (new settings): release the old sockets
+            previous.close()
 
     def connect(self, config):
         raise NotImplementedError
@@ -57,10 +61,13 @@ class Memcache(_AppBound):
 
     def connect(self, config):
         # No serde: values must be bytes or str, so nothing is ever pickled.
+        # No pool cap: pymemcache raises, rather than waits, when its pool is full, which
+        # under a burst of greenlets would turn hits into misses. Idle connections are
+        # closed after a minute, so a burst's extra connections do not linger.
         return HashClient(
             config["MEMCACHED_SERVERS"],
             use_pooling=True,
-            max_pool_size=64,
+            pool_idle_timeout=60,
             connect_timeout=0.5,
             timeout=0.5,
             retry_attempts=1,
@@ -87,6 +94,16 @@ class FlaskCelery:
         return celery_app
 
 
+class SpillwayApi(Api):
+    """flask-smorest's request validation and OpenAPI document, with our error shape.
+
+    Its own HTTPException handler is not registered: spillway.errors answers every error.
+    """
+
+    def _register_error_handlers(self):
+        pass
+
+
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, _record):
     """WAL lets readers run beside the one writer; busy_timeout waits instead of failing."""
@@ -101,6 +118,7 @@ def _tune_sqlite(dbapi_connection, _record):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+api = SpillwayApi()
 redis_store = RedisStore()
 memcache = Memcache()
 celery = FlaskCelery()

@@ -60,7 +60,11 @@ def _read(env: Env, config_name: str) -> dict:
         "REDIS_URL": redis_url,
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
-        "JSON_SORT_KEYS": False,
+        "API_TITLE": "Spillway",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
         "CELERY": _celery_settings(env, broker_url),
     }
 

@@ -37,6 +37,21 @@ class Stack:
     def program_pid(self, program: str) -> int:
         return int(self.supervisorctl("pid", program).strip())
 
+    def wait_for_app(self, timeout: float = 30) -> None:
+        """Wait until the app answers through nginx (after a restart of gunicorn)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if requests.get(f"{self.base_url}/healthz", timeout=5).status_code == 200:
+                return
+            time.sleep(0.3)
+        raise AssertionError("the app did not come back")
+
+    def admin_headers(self) -> dict:
+        """The admin token `spillway up` generated for this run."""
+        secrets = dict(line.split("=", 1) for line in
+                       (self.run_dir / "secrets.env").read_text().split())
+        return {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"}
+
     def stop(self, timeout: float = 90) -> int:
         """SIGTERM to `spillway up`, as an operator or an init system would send it."""
         if self.process.poll() is None:
@@ -45,15 +60,11 @@ class Stack:
 
 
 def wait_ready(stack: Stack) -> None:
+    """Wait for the banner `spillway up` prints once ready (and seeded), as a user would."""
     deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if stack.process.poll() is not None:
-            break
-        try:
-            if requests.get(f"{stack.base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
+    while time.monotonic() < deadline and stack.process.poll() is None:
+        if "Spillway is up" in stack.log_path.read_text(errors="replace"):
+            return
         time.sleep(0.5)
     raise RuntimeError(f"stack not ready:\n{stack.log_path.read_text()[-4000:]}")
 
@@ -71,7 +82,7 @@ def stack():
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "spillway", "up", "--run-dir", str(run_dir),
-             "--port", str(port), "--web-workers", "2"],
+             "--port", str(port), "--web-workers", "2", "--seed-demo"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     running = Stack(process, run_dir, f"http://127.0.0.1:{port}", log_path)
     try:

@@ -112,12 +112,7 @@ def test_app_down_is_json_503_and_recovers(stack):
         assert response.json()["error"]["code"] == "unavailable"
     finally:
         stack.supervisorctl("start", "gunicorn")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if requests.get(f"{stack.base_url}/healthz", timeout=5).status_code == 200:
-            break
-        time.sleep(0.3)
-    assert requests.get(f"{stack.base_url}/healthz", timeout=5).status_code == 200
+    stack.wait_for_app()
 
 
 def test_sigterm_stops_everything(stack):

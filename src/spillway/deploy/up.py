@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from spillway.catalog.cache import PAGE_PREFIX
 from spillway.deploy.layout import RunDir
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import find_system_binaries
@@ -37,12 +38,13 @@ class StackOptions:
     web_workers: int
     log_level: str
     ready_timeout: float
+    seed_demo: bool = False
 
 
 def run_stack(options: StackOptions) -> int:
     """Run the stack in the foreground until a signal stops it; return the exit status."""
     try:
-        run_dir, supervisord_cmd, environment = prepare(options)
+        run_dir, supervisord_cmd, environment, user = prepare(options)
     except StackError as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
@@ -51,6 +53,8 @@ def run_stack(options: StackOptions) -> int:
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
     if wait_until_ready(options, supervisord):
+        if options.seed_demo:
+            seed_demo(environment, user)
         print_banner(options, run_dir, environment)
     else:
         report_not_ready(options, run_dir, supervisord)
@@ -59,7 +63,7 @@ def run_stack(options: StackOptions) -> int:
     return status
 
 
-def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str]]:
+def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], ServiceUser]:
     """Check, configure and migrate; return the supervisord command line.
 
     :raise StackError: something the operator must fix first.
@@ -80,6 +84,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str]]:
         "worker_concurrency": os.cpu_count() or 2,
         "nginx_workers": "auto",
         "memcached_mb": 128,
+        "cache_prefix": PAGE_PREFIX,
         "max_open_files": max_open_files(),
         "log_level": options.log_level,
         "log_level_lower": options.log_level.lower(),
@@ -90,9 +95,12 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str]]:
     chown_tree(run_dir.root, user)
     # supervisord reads its config as root; it holds the secrets, so only root may read it.
     os.chown(run_dir.supervisord_conf, os.geteuid(), os.getegid())
-    migrate(environment, user)
+    click.echo("spillway up: migrating the database")
+    result = run_cli(["db", "upgrade"], environment, user)
+    if result.returncode != 0:
+        raise StackError(f"database migration failed:\n{result.stderr.strip()}")
     return run_dir, [sys.executable, "-m", "supervisor.supervisord", "-c",
-                     str(run_dir.supervisord_conf)], environment
+                     str(run_dir.supervisord_conf)], environment, user
 
 
 def max_open_files() -> int:
@@ -119,15 +127,19 @@ def program_options(user: ServiceUser | None) -> str:
     return "\n".join(lines)
 
 
-def migrate(environment: dict[str, str], user: ServiceUser | None) -> None:
-    """Bring the database schema up to date, as the service user."""
-    click.echo("spillway up: migrating the database")
+def run_cli(args: list[str], environment: dict[str, str],
+            user: ServiceUser | None) -> subprocess.CompletedProcess:
+    """Run a `spillway` command as the stack's processes run: same environment and user."""
     ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
-    result = subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"],
-                            env=environment, cwd=environment["SPILLWAY_RUN_DIR"],
-                            capture_output=True, text=True, check=False, **ids)
-    if result.returncode != 0:
-        raise StackError(f"database migration failed:\n{result.stderr.strip()}")
+    return subprocess.run([sys.executable, "-m", "spillway", *args], env=environment,
+                          cwd=environment["SPILLWAY_RUN_DIR"], capture_output=True,
+                          text=True, check=False, **ids)
+
+
+def seed_demo(environment: dict[str, str], user: ServiceUser | None) -> None:
+    """Fill an empty store with the demo catalog (once the caches are up to invalidate)."""
+    result = run_cli(["seed-demo", "--if-empty"], environment, user)
+    click.echo(result.stdout.strip() or result.stderr.strip())
 
 
 def probe_url(options: StackOptions, path: str) -> str:

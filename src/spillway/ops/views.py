@@ -16,6 +16,12 @@ def index():
     return current_app.send_static_file("index.html")
 
 
+@bp.get("/docs")
+def docs():
+    """Serve the page that renders the OpenAPI document."""
+    return current_app.send_static_file("docs.html")
+
+
 @bp.get("/healthz")
 def healthz():
     """Say the process serves; touches no dependency."""
