@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench system-deps deps clean
+.PHONY: run test test-fast bench bench-quick system-deps deps clean
 
 run: deps ## Set everything up, then run the stack under supervisord (Ctrl-C stops it)
 	$(BIN)/spillway up --seed-demo
@@ -20,8 +20,14 @@ test: deps ## Set everything up, then run the whole test suite
 test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 
-bench: deps ## Benchmark the stack against its baselines (bench/results/foundation.md)
-	$(BIN)/python bench/foundation.py
+BENCH_ARGS ?=
+
+bench: deps ## Benchmark the stack against its baselines (reports in bench/results/)
+	$(BIN)/python bench/foundation.py $(BENCH_ARGS)
+	$(BIN)/python bench/catalog.py $(BENCH_ARGS)
+
+bench-quick: ## The same, shorter (about 3 minutes)
+	$(MAKE) bench BENCH_ARGS=--quick
 
 system-deps: ## Install the Debian packages that are missing
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \

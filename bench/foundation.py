@@ -137,16 +137,21 @@ def parse_wrk(text: str) -> WrkResult:
     return result
 
 
-def wrk_argv(url: str, connections: int, seconds: int, timeout: int | None = None) -> list[str]:
+def wrk_argv(url: str, connections: int, seconds: int, timeout: int | None = None,
+             headers: dict[str, str] | None = None) -> list[str]:
     argv = [binary("wrk"), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if timeout is not None:
         argv.append(f"--timeout={timeout}s")
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
     return [*argv, url]
 
 
-def run_wrk(url: str, connections: int, seconds: int) -> WrkResult:
+def run_wrk(url: str, connections: int, seconds: int,
+            headers: dict[str, str] | None = None) -> WrkResult:
     """One measured wrk run with wrk's default 2 s timeout (slower answers count as timeouts)."""
-    completed = subprocess.run(wrk_argv(url, connections, seconds), capture_output=True,
+    completed = subprocess.run(wrk_argv(url, connections, seconds, headers=headers),
+                               capture_output=True,
                                text=True, timeout=seconds + 60, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
@@ -186,10 +191,11 @@ def open_connections_to(port: int) -> int:
 class Stack:
     """`spillway up` in the foreground, in its own session; SIGTERM stops everything."""
 
-    def __init__(self, run_dir: Path, port: int, log_path: Path):
+    def __init__(self, run_dir: Path, port: int, log_path: Path, extra_args: tuple = ()):
         self.run_dir = run_dir
         self.port = port
         self.log_path = log_path
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -203,7 +209,7 @@ class Stack:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [PYTHON, "-m", "spillway", "up", "--run-dir", str(self.run_dir),
-                 "--port", str(self.port), "--web-workers", "2"],
+                 "--port", str(self.port), "--web-workers", "2", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
                 start_new_session=True)
         self._wait_until_up()
@@ -231,8 +237,7 @@ class Stack:
         return "\n".join(parts)
 
     def gunicorn_boots(self) -> int:
-        """Worker boots so far. The stack's gunicorn recycles a worker every ~20,000
-        requests (--max-requests), which a 10 s healthz run can reach."""
+        """Worker boots so far: a recycled worker (--max-requests) shows up as a boot."""
         if not self.gunicorn_log.exists():
             return 0
         return self.gunicorn_log.read_text(errors="replace").count("Booting worker")

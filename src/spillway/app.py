@@ -58,6 +58,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount each feature's blueprint."""
+    from spillway.catalog import fastpath
     from spillway.catalog.views import bp as catalog_bp
     from spillway.demo.views import bp as demo_bp
     from spillway.ops.views import bp as ops_bp
@@ -65,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops_bp)
     app.register_blueprint(demo_bp, url_prefix="/demo")
     api.register_blueprint(catalog_bp)
+    fastpath.init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -8,6 +8,7 @@ from flask import current_app
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -64,16 +65,13 @@ class Memcache(_AppBound):
         # No pool cap: pymemcache raises, rather than waits, when its pool is full, which
         # under a burst of greenlets would turn hits into misses. Idle connections are
         # closed after a minute, so a burst's extra connections do not linger.
-        return HashClient(
-            config["MEMCACHED_SERVERS"],
-            use_pooling=True,
-            pool_idle_timeout=60,
-            connect_timeout=0.5,
-            timeout=0.5,
-            retry_attempts=1,
-            retry_timeout=1,
-            dead_timeout=5,
-        )
+        options = {"connect_timeout": 0.5, "timeout": 0.5, "pool_idle_timeout": 60}
+        servers = config["MEMCACHED_SERVERS"]
+        if len(servers) == 1:
+            # One server needs no hashing (a pure-Python murmur3 on every call).
+            return PooledClient(servers[0], **options)
+        return HashClient(servers, use_pooling=True, retry_attempts=1, retry_timeout=1,
+                          dead_timeout=5, **options)
 
 
 class FlaskCelery:

@@ -12,6 +12,9 @@ from spillway.extensions import db
 from spillway.ops import counters
 
 MAX_ID = 2**63 - 1
+# Deeper pages are read from the database: caching every page a client can name would let
+# anyone grow the cache (and the set of tracked keys) without bound.
+MAX_CACHED_PAGE = 100
 
 
 def encode(document: dict) -> bytes:
@@ -58,8 +61,9 @@ def listing_body(page: int, per_page: int, use_cache: bool = True) -> bytes:
         return encode({"items": items, "page": page, "per_page": per_page,
                        "total": product_total(use_cache)})
 
-    key = cache.listing_key(page, per_page)
-    return cache.pages.get_or_load(key, load, track=True) if use_cache else load()
+    if not use_cache or page > MAX_CACHED_PAGE:
+        return load()
+    return cache.pages.get_or_load(cache.listing_key(page, per_page), load, track=True)
 
 
 def product_total(use_cache: bool = True) -> int:
