@@ -54,6 +54,7 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app)
     # Tasks register on the current Celery app when their module is imported.
     from spillway.ops import tasks  # noqa: F401
+    from spillway.sales import tasks as sale_tasks  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
@@ -62,10 +63,16 @@ def register_blueprints(app: Flask) -> None:
     from spillway.catalog.views import bp as catalog_bp
     from spillway.demo.views import bp as demo_bp
     from spillway.ops.views import bp as ops_bp
+    from spillway.orders.views import bp as orders_bp
+    from spillway.sales.views import bp as sales_bp
+    from spillway.users.views import bp as users_bp
 
     app.register_blueprint(ops_bp)
     app.register_blueprint(demo_bp, url_prefix="/demo")
     api.register_blueprint(catalog_bp)
+    api.register_blueprint(users_bp)
+    api.register_blueprint(sales_bp)
+    api.register_blueprint(orders_bp)
     fastpath.init_app(app)
 
 

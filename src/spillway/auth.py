@@ -1,12 +1,14 @@
-"""Bearer-token checks shared by every protected endpoint."""
+"""Who is calling: the admin (a token from the environment) or a buyer (a signed token)."""
 
 import functools
 import hmac
 
 from flask import current_app
+from flask import g
 from flask import request
 
 from spillway.errors import ApiError
+from spillway.users import tokens
 
 
 def bearer_token() -> str:
@@ -28,14 +30,41 @@ def is_admin() -> bool:
         token.strip().encode(), expected.encode())
 
 
+def current_caller() -> tuple[str, str | None]:
+    """("admin", None) or ("buyer", user_id).
+
+    :raise ApiError: 401 for a missing, malformed, expired or forged token.
+    """
+    if is_admin():
+        return "admin", None
+    user_id = tokens.user_id_of(bearer_token())
+    if user_id is None:
+        raise ApiError(401, "The token is not valid.")
+    return "buyer", user_id
+
+
 def require_admin(view):
-    """Let the view run only for the admin token: 401 otherwise."""
+    """Let the view run only for the admin: 401 without a valid token, 403 for a buyer's."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        bearer_token()
-        if not is_admin():
-            raise ApiError(401, "The token is not valid.")
+        role, _ = current_caller()
+        if role != "admin":
+            raise ApiError(403, "This needs the admin token.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_buyer(view):
+    """Let the view run only for a buyer, whose id is then ``g.user_id``."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        role, user_id = current_caller()
+        if role != "buyer":
+            raise ApiError(403, "This needs a buyer's token.")
+        g.user_id = user_id
         return view(*args, **kwargs)
 
     return wrapper

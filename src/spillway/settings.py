@@ -58,6 +58,9 @@ def _read(env: Env, config_name: str) -> dict:
             "DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}"
         ),
         "REDIS_URL": redis_url,
+        # An outbox entry a worker took and never acknowledged for this long is re-driven.
+        "OUTBOX_STUCK_MS": env.int("SPILLWAY_OUTBOX_STUCK_MS", 30_000),
+        "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", "http://127.0.0.1:8099").rstrip("/"),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         "API_TITLE": "Spillway",
@@ -87,13 +90,21 @@ def _celery_settings(env: Env, broker_url: str) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
+        # Drains also start on demand (the first reservation into an idle outbox); the
+        # schedule is the safety net that makes a lost nudge or a dead web process harmless.
         "beat_schedule": {
-            "heartbeat": {
-                "task": "spillway.ops.tasks.heartbeat",
-                "schedule": env.float("SPILLWAY_HEARTBEAT_SECONDS", 10.0),
-            },
+            "heartbeat": _every(env.float("SPILLWAY_HEARTBEAT_SECONDS", 10.0),
+                                "spillway.ops.tasks.heartbeat"),
+            "drain-outbox": _every(1.0, "spillway.sales.tasks.drain_outbox"),
+            "sweep-outbox": _every(10.0, "spillway.sales.tasks.sweep_outbox"),
+            "expire-payments": _every(1.0, "spillway.sales.tasks.expire_payments"),
         },
     }
+
+
+def _every(seconds: float, task: str) -> dict:
+    # expires: when workers are down, stale ticks are dropped instead of piling up.
+    return {"task": task, "schedule": seconds, "options": {"expires": max(seconds * 2, 5)}}
 
 
 def _refuse_unsafe_production(config: dict) -> None:

@@ -3,6 +3,7 @@
 import os
 import secrets
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ SYSTEM_BINARIES = {"nginx": "nginx", "redis_server": "redis-server", "memcached"
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin"])
 # Settings the operator may set for `spillway up` that the processes should see as-is.
 PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SECONDS",
-                  "SPILLWAY_CELERY_VISIBILITY_TIMEOUT")
+                  "SPILLWAY_CELERY_VISIBILITY_TIMEOUT", "SPILLWAY_PAYMENT_URL",
+                  "SPILLWAY_OUTBOX_STUCK_MS")
 
 
 class StackError(RuntimeError):
@@ -80,7 +82,15 @@ def load_or_create_secrets(run_dir: RunDir) -> dict[str, str]:
     return values
 
 
-def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict) -> dict[str, str]:
+def free_loopback_port() -> int:
+    """A TCP port nothing listens on now (for the stand-in payment gateway)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
+                        payment_url: str) -> dict[str, str]:
     """The environment every app process of the stack runs with."""
     root = run_dir.root
     environment = {
@@ -94,6 +104,7 @@ def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict) ->
         "SPILLWAY_BROKER_URL": f"redis+socket://{root}/redis.sock?virtual_host=1",
         "SPILLWAY_MEMCACHED_SERVERS": f"{root}/memcached.sock",
         "DATABASE_URL": f"sqlite:///{root}/spillway.db",
+        "SPILLWAY_PAYMENT_URL": payment_url,
         **stack_secrets,
     }
     environment.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})

@@ -17,6 +17,7 @@ from spillway.catalog.cache import PAGE_PREFIX
 from spillway.deploy.layout import RunDir
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import find_system_binaries
+from spillway.deploy.layout import free_loopback_port
 from spillway.deploy.layout import load_or_create_secrets
 from spillway.deploy.layout import process_environment
 from spillway.deploy.layout import render_configs
@@ -72,8 +73,11 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     user = resolve_service_user()
     run_dir = RunDir(Path(options.run_dir).resolve())
     run_dir.create()
-    environment = process_environment(run_dir, options.log_level,
-                                      load_or_create_secrets(run_dir))
+    # The stand-in gateway runs unless the operator points at a real one.
+    gateway_port = 0 if os.environ.get("SPILLWAY_PAYMENT_URL") else free_loopback_port()
+    environment = process_environment(
+        run_dir, options.log_level, load_or_create_secrets(run_dir),
+        os.environ.get("SPILLWAY_PAYMENT_URL") or f"http://127.0.0.1:{gateway_port}")
     render_configs(run_dir, {
         **binaries,
         "user": user.name if user else "",
@@ -84,6 +88,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "worker_concurrency": os.cpu_count() or 2,
         "nginx_workers": "auto",
         "memcached_mb": 128,
+        "gateway_port": gateway_port,
         "cache_prefix": PAGE_PREFIX,
         "max_open_files": max_open_files(),
         "log_level": options.log_level,

@@ -1,0 +1,28 @@
+"""Orders: reservations made durable."""
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from spillway.catalog.models import utcnow
+from spillway.extensions import db
+
+
+class Order(db.Model):
+    """A reservation made durable. Its id is the reservation id, so a redelivered
+    persist is a no-op (the primary key refuses the second insert)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_user_sale", "user_id", "sale_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"))
+    user_id: Mapped[int]
+    quantity: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,53 @@
+"""Order endpoints: status, payment, a buyer's orders."""
+
+from flask import g
+from flask_smorest import Blueprint
+from marshmallow import Schema
+from marshmallow import fields
+
+from spillway.auth import current_caller
+from spillway.auth import require_buyer
+from spillway.orders import service
+
+bp = Blueprint("orders", __name__, description="Orders: poll their status, pay them.")
+
+
+class OrderOut(Schema):
+    order_id = fields.String(required=True)
+    sale_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    quantity = fields.Integer(required=True)
+    status = fields.String(required=True)
+    created_at = fields.String(required=True)
+
+
+class OrderList(Schema):
+    items = fields.List(fields.Nested(OrderOut), required=True)
+
+
+class PaidOut(Schema):
+    status = fields.String(required=True)
+
+
+@bp.get("/api/v1/orders/<order_id>")
+@bp.response(200, OrderOut)
+def get_order(order_id):
+    """Get an order: pending, confirmed, paid or cancelled (owner or admin)."""
+    role, user_id = current_caller()
+    return service.find(order_id, role, user_id)
+
+
+@bp.post("/api/v1/orders/<order_id>/pay")
+@require_buyer
+@bp.response(200, PaidOut)
+def pay_order(order_id):
+    """Pay a confirmed order before its deadline (owner); paying twice is harmless."""
+    return service.pay(order_id, g.user_id)
+
+
+@bp.get("/api/v1/users/me/orders")
+@require_buyer
+@bp.response(200, OrderList)
+def my_orders():
+    """List the calling buyer's orders, newest first."""
+    return {"items": service.of_buyer(g.user_id)}

@@ -1,0 +1,52 @@
+#!lua
+-- Admission of one purchase, atomically: the only code that takes stock.
+-- The shebang makes redis check memory before the script runs (Redis 7), so an
+-- out-of-memory abort can never stop it halfway.
+-- KEYS: sale hash, units-per-buyer hash, idempotency hash, order hash, outbox stream,
+--       payment deadlines zset, the buyer's order set
+-- ARGV: sale id, buyer id, quantity, idempotency key ('' for none), now (ms), order id
+local sale, units, idem, order, outbox, deadlines, buyer_orders =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local sale_id, buyer, qty, key, now, order_id =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
+
+if redis.call('EXISTS', sale) == 0 then
+  return {'not_found'}
+end
+if key ~= '' then
+  local seen = redis.call('HGET', idem, buyer .. ':' .. key)
+  if seen then
+    return {'duplicate', seen}
+  end
+end
+local f = redis.call('HMGET', sale, 'starts_ms', 'ends_ms', 'per_user_limit', 'remaining',
+                     'payment_timeout_s')
+if now < tonumber(f[1]) or now >= tonumber(f[2]) then
+  redis.call('HINCRBY', sale, 'rejected_sale_not_active', 1)
+  return {'sale_not_active'}
+end
+local held = tonumber(redis.call('HGET', units, buyer) or '0')
+if held + qty > tonumber(f[3]) then
+  redis.call('HINCRBY', sale, 'rejected_limit_exceeded', 1)
+  return {'limit_exceeded'}
+end
+local remaining = tonumber(f[4])
+if remaining < qty then
+  redis.call('HINCRBY', sale, 'rejected_sold_out', 1)
+  return {'sold_out'}
+end
+
+-- Stock first: should anything below fail, the sale undersells; it never oversells.
+redis.call('HINCRBY', sale, 'remaining', -qty)
+redis.call('HINCRBY', units, buyer, qty)
+local deadline = now + tonumber(f[5]) * 1000
+redis.call('HSET', order, 'sale_id', sale_id, 'user_id', buyer, 'quantity', qty,
+           'status', 'pending', 'created_ms', now, 'deadline_ms', deadline)
+if key ~= '' then
+  redis.call('HSET', idem, buyer .. ':' .. key, order_id)
+end
+redis.call('ZADD', deadlines, deadline, order_id)
+redis.call('SADD', buyer_orders, order_id)
+local was_idle = redis.call('XLEN', outbox) == 0
+redis.call('XADD', outbox, '*', 'order', order_id)
+return {'reserved', order_id, remaining - qty, was_idle and 1 or 0}

@@ -1,0 +1,41 @@
+#!lua
+-- Move an order to a new status, atomically with its stock: the only code that gives
+-- stock back. A cancel returns the units exactly once, because it happens only on the
+-- transition into 'cancelled', and only from a status that allows it.
+-- KEYS: order hash, sale hash, units-per-buyer hash, payment deadlines zset
+-- ARGV: target status, now (ms), allowed current statuses (comma separated),
+--       'deadline' to require the deadline to have passed, 'before' to require it not to
+local order, sale, units, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local target, now, allowed, when = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+
+local o = redis.call('HMGET', order, 'status', 'quantity', 'user_id', 'deadline_ms')
+local status = o[1]
+if not status then
+  return {'not_found'}
+end
+if status == target then
+  return {'unchanged', status}
+end
+if not string.find(',' .. allowed .. ',', ',' .. status .. ',', 1, true) then
+  return {'refused', status}
+end
+local deadline = tonumber(o[4])
+if when == 'deadline' and now < deadline then
+  return {'refused', status}
+end
+if when == 'before' and now >= deadline then
+  return {'refused', status}
+end
+
+redis.call('HSET', order, 'status', target)
+if target == 'cancelled' then
+  local qty = tonumber(o[2])
+  redis.call('HINCRBY', sale, 'remaining', qty)
+  redis.call('HINCRBY', units, o[3], -qty)
+  redis.call('HINCRBY', sale, 'orders_cancelled', 1)
+  redis.call('ZREM', deadlines, string.match(order, '[^:]+$'))
+elseif target == 'paid' then
+  redis.call('HINCRBY', sale, 'orders_paid', 1)
+  redis.call('ZREM', deadlines, string.match(order, '[^:]+$'))
+end
+return {'changed', status}

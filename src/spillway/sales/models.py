@@ -1,0 +1,28 @@
+"""Flash sales."""
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from spillway.catalog.models import utcnow
+from spillway.extensions import db
+
+
+class Sale(db.Model):
+    """A number of units of one product, sold between two instants.
+
+    Its live stock lives in redis (spillway.sales.stock); this row is the definition.
+    """
+
+    __tablename__ = "sales"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    stock: Mapped[int]
+    per_user_limit: Mapped[int]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    payment_timeout_s: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,77 @@
+"""Request and response shapes of sales and purchases."""
+
+from marshmallow import Schema
+from marshmallow import ValidationError
+from marshmallow import fields
+from marshmallow import validate
+from marshmallow import validates_schema
+
+STATUSES = ("scheduled", "active", "sold_out", "ended")
+
+
+class SaleIn(Schema):
+    """A new flash sale (admin)."""
+
+    product_id = fields.String(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,18}$",
+                               error="Not the id of a product."))
+    stock = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000_000))
+    per_user_limit = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 100))
+    starts_at = fields.AwareDateTime(load_default=None)
+    ends_at = fields.AwareDateTime(required=True)
+    payment_timeout_s = fields.Integer(load_default=900, strict=True,
+                                       validate=validate.Range(1, 86_400))
+
+    @validates_schema
+    def ends_after_start(self, data, **_):
+        if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
+            raise ValidationError("ends_at must be after starts_at.", "ends_at")
+
+
+class SaleOut(Schema):
+    """A sale, with its live remaining stock and status."""
+
+    id = fields.String(required=True)
+    product_id = fields.String(required=True)
+    stock = fields.Integer(required=True)
+    remaining = fields.Integer(required=True)
+    per_user_limit = fields.Integer(required=True)
+    starts_at = fields.String(required=True)
+    ends_at = fields.String(required=True)
+    payment_timeout_s = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+
+
+class SaleListArgs(Schema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class SaleList(Schema):
+    items = fields.List(fields.Nested(SaleOut), required=True)
+
+
+class RejectedOut(Schema):
+    sold_out = fields.Integer()
+    limit_exceeded = fields.Integer()
+    sale_not_active = fields.Integer()
+    rate_limited = fields.Integer()
+
+
+class SaleStats(Schema):
+    stock = fields.Integer()
+    remaining = fields.Integer()
+    reserved = fields.Integer()
+    orders_persisted = fields.Integer()
+    orders_paid = fields.Integer()
+    orders_cancelled = fields.Integer()
+    rejected = fields.Nested(RejectedOut)
+
+
+class PurchaseIn(Schema):
+    """How many units (send an Idempotency-Key header too)."""
+
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
+
+
+class PurchaseOut(Schema):
+    order_id = fields.String(required=True)
+    status = fields.String(required=True)

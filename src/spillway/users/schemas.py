@@ -1,0 +1,18 @@
+"""Request and response shapes of signup."""
+
+from marshmallow import Schema
+from marshmallow import fields
+from marshmallow import validate
+
+
+class SignupIn(Schema):
+    """A new buyer."""
+
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class SignupOut(Schema):
+    """The buyer's id and token (send it as ``Authorization: Bearer <token>``)."""
+
+    user_id = fields.String(required=True)
+    token = fields.String(required=True)

@@ -1,0 +1,197 @@
+"""The queue behind admission, with real Celery worker processes: every 202 becomes exactly
+one order in the database, whatever dies in between."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy import select
+
+from spillway.extensions import db
+from spillway.extensions import redis_store
+from spillway.orders.models import Order
+from spillway.sales import stock
+from spillway.sales import tasks
+from tests.factories import admin_headers
+from tests.factories import buy
+from tests.factories import eventually
+from tests.factories import make_sale
+from tests.factories import signup
+from tests.servers import free_port
+from tests.servers import wait_for_port
+
+
+def persisted(order_ids) -> dict[str, Order]:
+    db.session.rollback()  # a fresh snapshot: the worker writes from another process
+    rows = db.session.scalars(select(Order).where(Order.id.in_(list(order_ids))))
+    return {row.id: row for row in rows}
+
+
+def check_invariants(sale: dict, accepted: dict[str, int]) -> None:
+    """API.md's invariants for one sale, once the queue has drained."""
+    live = stock.sale_state(sale["id"])
+    rows = persisted(accepted)
+    assert set(rows) == set(accepted), "every 202 is exactly one order"
+    assert all(rows[i].quantity == q for i, q in accepted.items()), "with the quantity promised"
+    assert sum(accepted.values()) <= sale["stock"] and live["remaining"] >= 0
+    live_units = sum(r.quantity for r in rows.values() if r.status != "cancelled")
+    assert sale["stock"] == live["remaining"] + live_units
+    held = {}
+    for row in rows.values():
+        if row.status != "cancelled":
+            held[row.user_id] = held.get(row.user_id, 0) + row.quantity
+    assert max(held.values(), default=0) <= sale["per_user_limit"]
+    total = db.session.scalar(select(func.count(Order.id)).where(Order.sale_id == int(sale["id"])))
+    assert total == len(accepted), "no order that was not promised"
+
+
+def burst(app, sale, buyers, attempts: int) -> dict[str, int]:
+    """Many concurrent purchases, with a replay of every key; returns the accepted orders."""
+
+    def attempt(n):
+        with app.test_client() as client:
+            headers, key = buyers[n % len(buyers)], f"key-{n % (attempts // 2)}"
+            response = buy(client, sale, headers, quantity=1 + n % 2, key=key)
+            assert response.status_code in (200, 202, 409), response.get_json()
+            body = response.get_json()
+            return (response.status_code, body.get("order_id"), 1 + n % 2)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(attempt, range(attempts)))
+    accepted = {}
+    for status, order_id, quantity in results:
+        if status == 202:
+            assert order_id not in accepted, "a repeated key never creates a second order"
+            accepted[order_id] = quantity
+    return accepted
+
+
+def test_orders_are_persisted_and_confirmed(client, app, start_worker):
+    """A 202's order reaches the database and turns confirmed."""
+    start_worker()
+    sale = make_sale(client)
+    buyer = signup(client)
+    order_id = buy(client, sale, buyer).get_json()["order_id"]
+    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+               .get_json()["status"] == "confirmed")
+    assert persisted([order_id])[order_id].status == "confirmed"
+
+
+def test_far_more_buyers_than_stock(client, app, start_worker):
+    """300 concurrent attempts by 60 buyers on 40 units: invariants hold after the drain."""
+    start_worker()
+    sale = make_sale(client, stock=40, per_user_limit=3)
+    buyers = [signup(client, f"b{i}") for i in range(60)]
+    accepted = burst(app, sale, buyers, 300)
+    assert sum(accepted.values()) == 40
+    eventually(lambda: len(persisted(accepted)) == len(accepted))
+    check_invariants(sale, accepted)
+
+
+def test_worker_killed_mid_burst_loses_nothing(client, app, start_worker):
+    """SIGKILL of the worker while it holds a batch: the sweeper re-drives that batch."""
+    sale = make_sale(client, stock=3000, per_user_limit=1)
+    buyers = [signup(client, f"k{i}") for i in range(1500)]
+    accepted = burst(app, sale, buyers, 3000)  # the outbox fills; no worker yet
+    first = start_worker(beat=False)
+    eventually(lambda: pending_in_outbox() > 0, timeout=30, interval=0.001)
+    first.kill(signal.SIGKILL)  # mid-batch: taken from the outbox, not acknowledged
+    held = pending_in_outbox()
+    assert held > 0, "the kill must land while the worker holds entries"
+    start_worker()  # with beat: drains, and sweeps what the dead worker held
+    eventually(lambda: pending_in_outbox() == 0, timeout=60)
+    eventually(lambda: len(persisted(accepted)) == len(accepted), timeout=60)
+    check_invariants(sale, accepted)
+    statuses = {stock.order_state(order_id)["status"] for order_id in accepted}
+    assert statuses == {"confirmed"}, "what the dead worker held was confirmed by the sweeper"
+
+
+def pending_in_outbox() -> int:
+    """Entries a worker has taken from the outbox and not acknowledged."""
+    try:
+        return redis_store.xpending(stock.OUTBOX, tasks.GROUP)["pending"]
+    except Exception:  # no group yet
+        return 0
+
+
+def test_reservation_without_a_publish_is_persisted(client, app, start_worker):
+    """A web process that died right after the Lua call published nothing: beat drains it."""
+    start_worker()
+    sale = make_sale(client)
+    buyer_id = client.post("/api/v1/users", json={"name": "gone"}).get_json()["user_id"]
+    order_id = str(uuid.uuid4())
+    admission = stock.reserve(int(sale["id"]), buyer_id, 1, "", int(time.time() * 1000),
+                              order_id)
+    assert admission.outcome == "reserved"  # …and the process died here, before any nudge
+    eventually(lambda: order_id in persisted([order_id]))
+
+
+def test_payment_timeout_returns_stock_once_for_resale(client, app, start_worker):
+    """An unpaid order is cancelled at its deadline; its unit is bought again."""
+    start_worker()
+    sale = make_sale(client, stock=1, payment_timeout_s=1)
+    alice, bob = signup(client, "alice"), signup(client, "bob")
+    order_id = buy(client, sale, alice).get_json()["order_id"]
+    assert buy(client, sale, bob).get_json()["error"]["code"] == "sold_out"
+    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
+               .get_json()["status"] == "cancelled")
+    assert stock.sale_state(sale["id"])["remaining"] == 1
+    assert buy(client, sale, bob).status_code == 202
+    eventually(lambda: persisted([order_id])[order_id].status == "cancelled")
+    stats = client.get(f"/api/v1/sales/{sale['id']}/stats", headers=admin_headers()).get_json()
+    assert (stats["orders_cancelled"], stats["remaining"]) == (1, 0)
+
+
+@pytest.fixture
+def gateway(app, tmp_path):
+    """The stand-in payment gateway, 50 ms per charge."""
+    port = free_port()
+    with open(tmp_path / "gateway.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "spillway.gateway", "--port",
+                                    str(port), "--latency", "0.05"], stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for_port(port, process=process)
+    app.config["PAYMENT_URL"] = f"http://127.0.0.1:{port}"
+    yield
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+def test_pay_once_confirmed(client, app, start_worker, gateway):
+    """pending → 409; confirmed → paid (twice is harmless); the ledger says paid."""
+    start_worker()
+    sale = make_sale(client)
+    buyer = signup(client)
+    order_id = buy(client, sale, buyer).get_json()["order_id"]
+    early = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
+    if early.status_code == 409:
+        assert early.get_json()["error"]["code"] == "order_not_payable"
+    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+               .get_json()["status"] in ("confirmed", "paid"))
+    for _ in range(2):
+        paid = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
+        assert paid.status_code == 200 and paid.get_json() == {"status": "paid"}
+    assert persisted([order_id])[order_id].status == "paid"
+    other = signup(client, "other")
+    assert client.post(f"/api/v1/orders/{order_id}/pay", headers=other).status_code == 404
+
+
+def test_gateway_down_is_503_and_changes_nothing(client, app, start_worker):
+    """With the gateway unreachable, paying is a clean 503 and the order stays confirmed."""
+    start_worker()
+    app.config["PAYMENT_URL"] = f"http://127.0.0.1:{free_port()}"
+    sale = make_sale(client)
+    buyer = signup(client)
+    order_id = buy(client, sale, buyer).get_json()["order_id"]
+    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+               .get_json()["status"] == "confirmed")
+    response = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"] == \
+        "confirmed"
