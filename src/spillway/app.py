@@ -87,6 +87,8 @@ def register_commands(app: Flask) -> None:
     """Add the app-bound CLI commands (the rest live on the ``spillway`` group)."""
     from spillway.catalog.commands import seed_demo_command
     from spillway.ops.commands import check_command
+    from spillway.sales.commands import reconcile_command
 
     app.cli.add_command(check_command)
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(reconcile_command)

@@ -98,6 +98,7 @@ def _celery_settings(env: Env, broker_url: str) -> dict:
             "drain-outbox": _every(1.0, "spillway.sales.tasks.drain_outbox"),
             "sweep-outbox": _every(10.0, "spillway.sales.tasks.sweep_outbox"),
             "expire-payments": _every(1.0, "spillway.sales.tasks.expire_payments"),
+            "reconcile": _every(60.0, "spillway.sales.tasks.reconcile_sales"),
         },
     }
 

@@ -107,3 +107,11 @@ def cancel_if_unpaid(order_id: str, now: int) -> bool:
         return False
     ledger.set_status(order_id, "cancelled")
     return True
+
+
+@shared_task(name="spillway.sales.tasks.reconcile_sales")
+def reconcile_sales() -> int:
+    """Check every sale's books; drift is logged as an error. Returns the sales drifted."""
+    from spillway.sales.reconcile import reconcile_all
+
+    return sum(not report.ok for report in reconcile_all())

@@ -18,6 +18,7 @@ from spillway.extensions import redis_store
 from spillway.orders.models import Order
 from spillway.sales import stock
 from spillway.sales import tasks
+from spillway.sales.reconcile import reconcile
 from tests.factories import admin_headers
 from tests.factories import buy
 from tests.factories import eventually
@@ -92,6 +93,21 @@ def test_far_more_buyers_than_stock(client, app, start_worker):
     assert sum(accepted.values()) == 40
     eventually(lambda: len(persisted(accepted)) == len(accepted))
     check_invariants(sale, accepted)
+    eventually(lambda: reconcile(int(sale["id"])).ok)
+
+
+def test_reconcile_reports_drift_loudly(client, app, start_worker, caplog):
+    """A unit that appears from nowhere is drift: an error in the log, exit status 1."""
+    start_worker()
+    sale = make_sale(client, stock=5)
+    buy(client, sale, signup(client))
+    eventually(lambda: reconcile(int(sale["id"])).ok)
+    redis_store.hincrby(stock.sale_key(sale["id"]), "remaining", 1)  # the drift
+    report = reconcile(int(sale["id"]))
+    assert not report.ok and not report.redis_balanced
+    assert any("DRIFT" in record.getMessage() for record in caplog.records)
+    result = app.test_cli_runner().invoke(args=["reconcile", sale["id"]])
+    assert result.exit_code == 1 and "DRIFT" in result.output
 
 
 def test_worker_killed_mid_burst_loses_nothing(client, app, start_worker):
