@@ -55,13 +55,13 @@ def persist(entries: list) -> int:
 
 def confirm(rows: list[dict]) -> None:
     """pending → confirmed in redis; an order cancelled meanwhile is cancelled here too."""
-    now = service.now_ms()
-    for row in rows:
-        if row["status"] != "confirmed":
-            continue
-        outcome, before = stock.settle(row["id"], row["sale_id"], "confirmed", now, ("pending",))
+    changes = [(row["id"], row["sale_id"]) for row in rows if row["status"] == "confirmed"]
+    if not changes:
+        return
+    results = stock.settle_many(changes, "confirmed", service.now_ms(), ("pending",))
+    for (order_id, _), (outcome, before) in zip(changes, results):
         if outcome == "refused" and before == "cancelled":
-            set_status(row["id"], "cancelled")
+            set_status(order_id, "cancelled")
 
 
 def set_status(order_id: str, status: str) -> None:

@@ -129,7 +129,7 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
         state = stock.order_state(admission.order_id) or {}
         return 200, {"order_id": admission.order_id,
                      "status": public_status(state.get("status", "pending"))}
-    if admission.outbox_was_idle:
+    if admission.wake_drainer:
         from spillway.sales.tasks import nudge_drain
 
         nudge_drain()

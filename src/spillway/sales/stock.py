@@ -11,6 +11,7 @@ from spillway.extensions import redis_store
 
 OUTBOX = "spillway:outbox"
 DEADLINES = "spillway:payment-deadlines"
+DRAIN_NUDGED = "spillway:outbox:nudged"
 LUA_DIR = Path(__file__).parent / "lua"
 _scripts: dict[str, Script] = {}
 
@@ -62,7 +63,7 @@ class Admission:
     outcome: str
     order_id: str | None = None
     remaining: int | None = None
-    outbox_was_idle: bool = False
+    wake_drainer: bool = False
 
 
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
@@ -70,7 +71,8 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
     """Admit one purchase in one round trip."""
     reply = _script("reserve")(
         keys=[sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id),
-              order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id)],
+              order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id),
+              DRAIN_NUDGED],
         args=[sale_id, user_id, quantity, idempotency, now_ms, order_id],
         client=redis_store.client)
     outcome = reply[0].decode()
@@ -93,6 +95,18 @@ def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str,
         keys=[order_key(order_id), sale_key(sale_id), units_key(sale_id), DEADLINES],
         args=[target, now_ms, ",".join(allowed), when], client=redis_store.client)
     return reply[0].decode(), reply[1].decode() if len(reply) > 1 else None
+
+
+def settle_many(changes: list[tuple[str, object]], target: str, now_ms: int,
+                allowed: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """``settle`` for many (order id, sale id) pairs in one round trip (a pipeline)."""
+    pipe = redis_store.pipeline(transaction=False)
+    for order_id, sale_id in changes:
+        _script("settle")(keys=[order_key(order_id), sale_key(sale_id), units_key(sale_id),
+                                DEADLINES], args=[target, now_ms, ",".join(allowed), ""],
+                          client=pipe)
+    return [(reply[0].decode(), reply[1].decode() if len(reply) > 1 else None)
+            for reply in pipe.execute()]
 
 
 def order_state(order_id: str) -> dict[str, str] | None:

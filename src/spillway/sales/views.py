@@ -54,7 +54,7 @@ def sale_stats(sale_id):
 
 @bp.post("/<sale_id>/orders")
 @require_buyer
-@bp.arguments(PurchaseIn)
+@bp.arguments(PurchaseIn())
 @bp.response(202, PurchaseOut)
 @bp.alt_response(200, schema=PurchaseOut, description="The Idempotency-Key's earlier order.")
 def purchase(body, sale_id):

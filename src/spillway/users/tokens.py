@@ -12,7 +12,13 @@ TOKEN_MAX_AGE_SECONDS = 30 * 24 * 3600
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
+    # Built once per app: it derives its signing key when constructed, and every buyer
+    # request checks a token.
+    serializer = current_app.extensions.get("buyer_tokens")
+    if serializer is None:
+        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
+        current_app.extensions["buyer_tokens"] = serializer
+    return serializer
 
 
 def issue(user_id: int) -> str:

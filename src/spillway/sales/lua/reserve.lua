@@ -3,10 +3,10 @@
 -- The shebang makes redis check memory before the script runs (Redis 7), so an
 -- out-of-memory abort can never stop it halfway.
 -- KEYS: sale hash, units-per-buyer hash, idempotency hash, order hash, outbox stream,
---       payment deadlines zset, the buyer's order set
+--       payment deadlines zset, the buyer's order set, the drain-nudge marker
 -- ARGV: sale id, buyer id, quantity, idempotency key ('' for none), now (ms), order id
-local sale, units, idem, order, outbox, deadlines, buyer_orders =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local sale, units, idem, order, outbox, deadlines, buyer_orders, nudged =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local sale_id, buyer, qty, key, now, order_id =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
 
@@ -47,6 +47,9 @@ if key ~= '' then
 end
 redis.call('ZADD', deadlines, deadline, order_id)
 redis.call('SADD', buyer_orders, order_id)
-local was_idle = redis.call('XLEN', outbox) == 0
+-- Ask the caller to wake a drainer when the outbox was idle, at most once a second
+-- across all web processes: a Celery publish costs more than this whole script.
+local nudge = redis.call('XLEN', outbox) == 0 and
+  redis.call('SET', nudged, '1', 'NX', 'PX', 1000) ~= false
 redis.call('XADD', outbox, '*', 'order', order_id)
-return {'reserved', order_id, remaining - qty, was_idle and 1 or 0}
+return {'reserved', order_id, remaining - qty, nudge and 1 or 0}
