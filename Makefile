@@ -25,6 +25,7 @@ BENCH_ARGS ?=
 bench: deps ## Benchmark the stack against its baselines (reports in bench/results/)
 	$(BIN)/python bench/foundation.py $(BENCH_ARGS)
 	$(BIN)/python bench/catalog.py $(BENCH_ARGS)
+	$(BIN)/python bench/sale.py $(BENCH_ARGS)
 
 bench-quick: ## The same, shorter (about 3 minutes)
 	$(MAKE) bench BENCH_ARGS=--quick

@@ -43,28 +43,23 @@ def current_caller() -> tuple[str, str | None]:
     return "buyer", user_id
 
 
-def require_admin(view):
-    """Let the view run only for the admin: 401 without a valid token, 403 for a buyer's."""
+def _require(role: str, refusal: str):
+    """A decorator that lets a view run only for ``role`` (buyer's id in ``g.user_id``):
+    401 without a valid token, 403 with someone else's."""
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        role, _ = current_caller()
-        if role != "admin":
-            raise ApiError(403, "This needs the admin token.")
-        return view(*args, **kwargs)
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            caller, user_id = current_caller()
+            if caller != role:
+                raise ApiError(403, refusal)
+            g.user_id = user_id
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorator
 
 
-def require_buyer(view):
-    """Let the view run only for a buyer, whose id is then ``g.user_id``."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        role, user_id = current_caller()
-        if role != "buyer":
-            raise ApiError(403, "This needs a buyer's token.")
-        g.user_id = user_id
-        return view(*args, **kwargs)
-
-    return wrapper
+require_admin = _require("admin", "This needs the admin token.")
+require_buyer = _require("buyer", "This needs a buyer's token.")
