@@ -130,7 +130,7 @@ def round_trips_per_purchase(base: str, sale_id: str, tokens: list[str], socket_
     purchases = [c for c in sent if c.startswith("EVALSHA")]
     assert len(purchases) >= count, (len(purchases), sent[:5])
     others = [c for c in sent if not c.startswith("EVALSHA")]
-    return len(purchases) / count, len(others), others[:5]
+    return len(purchases) / count, len(others), [c.split(" ")[0] for c in others[:5]]
 
 
 def fill_outbox(stack: Stack, sale_id: str, count: int) -> None:

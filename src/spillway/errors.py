@@ -1,5 +1,6 @@
 """One error shape for every failure: ``{"error": {"code", "message"}}``, always JSON."""
 
+import json
 import logging
 
 import redis
@@ -8,6 +9,7 @@ from flask import Flask
 from flask import jsonify
 from flask import request
 from kombu.exceptions import OperationalError as BrokerError
+from marshmallow import ValidationError
 from pymemcache.exceptions import MemcacheError
 from werkzeug.exceptions import HTTPException
 
@@ -59,15 +61,39 @@ def error_response(status: int, code: str, message: str):
 def validation_message(exc: HTTPException) -> str:
     """One line naming every invalid field of a webargs validation error."""
     messages = (getattr(exc, "data", None) or {}).get("messages") or {}
+    # Keyed by location (json, query, …), each holding marshmallow's field messages.
+    return "; ".join(fields_message(fields) for fields in messages.values()) or \
+        "The request is not valid."
+
+
+def fields_message(fields) -> str:
+    """marshmallow's ``{"field": ["problem", …]}`` as one line naming each field."""
+    if not isinstance(fields, dict):
+        return str(fields)
     parts = []
-    for fields in messages.values():  # keyed by location: json, query, …
-        if not isinstance(fields, dict):
-            parts.append(str(fields))
-            continue
-        for field, problems in fields.items():
-            text = " ".join(problems) if isinstance(problems, list) else str(problems)
-            parts.append(f"{field}: {text}" if field != "_schema" else text)
-    return "; ".join(parts) or "The request is not valid."
+    for field, problems in fields.items():
+        text = " ".join(map(str, problems)) if isinstance(problems, list) else str(problems)
+        parts.append(f"{field}: {text}" if field != "_schema" else text)
+    return "; ".join(parts)
+
+
+def load_json_body(schema):
+    """The request's JSON object, validated by a marshmallow ``schema``.
+
+    :raise ApiError: 415 not JSON, 400 malformed or invalid (naming the fields).
+    """
+    if request.mimetype != "application/json":
+        raise ApiError(415, "Send the body as application/json.")
+    try:
+        data = json.loads(request.get_data() or b"null")
+    except ValueError:
+        raise ApiError(400, "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.")
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ApiError(400, fields_message(exc.messages)) from None
 
 
 def init_app(app: Flask) -> None:

@@ -1,12 +1,15 @@
 """Flash-sale endpoints: /api/v1/sales."""
 
+import json
+
+from flask import Response
 from flask import g
-from flask import jsonify
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from spillway.auth import require_admin
+from spillway.errors import load_json_body
 from spillway.auth import require_buyer
 from spillway.sales import service
 from spillway.sales.schemas import PurchaseIn
@@ -16,6 +19,8 @@ from spillway.sales.schemas import SaleList
 from spillway.sales.schemas import SaleListArgs
 from spillway.sales.schemas import SaleOut
 from spillway.sales.schemas import SaleStats
+
+PURCHASE_SCHEMA = PurchaseIn()
 
 bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
                description="Flash sales: admission in one redis round trip.")
@@ -54,13 +59,14 @@ def sale_stats(sale_id):
 
 @bp.post("/<sale_id>/orders")
 @require_buyer
-@bp.arguments(PurchaseIn())
+@bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PurchaseIn}}})
 @bp.response(202, PurchaseOut)
 @bp.alt_response(200, schema=PurchaseOut, description="The Idempotency-Key's earlier order.")
-def purchase(body, sale_id):
+def purchase(sale_id):
     """Reserve units: 202 with the order id, kept as a promise (send an Idempotency-Key)."""
+    # The hot path: the one-field body is checked by the schema directly, without webargs'
+    # per-request machinery (measured: most of this view's cost outside the redis call).
+    body = load_json_body(PURCHASE_SCHEMA)
     status, answer = service.purchase(service.parse_sale_id(sale_id), g.user_id,
                                       body["quantity"], request.headers.get("Idempotency-Key", ""))
-    response = jsonify(answer)
-    response.status_code = status
-    return response
+    return Response(json.dumps(answer), status=status, mimetype="application/json")
