@@ -9,6 +9,7 @@ from spillway import gevent_boot  # noqa: F401  (must precede every other import
 
 import argparse
 import json
+import signal
 import time
 import uuid
 
@@ -40,6 +41,7 @@ def make_app(latency: float):
 
 
 def main() -> None:
+    import gevent
     from gevent.pywsgi import WSGIServer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per charge")
     args = parser.parse_args()
     server = WSGIServer(make_listener(args.host, args.port), make_app(args.latency), log=None)
+    gevent.signal_handler(signal.SIGTERM, server.stop)  # supervisord's stop: finish, exit 0
     print(f"payment gateway on http://{args.host}:{args.port}/charge "
           f"({args.latency * 1000:.0f} ms per charge)", flush=True)
     server.serve_forever()

@@ -1,7 +1,10 @@
 """gevent's WSGI server, set up the way the seed's `runserver` should have been."""
 
 import logging
+import signal
 import socket
+
+import gevent
 
 from flask import Flask
 from gevent.pywsgi import WSGIServer
@@ -39,6 +42,8 @@ def serve(app: Flask, host: str, port: int, access_log: bool = True) -> None:
         log=logging.getLogger("spillway.access") if access_log else None,
         error_log=logging.getLogger("spillway.serve"),
     )
+    # SIGTERM (supervisord, systemd, docker stop) stops accepting and lets requests finish.
+    gevent.signal_handler(signal.SIGTERM, server.stop)
     log.info("serving %s config on http://%s:%d/ (debug %s)",
              app.config["ENV_NAME"], bound_host, bound_port, "on" if app.debug else "off")
     try:
