@@ -1,12 +1,15 @@
 """Fixtures: real redis and memcached on free loopback ports for the whole run, and an app
 bound to them with its own SQLite database for each test."""
 
+import os
+
 import pytest
 from flask_migrate import upgrade
 
 from spillway.app import create_app
 from spillway.extensions import db
 from tests.factories import ADMIN_TOKEN
+from tests.servers import WorkerProcess
 from tests.servers import start_memcached
 from tests.servers import start_redis
 
@@ -68,58 +71,20 @@ def client(app):
     return app.test_client()
 
 
-class WorkerProcess:
-    """A real `celery worker` process, with embedded beat when asked.
-
-    It runs as the suite's own user so that it can write the test's SQLite file; that the
-    deployed workers never run as root is proven end to end (tests/e2e) and in
-    tests/integration/test_celery_worker.py.
-    """
-
-    def __init__(self, env: dict, log_path, beat: bool):
-        import os
-        import subprocess
-        import sys
-
-        argv = [sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
-                "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
-                "--without-gossip", "--hostname", f"test-{os.getpid()}-{id(self)}@localhost"]
-        if beat:
-            argv += ["--beat", "--schedule", str(log_path.with_suffix(".beat"))]
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, cwd="/", start_new_session=True)
-
-    def kill(self, sig=None) -> None:
-        import os
-        import signal
-        import subprocess
-
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, sig or signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
 def start_worker(service_env, tmp_path):
-    """Start Celery worker processes on this test's redis and database; all stopped after."""
-    import os
+    """Start Celery worker processes on this test's redis and database; all stopped after.
 
+    They run as the suite's own user so that they can write the test's SQLite file; that
+    deployed workers never run as root is proven end to end (tests/e2e) and by
+    tests/integration/test_celery_worker.py.
+    """
     started = []
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "INFO",
            "SPILLWAY_OUTBOX_STUCK_MS": "2000"}
 
-    def start(beat: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", beat)
+    def start(beat: bool = True, user: int | None = None) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", beat, user)
         started.append(worker)
         return worker
 

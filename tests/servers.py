@@ -5,6 +5,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +96,33 @@ def start_memcached(log_dir: Path, port: int | None = None) -> Server:
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
     return Server("memcached", argv, port, log_dir).start()
+
+
+class WorkerProcess:
+    """A real `celery worker` process for the app, with embedded beat when asked."""
+
+    def __init__(self, env: dict, log_path: Path, beat: bool, user: int | None = None):
+        argv = [sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
+                "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
+                "--without-gossip", "--hostname", f"test-{os.getpid()}-{id(self)}@localhost"]
+        if beat:
+            argv += ["--beat", "--schedule", str(log_path.with_suffix(".beat"))]
+        ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, cwd="/", start_new_session=True, **ids)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the worker's process group; SIGKILL if a graceful stop takes too long."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -1,9 +1,6 @@
 """A real Celery worker process on real redis: JSON tasks run, pickle is refused."""
 
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,25 +21,10 @@ def wait_for_key(key: str, timeout: float = 30.0):
 
 
 @pytest.fixture
-def worker(app, service_env, tmp_path):
-    """`celery worker` from spillway.make_celery, as nobody when the suite runs as root."""
-    log_path = tmp_path / "worker.log"
-    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "INFO"}
-    ids = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
-             "--without-gossip", "--hostname", f"test-{os.getpid()}@localhost"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd="/", start_new_session=True,
-            **ids)
-    yield process, log_path
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def worker(app, start_worker):
+    """A worker as nobody when the suite runs as root (this test needs no database)."""
+    process = start_worker(beat=False, user=NOBODY if os.geteuid() == 0 else None)
+    return process.process, process.log_path
 
 
 def test_worker_runs_json_tasks_in_app_context(app, worker):
