@@ -6,6 +6,7 @@ from pathlib import Path
 from flask import Flask
 
 from spillway import settings
+from spillway.auth import NoCookieSessions
 from spillway.extensions import api
 from spillway.extensions import celery
 from spillway.extensions import db
@@ -23,6 +24,7 @@ def create_app(config_name: str = "dev", overrides: dict | None = None) -> Flask
     :raise spillway.settings.SettingsError: a missing or unsafe setting.
     """
     app = Flask(__name__, static_folder="web/static", static_url_path="/static")
+    app.session_interface = NoCookieSessions()
     app.config.update(settings.load(config_name))
     app.config.update(overrides or {})
     configure_logger(app)
