@@ -9,7 +9,9 @@ from flask import Flask
 from flask import jsonify
 from flask import request
 from kombu.exceptions import OperationalError as BrokerError
+from marshmallow import Schema
 from marshmallow import ValidationError
+from marshmallow import fields
 from pymemcache.exceptions import MemcacheError
 from werkzeug.exceptions import HTTPException
 
@@ -37,6 +39,17 @@ CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+class ErrorDetail(Schema):
+    code = fields.String(required=True, metadata={"example": "sold_out"})
+    message = fields.String(required=True)
+
+
+class ErrorSchema(Schema):
+    """The one error shape of every 4xx and 5xx answer (for the OpenAPI document)."""
+
+    error = fields.Nested(ErrorDetail, required=True)
 
 
 class ApiError(Exception):

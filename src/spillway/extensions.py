@@ -14,6 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+from spillway.errors import ErrorSchema
+
 
 class Base(DeclarativeBase):
     """Base of every model: SQLAlchemy 2 typed declarative mapping."""
@@ -95,8 +97,11 @@ class FlaskCelery:
 class SpillwayApi(Api):
     """flask-smorest's request validation and OpenAPI document, with our error shape.
 
-    Its own HTTPException handler is not registered: spillway.errors answers every error.
+    Its own HTTPException handler is not registered: spillway.errors answers every error,
+    and the document describes that shape.
     """
+
+    ERROR_SCHEMA = ErrorSchema
 
     def _register_error_handlers(self):
         pass

@@ -126,5 +126,7 @@ def test_openapi_document_and_docs_page(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
     assert {"/api/v1/products", "/api/v1/products/{product_id}"} <= set(spec["paths"])
+    error = spec["components"]["schemas"]["Error"]
+    assert error["properties"]["error"]["$ref"].endswith("/ErrorDetail")  # our shape
     with client.get("/docs") as docs:
         assert docs.status_code == 200 and b"openapi.json" in docs.data
