@@ -66,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
     from spillway.demo.views import bp as demo_bp
     from spillway.ops.views import bp as ops_bp
     from spillway.orders.views import bp as orders_bp
+    from spillway.sales import fastpath as purchase_fastpath
     from spillway.sales.views import bp as sales_bp
     from spillway.users.views import bp as users_bp
 
@@ -76,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(sales_bp)
     api.register_blueprint(orders_bp)
     fastpath.init_app(app)
+    purchase_fastpath.init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

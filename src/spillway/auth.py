@@ -23,36 +23,38 @@ class NoCookieSessions(SecureCookieSessionInterface):
         pass
 
 
-def bearer_token() -> str:
-    """The token of ``Authorization: Bearer <token>``.
-
-    :raise ApiError: 401 when the header is missing or malformed.
-    """
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "Send Authorization: Bearer <token>.")
-    return token.strip()
+def _bearer(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def is_admin() -> bool:
-    """Whether the request carries the admin token (never raises)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    expected = current_app.config["ADMIN_TOKEN"]
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), expected.encode())
+def is_admin(authorization: str | None = None) -> bool:
+    """Whether an Authorization header (by default the request's) carries the admin token."""
+    if authorization is None:
+        authorization = request.headers.get("Authorization", "")
+    token, expected = _bearer(authorization), current_app.config["ADMIN_TOKEN"]
+    return bool(token and expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
-def current_caller() -> tuple[str, str | None]:
-    """("admin", None) or ("buyer", user_id).
+def caller_of(authorization: str) -> tuple[str, str | None]:
+    """("admin", None) or ("buyer", user_id) for an Authorization header's value.
 
     :raise ApiError: 401 for a missing, malformed, expired or forged token.
     """
-    if is_admin():
+    token = _bearer(authorization)
+    if token is None:
+        raise ApiError(401, "Send Authorization: Bearer <token>.")
+    if is_admin(authorization):
         return "admin", None
-    user_id = tokens.user_id_of(bearer_token())
+    user_id = tokens.user_id_of(token)
     if user_id is None:
         raise ApiError(401, "The token is not valid.")
     return "buyer", user_id
+
+
+def current_caller() -> tuple[str, str | None]:
+    """The request's caller; see :func:`caller_of`."""
+    return caller_of(request.headers.get("Authorization", ""))
 
 
 def _require(role: str, refusal: str):

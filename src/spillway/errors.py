@@ -91,14 +91,20 @@ def fields_message(fields) -> str:
 
 
 def load_json_body(schema):
-    """The request's JSON object, validated by a marshmallow ``schema``.
+    """The request's JSON object, validated by a marshmallow ``schema``; see
+    :func:`parse_json_object`."""
+    return parse_json_object(request.mimetype, request.get_data(), schema)
+
+
+def parse_json_object(content_type: str, raw: bytes, schema):
+    """A JSON object body, validated by a marshmallow ``schema``.
 
     :raise ApiError: 415 not JSON, 400 malformed or invalid (naming the fields).
     """
-    if request.mimetype != "application/json":
+    if content_type.partition(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "Send the body as application/json.")
     try:
-        data = json.loads(request.get_data() or b"null")
+        data = json.loads(raw or b"null")
     except ValueError:
         raise ApiError(400, "The body is not valid JSON.") from None
     if not isinstance(data, dict):
@@ -120,9 +126,7 @@ def init_app(app: Flask) -> None:
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"The request body exceeds {limit} bytes.")
 
-    @app.errorhandler(ApiError)
-    def handle_api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+    app.register_error_handler(ApiError, response_for)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
@@ -136,14 +140,18 @@ def init_app(app: Flask) -> None:
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
-    def handle_dependency_down(exc: Exception):
+    for exc_class in DEPENDENCY_ERRORS:
+        app.register_error_handler(exc_class, response_for)
+    app.register_error_handler(Exception, response_for)
+
+
+def response_for(exc: Exception):
+    """The answer to an exception a view raised: its refusal, 503 for a dependency that is
+    down, 500 (logged, nothing leaked) for anything else."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, DEPENDENCY_ERRORS):
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
         return error_response(503, "unavailable", "A service this request needs is down; retry.")
-
-    for exc_class in DEPENDENCY_ERRORS:
-        app.register_error_handler(exc_class, handle_dependency_down)
-
-    @app.errorhandler(Exception)
-    def handle_unexpected(exc: Exception):
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "Internal error; it has been logged.")
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "Internal error; it has been logged.")

@@ -126,3 +126,37 @@ def test_other_buyers_orders_are_404(client, app):
     mine = client.get("/api/v1/users/me/orders", headers=alice).get_json()["items"]
     assert [o["order_id"] for o in mine] == [order_id]
     assert client.get("/api/v1/users/me/orders", headers=bob).get_json()["items"] == []
+
+
+def test_purchase_fast_path_answers_like_the_flask_view(client, app):
+    """The WSGI purchase path keeps the API's shapes; an oversized body still gets Flask's 413."""
+    sale = make_sale(client, stock=5)
+    buyer = signup(client)
+    accepted = buy(client, sale, buyer, key="fast")
+    assert accepted.status_code == 202 and accepted.mimetype == "application/json"
+    wrong_type = client.post(f"/api/v1/sales/{sale['id']}/orders", data="quantity=1",
+                             content_type="text/plain", headers=buyer)
+    assert wrong_type.status_code == 415
+    assert wrong_type.get_json()["error"]["code"] == "unsupported_media_type"
+    huge = client.post(f"/api/v1/sales/{sale['id']}/orders", data=b"x" * (65 * 1024),
+                       content_type="application/json", headers=buyer)
+    assert huge.status_code == 413 and huge.get_json()["error"]["code"] == "payload_too_large"
+    assert client.get(f"/api/v1/sales/{sale['id']}/orders").status_code == 405
+    assert stock.sale_state(sale["id"])["remaining"] == 4
+
+
+def test_purchase_with_redis_down_is_503_and_reserves_nothing(client, app):
+    """A purchase whose redis is unreachable answers 503 unavailable with Retry-After."""
+    from spillway.extensions import redis_store
+    from tests.servers import free_port
+
+    sale = make_sale(client, stock=5)
+    buyer = signup(client)
+    good_url = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    redis_store.init_app(app)
+    response = buy(client, sale, buyer)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    app.config["REDIS_URL"] = good_url
+    redis_store.init_app(app)
+    assert stock.sale_state(sale["id"])["remaining"] == 5
