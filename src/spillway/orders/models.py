@@ -17,7 +17,9 @@ class Order(db.Model):
     persist is a no-op (the primary key refuses the second insert)."""
 
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_user_sale", "user_id", "sale_id"),)
+    # By buyer (a buyer's orders) and by sale (stats and reconciliation count and sum them).
+    __table_args__ = (Index("ix_orders_user_sale", "user_id", "sale_id"),
+                      Index("ix_orders_sale_status", "sale_id", "status"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"))
