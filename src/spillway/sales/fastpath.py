@@ -4,8 +4,9 @@ Profiling a loaded gunicorn worker showed Flask's dispatch around the purchase v
 (request context, routing, hooks, flask-smorest's wrappers) costing more than the view's
 own work. This WSGI middleware runs the same rules — bearer token, the one-field body,
 one EVALSHA, the same JSON answers and errors (errors.response_for) — inside an app
-context only. A body it must not read (over the size limit, no length) goes to Flask,
-whose view (spillway.sales.views.purchase) stays the documented definition.
+context only. A body it should not read itself (over the size limit, or chunked with no
+length) goes to Flask, whose view (spillway.sales.views.purchase) stays the documented
+definition of the endpoint.
 """
 
 import json
@@ -34,7 +35,8 @@ class PurchaseMiddleware:
 
     def __call__(self, environ, start_response):
         match = PURCHASE_PATH.match(environ.get("PATH_INFO", ""))
-        length = environ.get("CONTENT_LENGTH") or "0"
+        length = environ.get("CONTENT_LENGTH", "")
+        # No length (a chunked body) or too long a body: Flask knows how to read or refuse it.
         if (environ["REQUEST_METHOD"] != "POST" or match is None or not length.isdigit()
                 or int(length) > self.app.config["MAX_CONTENT_LENGTH"]):
             return self.wsgi_app(environ, start_response)

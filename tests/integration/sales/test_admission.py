@@ -160,3 +160,15 @@ def test_purchase_with_redis_down_is_503_and_reserves_nothing(client, app):
     app.config["REDIS_URL"] = good_url
     redis_store.init_app(app)
     assert stock.sale_state(sale["id"])["remaining"] == 5
+
+
+def test_bodies_without_a_length_go_to_the_flask_view(app):
+    """A chunked purchase (no Content-Length) is left to Flask, which can read it."""
+    from spillway.sales.fastpath import PurchaseMiddleware
+
+    seen = []
+    middleware = PurchaseMiddleware(app, lambda environ, start: seen.append(environ) or [])
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/sales/1/orders",
+               "HTTP_TRANSFER_ENCODING": "chunked"}
+    middleware(environ, lambda *args: None)
+    assert seen == [environ]
