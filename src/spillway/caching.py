@@ -147,6 +147,11 @@ class ReadThrough:
             if filled is not None:
                 return filled
         try:
+            # Another process may have filled and released its lease between our miss
+            # and our lease: look once more before paying for a load.
+            cached = self._get(key) if lease else None
+            if cached is not None:
+                return cached
             generation = self._generation()
             value = loader()
             counters.incr(f"cache.{self.namespace}.loads")

@@ -6,7 +6,6 @@ Create Date: 2026-11-27 09:40:03.921084
 
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
