@@ -136,8 +136,9 @@ def init_app(app: Flask) -> None:
             return error_response(400, "invalid_request", validation_message(exc))
         code = CODES.get(status, "internal_error" if status >= 500 else "error")
         response = error_response(status, code, exc.description or exc.name)
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        allow = exc.get_response().headers.get("Allow") if status == 405 else None
+        if allow:
+            response.headers["Allow"] = allow
         return response
 
     for exc_class in DEPENDENCY_ERRORS:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from spillway.errors import ApiError
 from spillway.extensions import db
+from spillway.extensions import redis_store
 from spillway.orders import ledger
 from spillway.orders import payment
 from spillway.orders.models import Order
@@ -48,7 +49,7 @@ def _document(order_id: str) -> dict | None:
 
 def of_buyer(user_id: str) -> list[dict]:
     """Every order of a buyer, newest first."""
-    ids = [i.decode() for i in stock.redis_store.smembers(stock.buyer_orders_key(user_id))]
+    ids = [i.decode() for i in redis_store.smembers(stock.buyer_orders_key(user_id))]
     persisted = db.session.scalars(select(Order.id).where(Order.user_id == int(user_id)))
     documents = [_document(i) for i in set(ids) | set(persisted)]
     return sorted((d for d in documents if d), key=lambda d: d["created_at"], reverse=True)

@@ -19,10 +19,9 @@ from spillway.errors import ApiError
 from spillway.errors import parse_json_object
 from spillway.errors import response_for
 from spillway.sales import service
-from spillway.sales.schemas import PurchaseIn
+from spillway.sales.views import PURCHASE_SCHEMA
 
 PURCHASE_PATH = re.compile(r"^/api/v1/sales/([0-9]{1,18})/orders$")
-PURCHASE_SCHEMA = PurchaseIn()
 STATUS_LINES = {200: "200 OK", 202: "202 ACCEPTED"}
 
 

@@ -26,14 +26,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands datetimes back without their zone; every one stored here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def iso(moment: datetime) -> str:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return _utc(moment).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def epoch_ms(moment: datetime) -> int:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    return int(_utc(moment).timestamp() * 1000)
 
 
 def parse_sale_id(raw: str) -> int:
@@ -75,9 +78,9 @@ def status_of(sale: Sale, remaining: int, at_ms: int) -> str:
     return "sold_out" if remaining <= 0 else "active"
 
 
-def describe(sale: Sale, live: dict | None = None) -> dict:
+def describe(sale: Sale) -> dict:
     """The API's sale document, with live remaining stock from redis."""
-    live = live if live is not None else stock.sale_state(sale.id) or {}
+    live = stock.sale_state(sale.id) or {}
     remaining = live.get("remaining", sale.stock)
     return {"id": str(sale.id), "product_id": str(sale.product_id), "stock": sale.stock,
             "remaining": remaining, "per_user_limit": sale.per_user_limit,
