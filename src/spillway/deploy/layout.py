@@ -51,6 +51,12 @@ class RunDir:
         """prometheus_client's multiprocess directory, shared by gunicorn and Celery."""
         return self.root / "metrics"
 
+    def reset_metrics(self) -> None:
+        """Empty the metrics directory: a previous run's files would be summed into this
+        run's /metrics (and their pids may belong to live processes by now)."""
+        shutil.rmtree(self.metrics, ignore_errors=True)
+        self.metrics.mkdir()
+
     def create(self) -> None:
         for path in (self.root, self.logs, self.root / "redis", self.root / "nginx"):
             path.mkdir(parents=True, exist_ok=True)

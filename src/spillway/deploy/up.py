@@ -3,7 +3,6 @@
 import dataclasses
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -84,9 +83,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     user = resolve_service_user()
     run_dir = RunDir(Path(options.run_dir).resolve())
     run_dir.create()
-    # A previous run's metric files would be summed into this run's /metrics.
-    shutil.rmtree(run_dir.metrics, ignore_errors=True)
-    run_dir.metrics.mkdir()
+    run_dir.reset_metrics()
     # The stand-in gateway runs unless the operator points at a real one.
     gateway_port = 0 if os.environ.get("SPILLWAY_PAYMENT_URL") else free_loopback_port()
     environment = process_environment(

@@ -174,3 +174,15 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
     live = session.get(f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(),
                        timeout=30).json()
     assert live["orders_persisted"] == 2 and live["admitted"] == 2
+
+
+def test_a_celery_child_that_exits_drops_its_live_gauges(app, shared_dir, start_worker):
+    """A prefork child marks itself dead on its way out (worker_process_shutdown)."""
+    worker = start_worker(beat=False)
+    pid = worker.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    child = int(eventually(lambda: children.read_text().split())[0])
+    live_gauge = shared_dir / f"gauge_livesum_{child}.db"
+    live_gauge.write_bytes(b"")
+    worker.kill()  # SIGTERM: a warm shutdown, each child exits by itself
+    assert not live_gauge.exists(), worker.log()[-3000:]
