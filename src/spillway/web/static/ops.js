@@ -161,16 +161,18 @@ function render() {
   $("now-drain").textContent = fmt(last(drain)) + " / s";
 
   const live = latest.sales.filter((sale) => sale.status !== "ended");
+  const largest = Math.max(1, ...live.map((sale) => sale.stock));
   chart("stock", live.map((sale) => ({
     label: "sale " + sale.id + " (" + sale.status.replace("_", " ") + ")",
     values: levels((s) => {
       const found = salesById(s).get(sale.id);
       return found ? found.remaining : null;
     }),
-  })));
-  $("now-stock").textContent = live.length
-    ? live.map((sale) => sale.remaining.toLocaleString() + " / " + sale.stock.toLocaleString()).join(" · ")
-    : "no sale on";
+  })), { max: largest });
+  const left = live.reduce((sum, sale) => sum + sale.remaining, 0);
+  $("now-stock").textContent = live.length === 1
+    ? left.toLocaleString() + " / " + live[0].stock.toLocaleString()
+    : live.length ? left.toLocaleString() + " units in " + live.length + " sales" : "no sale on";
 
   const ratios = cacheRatios();
   chart("cache", ratios, { max: 1, percent: true });
@@ -232,14 +234,15 @@ function chart(name, series, options = {}) {
       }
     }
   }
-  max = options.max || niceCeiling(max);
+  const scale = niceScale(max);
+  max = scale.max;
 
   ctx.font = "11px system-ui, sans-serif";
   ctx.lineWidth = 1;
   ctx.textBaseline = "middle";
-  for (let i = 0; i <= 4; i++) {
-    const value = (max * i) / 4;
-    const y = top + plotHeight - (plotHeight * i) / 4;
+  for (let i = 0; i <= scale.divisions; i++) {
+    const value = (max * i) / scale.divisions;
+    const y = top + plotHeight - (plotHeight * i) / scale.divisions;
     ctx.strokeStyle = colors.grid;
     ctx.beginPath();
     ctx.moveTo(left, y);
@@ -281,17 +284,19 @@ function chart(name, series, options = {}) {
   legend(name, series);
 }
 
-function niceCeiling(value) {
+// The axis maximum (1, 2, 2.5 or 5 times a power of ten) and a count of grid steps
+// that divides it into round numbers.
+function niceScale(value) {
   if (value <= 0) {
-    return 1;
+    return { max: 1, divisions: 4 };
   }
   const magnitude = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const factor of [1, 2, 2.5, 5, 10]) {
+  for (const factor of [1, 2, 2.5, 5]) {
     if (value <= factor * magnitude) {
-      return factor * magnitude;
+      return { max: factor * magnitude, divisions: factor === 2.5 || factor === 5 ? 5 : 4 };
     }
   }
-  return 10 * magnitude;
+  return { max: 10 * magnitude, divisions: 4 };
 }
 
 function shortNumber(value) {
