@@ -4,11 +4,13 @@ import os
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.e2e.browser import Browser
 from tests.e2e.test_stack import children_of
 from tests.e2e.test_stack import uid_of
 from tests.integration.metrics.scrape import sample_names
@@ -130,3 +132,40 @@ def _eventually(check, timeout: float = 60.0):
             return value
         time.sleep(0.5)
     raise AssertionError(f"not true after {timeout}s")
+
+
+def test_operator_page_charts_a_sale_in_a_browser(stack):
+    """In chromium: a wrong token is refused; with the admin's, the page charts a sale as it
+    sells out (admissions, refusals, stock), with no script error. Screenshot saved."""
+    call = requests.Session()
+    product = call.get(f"{stack.base_url}/api/v1/products", timeout=10).json()["items"][0]
+    sale = call.post(f"{stack.base_url}/api/v1/sales", headers=stack.admin_headers(), timeout=10,
+                     json={"product_id": product["id"], "stock": 30, "per_user_limit": 1,
+                           "ends_at": "2999-01-01T00:00:00Z"}).json()
+    buyers = [call.post(f"{stack.base_url}/api/v1/users", json={"name": f"op{n}"},
+                        timeout=10).json()["token"] for n in range(40)]
+    token = stack.admin_headers()["Authorization"].split()[1]
+    artifacts = Path(os.environ.get("SPILLWAY_TEST_ARTIFACTS", "test-artifacts"))
+    with Browser() as browser:
+        browser.open(f"{stack.base_url}/ops")
+        browser.evaluate("document.getElementById('token').value = 'wrong';"
+                         "document.querySelector('#login button').click()")
+        assert "refused" in browser.wait_for(
+            "!document.getElementById('login').hidden &&"
+            " document.getElementById('login-error').textContent")
+        browser.evaluate(f"document.getElementById('token').value = {token!r};"
+                         "document.querySelector('#login button').click()")
+        browser.wait_for("snapshots.length >= 2")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda buyer: call.post(
+                f"{stack.base_url}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
+                headers={"Authorization": f"Bearer {buyer}"}, timeout=30).status_code, buyers))
+        assert sorted(answers) == [202] * 30 + [409] * 10
+        browser.wait_for("document.getElementById('now-stock').textContent.startsWith('0 / 30')")
+        browser.wait_for("rates((a, b) => b.admitted - a.admitted).some((v) => v > 0)")
+        browser.wait_for("REASONS.some((r) => rates((a, b) => rejectDelta(a, b, r))"
+                         ".some((v) => v > 0))")
+        assert browser.evaluate("document.getElementById('dashboard').hidden") is False
+        assert browser.evaluate("document.getElementById('status').textContent").startswith("live")
+        browser.screenshot(artifacts / "operator-page.png")
+        assert browser.errors == []

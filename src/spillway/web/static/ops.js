@@ -288,15 +288,15 @@ function chart(name, series, options = {}) {
 // that divides it into round numbers.
 function niceScale(value) {
   if (value <= 0) {
-    return { max: 1, divisions: 4 };
+    return { max: 1, divisions: 5 };
   }
   const magnitude = Math.pow(10, Math.floor(Math.log10(value)));
   for (const factor of [1, 2, 2.5, 5]) {
     if (value <= factor * magnitude) {
-      return { max: factor * magnitude, divisions: factor === 2.5 || factor === 5 ? 5 : 4 };
+      return { max: factor * magnitude, divisions: factor === 2 ? 4 : 5 };
     }
   }
-  return { max: 10 * magnitude, divisions: 4 };
+  return { max: 10 * magnitude, divisions: 5 };
 }
 
 function shortNumber(value) {
