@@ -51,10 +51,13 @@ class StackOptions:
 
 def run_stack(options: StackOptions) -> int:
     """Run the stack in the foreground until a signal stops it; return the exit status."""
-    options = dataclasses.replace(
-        options, metrics_port=options.metrics_port or free_loopback_port(DEFAULT_METRICS_PORT),
-        flower_port=options.flower_port or free_loopback_port(DEFAULT_FLOWER_PORT))
     try:
+        options = dataclasses.replace(
+            options,
+            metrics_port=loopback_port(options.metrics_port, DEFAULT_METRICS_PORT,
+                                       "SPILLWAY_METRICS_PORT"),
+            flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
+                                      "SPILLWAY_FLOWER_PORT"))
         run_dir, supervisord_cmd, environment, user = prepare(options)
     except StackError as exc:
         click.echo(f"spillway up: {exc}", err=True)
@@ -72,6 +75,18 @@ def run_stack(options: StackOptions) -> int:
     status = supervisord.wait()
     click.echo(f"spillway up: stopped (supervisord exited {status})")
     return status
+
+
+def loopback_port(chosen: int, default: int, setting: str) -> int:
+    """The operator's port, else ``default`` if it is free, else any free loopback port.
+
+    :raise StackError: the operator's port is taken (nginx or Flower would not start).
+    """
+    if not chosen:
+        return free_loopback_port(default)
+    if free_loopback_port(chosen) != chosen:
+        raise StackError(f"{setting}={chosen}: something already listens on 127.0.0.1:{chosen}")
+    return chosen
 
 
 def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], ServiceUser]:

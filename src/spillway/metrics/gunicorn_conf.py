@@ -1,7 +1,9 @@
 """gunicorn server hooks (``--config python:spillway.metrics.gunicorn_conf``).
 
 Loaded by the master, which never serves and is not patched for gevent: prometheus_client
-is imported only when a worker has exited, never before the first workers fork.
+is imported only when a worker has exited, never before the first workers fork. Workers
+forked after that inherit the module, and its lock is a plain thread lock; that is safe
+because no greenlet switch can happen while it is held (it guards a few mmap writes).
 """
 
 
