@@ -26,6 +26,7 @@ bench: deps ## Benchmark the stack against its baselines (reports in bench/resul
 	$(BIN)/python bench/foundation.py $(BENCH_ARGS)
 	$(BIN)/python bench/catalog.py $(BENCH_ARGS)
 	$(BIN)/python bench/sale.py $(BENCH_ARGS)
+	$(BIN)/python bench/metrics.py $(BENCH_ARGS)
 
 bench-quick: ## The same, shorter (about 3 minutes)
 	$(MAKE) bench BENCH_ARGS=--quick

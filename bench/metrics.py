@@ -17,7 +17,8 @@ and in multiprocess mode, exactly what the metrics add to one purchase (the midd
 with its histogram observation, and the reservation counter), and divides that by the
 worker's CPU per purchase without metrics. Goal: under 5 % of purchase req/s.
 
-Run from the repository root: ``.venv/bin/python bench/metrics.py [--seconds 5 --rounds 3]``.
+Run from the repository root: ``.venv/bin/python bench/metrics.py [--seconds 5 --rounds 3]``
+(``--quick``: 3 s runs, 2 rounds).
 """
 
 import argparse
@@ -135,8 +136,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 2 rounds")
     parser.add_argument("--marginal", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 3, 2
     if args.marginal:
         print(json.dumps(marginal_cost()))
         return 0
