@@ -5,7 +5,7 @@
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps
+SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -26,6 +26,7 @@ bench: deps ## Benchmark the stack against its baselines (reports in bench/resul
 	$(BIN)/python bench/foundation.py $(BENCH_ARGS)
 	$(BIN)/python bench/catalog.py $(BENCH_ARGS)
 	$(BIN)/python bench/sale.py $(BENCH_ARGS)
+	$(BIN)/python bench/metrics.py $(BENCH_ARGS)
 
 bench-quick: ## The same, shorter (about 3 minutes)
 	$(MAKE) bench BENCH_ARGS=--quick

@@ -64,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
     from spillway.catalog import fastpath
     from spillway.catalog.views import bp as catalog_bp
     from spillway.demo.views import bp as demo_bp
+    from spillway.metrics import install as metrics
     from spillway.ops.views import bp as ops_bp
     from spillway.orders.views import bp as orders_bp
     from spillway.sales import fastpath as purchase_fastpath
@@ -78,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(orders_bp)
     fastpath.init_app(app)
     purchase_fastpath.init_app(app)
+    metrics.init_app(app)  # last: its middleware measures the fast paths too
 
 
 def register_errorhandlers(app: Flask) -> None:

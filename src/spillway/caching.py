@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from spillway.extensions import memcache
 from spillway.extensions import redis_store
+from spillway.metrics import registry as metrics
 from spillway.ops import counters
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class ReadThrough:
         :param track: remember the key, so that ``invalidate`` drops it with the rest.
         """
         cached = self._get(key)
+        metrics.cache_lookup(self.store.name, self.namespace, hit=cached is not None)
         if cached is not None:
             return cached
         return self._single_flight(key, lambda: self._load_and_fill(key, loader, track))

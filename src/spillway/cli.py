@@ -92,7 +92,16 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
               help="Seconds to wait for /readyz before reporting what failed.")
 @click.option("--seed-demo", is_flag=True,
               help="Add the demo catalog once ready, if the store is empty (make run does).")
-def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_demo):
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              default=lambda: int(os.environ.get("SPILLWAY_METRICS_PORT", "0")),
+              help="Loopback port of /metrics [default: SPILLWAY_METRICS_PORT, else 9181 "
+                   "if free, else any free port].")
+@click.option("--flower-port", type=click.IntRange(0, 65535),
+              default=lambda: int(os.environ.get("SPILLWAY_FLOWER_PORT", "0")),
+              help="Loopback port of Flower [default: SPILLWAY_FLOWER_PORT, else 5555 if "
+                   "free, else any free port].")
+def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_demo,
+               metrics_port, flower_port):
     """Run the whole stack under supervisord, in the foreground.
 
     nginx, gunicorn (gevent workers), a Celery worker and beat, redis and
@@ -106,7 +115,8 @@ def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_
 
     options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
                            log_level=log_level.upper(), ready_timeout=ready_timeout,
-                           seed_demo=seed_demo)
+                           seed_demo=seed_demo, metrics_port=metrics_port,
+                           flower_port=flower_port)
     sys.exit(run_stack(options))
 
 

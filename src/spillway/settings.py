@@ -53,6 +53,8 @@ def _read(env: Env, config_name: str) -> dict:
         "SECRET_KEY": env.str("SPILLWAY_SECRET_KEY", "dev-insecure-key"),
         "ADMIN_TOKEN": env.str("SPILLWAY_ADMIN_TOKEN", ""),
         "RATE_LIMITS_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
+        # `off` drops the request-latency middleware (to measure what it costs).
+        "METRICS_ENABLED": env.str("SPILLWAY_METRICS", "on").lower() != "off",
         "RUN_DIR": str(run_dir),
         "SQLALCHEMY_DATABASE_URI": env.str(
             "DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}"

@@ -21,7 +21,7 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bi
 # Settings the operator may set for `spillway up` that the processes should see as-is.
 PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SECONDS",
                   "SPILLWAY_CELERY_VISIBILITY_TIMEOUT", "SPILLWAY_PAYMENT_URL",
-                  "SPILLWAY_OUTBOX_STUCK_MS")
+                  "SPILLWAY_OUTBOX_STUCK_MS", "SPILLWAY_METRICS")
 
 
 class StackError(RuntimeError):
@@ -45,6 +45,17 @@ class RunDir:
     @property
     def secrets_file(self) -> Path:
         return self.root / "secrets.env"
+
+    @property
+    def metrics(self) -> Path:
+        """prometheus_client's multiprocess directory, shared by gunicorn and Celery."""
+        return self.root / "metrics"
+
+    def reset_metrics(self) -> None:
+        """Empty the metrics directory: a previous run's files would be summed into this
+        run's /metrics (and their pids may belong to live processes by now)."""
+        shutil.rmtree(self.metrics, ignore_errors=True)
+        self.metrics.mkdir()
 
     def create(self) -> None:
         for path in (self.root, self.logs, self.root / "redis", self.root / "nginx"):
@@ -82,10 +93,13 @@ def load_or_create_secrets(run_dir: RunDir) -> dict[str, str]:
     return values
 
 
-def free_loopback_port() -> int:
-    """A TCP port nothing listens on now (for the stand-in payment gateway)."""
+def free_loopback_port(preferred: int = 0) -> int:
+    """A TCP port nothing listens on now: ``preferred`` if it is free, else any."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
@@ -105,6 +119,7 @@ def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
         "SPILLWAY_MEMCACHED_SERVERS": f"{root}/memcached.sock",
         "DATABASE_URL": f"sqlite:///{root}/spillway.db",
         "SPILLWAY_PAYMENT_URL": payment_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
         **stack_secrets,
     }
     environment.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})

@@ -1,5 +1,6 @@
 """`spillway up`: prepare the run directory, migrate, run supervisord, report when ready."""
 
+import dataclasses
 import os
 import resource
 import signal
@@ -27,6 +28,10 @@ from spillway.deploy.service_user import chown_tree
 from spillway.deploy.service_user import resolve_service_user
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Loopback-only listeners: used when free and not chosen (SPILLWAY_METRICS_PORT,
+# SPILLWAY_FLOWER_PORT), else any free port; the banner says which.
+DEFAULT_METRICS_PORT = 9181
+DEFAULT_FLOWER_PORT = 5555
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,19 @@ class StackOptions:
     log_level: str
     ready_timeout: float
     seed_demo: bool = False
+    metrics_port: int = 0
+    flower_port: int = 0
 
 
 def run_stack(options: StackOptions) -> int:
     """Run the stack in the foreground until a signal stops it; return the exit status."""
     try:
+        options = dataclasses.replace(
+            options,
+            metrics_port=loopback_port(options.metrics_port, DEFAULT_METRICS_PORT,
+                                       "SPILLWAY_METRICS_PORT"),
+            flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
+                                      "SPILLWAY_FLOWER_PORT"))
         run_dir, supervisord_cmd, environment, user = prepare(options)
     except StackError as exc:
         click.echo(f"spillway up: {exc}", err=True)
@@ -64,6 +77,18 @@ def run_stack(options: StackOptions) -> int:
     return status
 
 
+def loopback_port(chosen: int, default: int, setting: str) -> int:
+    """The operator's port, else ``default`` if it is free, else any free loopback port.
+
+    :raise StackError: the operator's port is taken (nginx or Flower would not start).
+    """
+    if not chosen:
+        return free_loopback_port(default)
+    if free_loopback_port(chosen) != chosen:
+        raise StackError(f"{setting}={chosen}: something already listens on 127.0.0.1:{chosen}")
+    return chosen
+
+
 def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], ServiceUser]:
     """Check, configure and migrate; return the supervisord command line.
 
@@ -73,6 +98,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     user = resolve_service_user()
     run_dir = RunDir(Path(options.run_dir).resolve())
     run_dir.create()
+    run_dir.reset_metrics()
     # The stand-in gateway runs unless the operator points at a real one.
     gateway_port = 0 if os.environ.get("SPILLWAY_PAYMENT_URL") else free_loopback_port()
     environment = process_environment(
@@ -94,6 +120,11 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "log_level": options.log_level,
         "log_level_lower": options.log_level.lower(),
         "environment": supervisor_environment(environment),
+        "metrics_port": options.metrics_port,
+        "flower_port": options.flower_port,
+        # Flower keeps its own metrics in memory, out of the app's multiprocess directory.
+        "flower_environment": supervisor_environment(
+            {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}),
         "common": program_options(user),
         "common_root": program_options(None),
     })
@@ -179,6 +210,9 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"                curl {probe_url(options, '/demo/index')}   (answers at once)",
         f"  health        {probe_url(options, '/healthz')}   {probe_url(options, '/readyz')}",
         f"  admin token   {token_source}",
+        f"  operator page {probe_url(options, '/ops')}   (asks for the admin token)",
+        f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
+        f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only)",
         f"  database      {environment['DATABASE_URL']}",
         f"  redis         redis-cli -s {run_dir.root}/redis.sock",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",

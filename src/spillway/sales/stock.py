@@ -8,6 +8,7 @@ from pathlib import Path
 from redis.commands.core import Script
 
 from spillway.extensions import redis_store
+from spillway.metrics import registry as metrics
 
 OUTBOX = "spillway:outbox"
 DEADLINES = "spillway:payment-deadlines"
@@ -76,6 +77,7 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
         args=[sale_id, user_id, quantity, idempotency, now_ms, order_id],
         client=redis_store.client)
     outcome = reply[0].decode()
+    metrics.reservation(outcome)
     if outcome == "reserved":
         return Admission(outcome, reply[1].decode(), int(reply[2]), bool(reply[3]))
     if outcome == "duplicate":

@@ -1,0 +1,18 @@
+"""gunicorn server hooks (``--config python:spillway.metrics.gunicorn_conf``).
+
+Loaded by the master, which never serves and is not patched for gevent: prometheus_client
+is imported only when a worker has exited, never before the first workers fork. Workers
+forked after that inherit the module, and its lock is a plain thread lock; that is safe
+because no greenlet switch can happen while it is held (it guards a few mmap writes).
+"""
+
+
+def child_exit(server, worker):
+    """A worker exited: drop its live gauges from the shared metrics directory (its counters
+    and histograms stay, so that totals never go backwards)."""
+    from spillway.metrics.registry import multiprocess_dir
+
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
