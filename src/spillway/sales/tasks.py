@@ -32,6 +32,23 @@ def ensure_group() -> None:
             raise
 
 
+def outbox_backlog() -> int:
+    """Outbox entries not yet persisted: those no worker has taken, and those taken and
+    not acknowledged. Not XLEN, which also counts entries acknowledged but not yet
+    deleted."""
+    try:
+        groups = {g["name"].decode(): g for g in redis_store.xinfo_groups(stock.OUTBOX)}
+    except Exception as exc:  # no stream yet
+        if "no such key" not in str(exc):
+            raise
+        return 0
+    if GROUP not in groups:
+        return redis_store.xlen(stock.OUTBOX)
+    last = groups[GROUP]["last-delivered-id"].decode()
+    untaken = len(redis_store.xrange(stock.OUTBOX, f"({last}", "+", count=BATCH))
+    return untaken + groups[GROUP]["pending"]
+
+
 def nudge_drain() -> None:
     """Ask a worker to drain now (the outbox was idle). Losing this message loses nothing:
     beat schedules a drain every second anyway."""
