@@ -83,13 +83,17 @@ class Figures:
     oversold_units: int = 0
     server_errors: Counter = field(default_factory=Counter)  # "503 unavailable", "500 …"
     slowest_seconds: float = 0.0
+    # Keys refused with 503 whose retry found an order: the 503 came from a timeout and
+    # the reservation had been made (its retry with the same key answered it: not lost).
+    reserved_despite_503: int = 0
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "statuses": dict(self.statuses),
                 "accepted": self.accepted, "accepted_units": self.accepted_units,
                 "orders_lost": self.orders_lost, "oversold_units": self.oversold_units,
                 "server_errors": dict(self.server_errors),
-                "slowest_seconds": round(self.slowest_seconds, 2)}
+                "slowest_seconds": round(self.slowest_seconds, 2),
+                "reserved_despite_503": self.reserved_despite_503}
 
 
 def check_answers(answers: list[Answer]) -> Figures:
@@ -148,6 +152,15 @@ def outbox_backlog(client: redis.Redis) -> tuple[int, int]:
     return undelivered, group["pending"]
 
 
+def reserved_despite_503(answers: list[Answer]) -> int:
+    """Keys that were answered 503, never 202, and then 200 with an order (see Figures)."""
+    seen: dict[tuple, set] = {}
+    for answer in answers:
+        if answer.method == "POST" and answer.key:
+            seen.setdefault((answer.user_id, answer.key), set()).add(answer.status)
+    return sum(1 for statuses in seen.values() if {503, 200} <= statuses and 202 not in statuses)
+
+
 def wait_drained(redis_url: str, timeout: float = 90.0) -> None:
     """Block until every outbox entry has been taken by a worker and acknowledged."""
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
@@ -191,6 +204,7 @@ class SaleAudit:
         figures.accepted = sum(1 for a in answers if a.method == "POST" and a.status == 202)
         figures.accepted_units = sum(units.values())
         figures.oversold_units = max(0, figures.accepted_units - sale["stock"])
+        figures.reserved_despite_503 = reserved_despite_503(answers)
         wait_drained(self.redis_url, drain_timeout)
         rows = self._orders(int(sale["id"]))
         figures.orders_lost = len(set(units) - set(rows))

@@ -1,6 +1,7 @@
 """redis SIGKILLed and started again mid-burst, on the same port with the same AOF
 directory (appendonly yes, appendfsync everysec, as deploy/templates/redis.conf)."""
 
+import os
 import signal
 import time
 
@@ -78,3 +79,24 @@ def test_acknowledged_reservations_survive_a_process_kill(stack, appendfsync):
     stack.wait_healthy()
     stack.audit.audit(sale, answers)
 
+
+
+def test_redis_frozen_mid_burst(stack, record_figures):
+    """A redis that hangs (SIGSTOP) rather than dies: clients get a 503 within redis's
+    2 s socket timeout, never a hang; a purchase whose reply timed out may still have
+    reserved, and its retry with the same Idempotency-Key answers that very order."""
+    sale = stack.new_sale(stock=250, per_user_limit=2)
+    buyers = stack.signup(200)
+    burst = Burst(stack.base_url, sale, plan(buyers, replays=40)).start()
+    burst.wait_progress(0.3)
+    os.killpg(stack.redis.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(OUTAGE_SECONDS)
+    finally:
+        os.killpg(stack.redis.process.pid, signal.SIGCONT)
+    answers = burst.join()
+    frozen = [a for a in answers if a.status == 503]
+    assert frozen, "the freeze landed while clients were buying"
+    assert max(a.seconds for a in answers) < 10, "an answer waited past the socket timeout"
+    figures = stack.audit.audit(sale, answers)
+    record_figures(figures)
