@@ -12,6 +12,7 @@ from datetime import timedelta
 from datetime import timezone
 from pathlib import Path
 
+import redis
 import requests
 
 from tests.audit import SaleAudit
@@ -41,6 +42,24 @@ def aof_redis(log_dir: Path, data_dir: Path, appendfsync: str = "everysec",
 def restart(server: Server, timeout: float = 30.0) -> Server:
     """Start a killed server again with the same command line (same port, same data)."""
     return server.start(timeout)
+
+
+def wait_redis_loaded(url: str, timeout: float = 30.0) -> None:
+    """Block until redis answers PING: it accepts connections while it replays its AOF,
+    and answers -LOADING (a 503 for the app's clients) until done."""
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.exceptions.ConnectionError:  # BusyLoadingError is one
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 class FaultStack:
@@ -90,6 +109,7 @@ class FaultStack:
         for server in (self.redis, self.memcached):
             if server.process.poll() is not None:
                 restart(server)
+        wait_redis_loaded(self.redis_url)
         if not self.live_workers():
             self.start_worker()
         self.wait_healthy()
