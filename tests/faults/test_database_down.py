@@ -14,9 +14,19 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
+import sqlalchemy
 
+from spillway.extensions import db
+from spillway.extensions import redis_store
+from spillway.orders.models import Order
+from spillway.sales import stock
+from spillway.sales import tasks
 from tests.audit import check_answers
+from tests.factories import buy
+from tests.factories import make_sale
+from tests.factories import signup
 from tests.faults.burst import Burst
 from tests.faults.burst import exchange
 from tests.faults.burst import plan
@@ -82,3 +92,23 @@ def test_database_locked_mid_burst(stack, record_figures):
                    side_requests=side_figures.requests,
                    side_server_errors=dict(side_figures.server_errors),
                    signups=[(a.status, round(a.seconds, 2)) for a in signups])
+
+
+def test_a_batch_that_could_not_commit_is_retried_on_the_next_drain(client, app):
+    """The drain that took entries while the database was locked persists them on its next
+    run, without waiting OUTBOX_STUCK_MS for the sweeper."""
+    sale = make_sale(client, stock=5)
+    order_id = buy(client, sale, signup(client)).get_json()["order_id"]
+    # Longer than this (unpatched) process's 5 s busy timeout.
+    locker = hold_write_lock(app.config["SQLALCHEMY_DATABASE_URI"], 7)
+    try:
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            tasks.drain_outbox()
+        assert redis_store.xpending(stock.OUTBOX, tasks.GROUP)["pending"] == 1
+    finally:
+        locker.wait(timeout=60)
+        locker.stdout.close()
+    db.session.rollback()
+    assert tasks.drain_outbox() == 1
+    assert db.session.get(Order, order_id).quantity == 1
+    assert tasks.outbox_backlog() == 0

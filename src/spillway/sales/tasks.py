@@ -12,6 +12,7 @@ from flask import current_app
 from spillway.orders import ledger
 from spillway.sales import service
 from spillway.sales import stock
+from spillway.extensions import db
 from spillway.extensions import redis_store
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,29 @@ def drain_outbox() -> int:
     # One consumer name per process: what a dead process held stays pending under its
     # name until the sweeper claims it.
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    persisted = 0
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+    return _retry_own_batches(consumer, deadline) + _drain_new(consumer, deadline)
+
+
+def _retry_own_batches(consumer: str, deadline: float) -> int:
+    """Persist again what this process took and could not persist (the database was
+    locked or down when it committed): on the next tick, not after OUTBOX_STUCK_MS."""
+    persisted = 0
+    try:
+        while time.monotonic() < deadline:
+            reply = redis_store.xreadgroup(GROUP, consumer, {stock.OUTBOX: "0"}, count=BATCH)
+            entries = [entry for entry in (reply[0][1] if reply else []) if entry[1]]
+            if not entries:
+                break
+            persisted += ledger.persist(entries)
+    except Exception as exc:  # a batch that keeps failing must not hold up new entries
+        db.session.rollback()
+        log.warning("drain: retrying this worker's unacknowledged batch failed: %s", exc)
+    return persisted
+
+
+def _drain_new(consumer: str, deadline: float) -> int:
+    persisted = 0
     while time.monotonic() < deadline:
         reply = redis_store.xreadgroup(GROUP, consumer, {stock.OUTBOX: ">"}, count=BATCH)
         entries = reply[0][1] if reply else []
