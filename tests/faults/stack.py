@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -69,8 +70,19 @@ class FaultStack:
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.workers: list[WorkerProcess] = []
+        self.servers: list[Server] = []
+        try:
+            self._start(work)
+        except BaseException:
+            self.stop()  # whatever did start
+            raise
+
+    def _start(self, work: Path) -> None:
         self.redis = aof_redis(self.logs, work / "redis").start()
+        self.servers.append(self.redis)
         self.memcached = start_memcached(self.logs)
+        self.servers.append(self.memcached)
         self.database_url = f"sqlite:///{work / 'spillway.db'}"
         self.redis_url = f"redis://127.0.0.1:{self.redis.port}/0"
         self.env = {
@@ -91,9 +103,9 @@ class FaultStack:
             "--workers", str(WEB_WORKERS), "--worker-connections", "1000",
             "--bind", f"127.0.0.1:{port}", "--timeout", "90", "--graceful-timeout", "5",
             "--no-control-socket", "--error-logfile", "-"], port, self.logs, env=self.env)
+        self.servers.append(self.web)
         self.web.start(60)
         self.base_url = f"http://127.0.0.1:{port}"
-        self.workers: list[WorkerProcess] = []
         self.wait_healthy()
 
     def start_worker(self, beat: bool = True) -> WorkerProcess:
@@ -128,7 +140,7 @@ class FaultStack:
     def stop(self) -> None:
         for worker in self.workers:
             worker.kill()
-        for server in (self.web, self.memcached, self.redis):
+        for server in reversed(self.servers):
             server.stop()
 
     @property
@@ -153,8 +165,6 @@ class FaultStack:
 
     def signup(self, count: int, prefix: str = "buyer") -> list[dict]:
         """``count`` buyers: ``{"user_id", "token"}`` each."""
-        from concurrent.futures import ThreadPoolExecutor
-
         def one(n):
             reply = self.api("POST", "/api/v1/users", json={"name": f"{prefix}{n}"})
             assert reply.status_code == 201, reply.text
