@@ -153,6 +153,12 @@ def response_for(exc: Exception):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, DEPENDENCY_ERRORS):
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        if isinstance(exc, redis.exceptions.TimeoutError):
+            # The command may have run after all (a frozen redis that resumed): only the
+            # same Idempotency-Key tells the client what became of a purchase.
+            return error_response(503, "unavailable", "A service this request needs did not "
+                                  "answer in time; retry, a purchase with the same "
+                                  "Idempotency-Key.")
         return error_response(503, "unavailable", "A service this request needs is down; retry.")
     log.exception("unhandled error")
     return error_response(500, "internal_error", "Internal error; it has been logged.")

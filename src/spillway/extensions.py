@@ -107,15 +107,27 @@ class SpillwayApi(Api):
         pass
 
 
+# SQLite's busy wait is a sleep in C: in a gevent process it freezes every greenlet, so
+# one request waiting for a locked database stalled every purchase on its worker for the
+# whole wait (tests/faults/test_database_down.py). Web processes give up soon (the client
+# gets 503 + Retry-After); Celery's prefork workers block nobody else and wait longer.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS_GEVENT = 250
+
+
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, _record):
     """WAL lets readers run beside the one writer; busy_timeout waits instead of failing."""
     if type(dbapi_connection).__module__ != "sqlite3":
         return
+    from gevent import monkey
+
+    green = monkey.is_module_patched("time")
+    busy_ms = SQLITE_BUSY_TIMEOUT_MS_GEVENT if green else SQLITE_BUSY_TIMEOUT_MS
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
 
 

@@ -19,6 +19,7 @@ from spillway.ops import counters
 from spillway.orders.models import Order
 from spillway.sales import stock
 from spillway.sales.models import Sale
+from spillway.sales.tasks import outbox_backlog
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def reconcile(sale_id: int) -> Report:
     in_db = db.session.scalar(select(func.coalesce(func.sum(Order.quantity), 0)).where(
         Order.sale_id == sale_id, Order.status != "cancelled"))
     report = Report(sale_id, sale.stock, live.get("remaining", sale.stock), held, int(in_db),
-                    redis_store.xlen(stock.OUTBOX))
+                    outbox_backlog())
     if not report.ok:
         counters.incr("sales.reconcile.drift")
         log.error("reconcile: %s", report.describe())

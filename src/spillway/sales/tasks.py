@@ -12,6 +12,7 @@ from flask import current_app
 from spillway.orders import ledger
 from spillway.sales import service
 from spillway.sales import stock
+from spillway.extensions import db
 from spillway.extensions import redis_store
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,23 @@ def ensure_group() -> None:
             raise
 
 
+def outbox_backlog() -> int:
+    """Outbox entries not yet persisted: those no worker has taken, and those taken and
+    not acknowledged. Not XLEN, which also counts entries acknowledged but not yet
+    deleted."""
+    try:
+        groups = {g["name"].decode(): g for g in redis_store.xinfo_groups(stock.OUTBOX)}
+    except Exception as exc:  # no stream yet
+        if "no such key" not in str(exc):
+            raise
+        return 0
+    if GROUP not in groups:
+        return redis_store.xlen(stock.OUTBOX)
+    last = groups[GROUP]["last-delivered-id"].decode()
+    untaken = len(redis_store.xrange(stock.OUTBOX, f"({last}", "+", count=BATCH))
+    return untaken + groups[GROUP]["pending"]
+
+
 def nudge_drain() -> None:
     """Ask a worker to drain now (the outbox was idle). Losing this message loses nothing:
     beat schedules a drain every second anyway."""
@@ -48,8 +66,29 @@ def drain_outbox() -> int:
     # One consumer name per process: what a dead process held stays pending under its
     # name until the sweeper claims it.
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    persisted = 0
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+    return _retry_own_batches(consumer, deadline) + _drain_new(consumer, deadline)
+
+
+def _retry_own_batches(consumer: str, deadline: float) -> int:
+    """Persist again what this process took and could not persist (the database was
+    locked or down when it committed): on the next tick, not after OUTBOX_STUCK_MS."""
+    persisted = 0
+    try:
+        while time.monotonic() < deadline:
+            reply = redis_store.xreadgroup(GROUP, consumer, {stock.OUTBOX: "0"}, count=BATCH)
+            entries = [entry for entry in (reply[0][1] if reply else []) if entry[1]]
+            if not entries:
+                break
+            persisted += ledger.persist(entries)
+    except Exception as exc:  # a batch that keeps failing must not hold up new entries
+        db.session.rollback()
+        log.warning("drain: retrying this worker's unacknowledged batch failed: %s", exc)
+    return persisted
+
+
+def _drain_new(consumer: str, deadline: float) -> int:
+    persisted = 0
     while time.monotonic() < deadline:
         reply = redis_store.xreadgroup(GROUP, consumer, {stock.OUTBOX: ">"}, count=BATCH)
         entries = reply[0][1] if reply else []
