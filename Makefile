@@ -5,7 +5,7 @@
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps
+SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -16,6 +16,8 @@ run: deps ## Set everything up, then run the stack under supervisord (Ctrl-C sto
 
 test: deps ## Set everything up, then run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+	# The integration suite again, on a throwaway PostgreSQL cluster instead of SQLite.
+	SPILLWAY_TEST_DB=postgresql $(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)

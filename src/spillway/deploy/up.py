@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 
 from spillway.catalog.cache import PAGE_PREFIX
 from spillway.deploy.layout import RunDir
@@ -179,7 +180,7 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"                curl {probe_url(options, '/demo/index')}   (answers at once)",
         f"  health        {probe_url(options, '/healthz')}   {probe_url(options, '/readyz')}",
         f"  admin token   {token_source}",
-        f"  database      {environment['DATABASE_URL']}",
+        f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
         f"  redis         redis-cli -s {run_dir.root}/redis.sock",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     {sys.executable} -m supervisor.supervisorctl "
