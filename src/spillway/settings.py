@@ -10,6 +10,7 @@ from pathlib import Path
 
 from environs import Env
 from environs import EnvError
+from marshmallow.validate import Range
 
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
@@ -60,6 +61,8 @@ def _read(env: Env, config_name: str) -> dict:
         "REDIS_URL": redis_url,
         # An outbox entry a worker took and never acknowledged for this long is re-driven.
         "OUTBOX_STUCK_MS": env.int("SPILLWAY_OUTBOX_STUCK_MS", 30_000),
+        # A new sale's stock is split over this many redis keys (sales/stock.py).
+        "STOCK_SHARDS": env.int("SPILLWAY_STOCK_SHARDS", 1, validate=Range(1, 64)),
         "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", "http://127.0.0.1:8099").rstrip("/"),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
