@@ -137,9 +137,11 @@ class Admission:
 
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
             order_id: str) -> Admission:
-    """Admit one purchase: one round trip on the buyer's home shard; when that shard is
-    short, borrow from the others and try again (never 'sold_out' while they have units,
-    except units in flight between two shards at that instant)."""
+    """Admit one purchase: one round trip on the buyer's home shard. When that shard is
+    short, one more reads the other shards' levels: all empty, the answer is 'sold_out'
+    (two round trips); otherwise borrow from the fullest and try again. So 'sold_out' is
+    never answered while another shard had the units, bar units in flight between two
+    shards at that instant."""
     shards = shard_count(sale_id)
     if shards is None:
         return Admission("not_found")
@@ -150,9 +152,11 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
         if admission.outcome != "short":
             break
         borrowed = borrow(sale_id, home, shards, quantity - admission.remaining)
+        if borrowed == 0:  # already counted as a sold-out refusal by the 'short' answer
+            return Admission("sold_out")
         admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms,
-                                order_id, deposit=borrowed,
-                                final=borrowed == 0 or attempt == BORROW_ATTEMPTS)
+                                order_id, deposit=borrowed, final=attempt == BORROW_ATTEMPTS,
+                                retry=True)
     return admission
 
 
@@ -175,12 +179,12 @@ def borrow(sale_id, home: Shard, shards: int, wanted: int) -> int:
 
 
 def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, order_id,
-                deposit: int, final: bool) -> Admission:
+                deposit: int, final: bool, retry: bool = False) -> Admission:
     reply = _script("reserve")(
         keys=[home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX,
               DEADLINES, buyer_orders_key(user_id), DRAIN_NUDGED],
         args=[sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit,
-              1 if final else 0],
+              int(final), int(retry)],
         client=redis_store.client)
     outcome = reply[0].decode()
     if outcome == "short":
