@@ -27,6 +27,7 @@ Run from the repository root: ``.venv/bin/python bench/shards.py [--quick] [--js
 import argparse
 import datetime
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def main() -> int:
     seconds = options.seconds or (3 if options.quick else 5)
     rounds = options.rounds or (1 if options.quick else 2)
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="spillway-bench-shards-"))
     work.chmod(0o755)
     (work / "run").mkdir()
@@ -107,7 +109,7 @@ def main() -> int:
                 wait_drained(outbox)
     finally:
         stack.stop()
-    report = render(results, seconds, options.connections, started)
+    report = render(results, seconds, options.connections, started, load_before)
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(report)
     print(report)
@@ -129,7 +131,8 @@ def best_runs(results: list[dict]) -> list[dict]:
     return [best[key] for key in sorted(best)]
 
 
-def render(results: list[dict], seconds: int, connections: int, started) -> str:
+def render(results: list[dict], seconds: int, connections: int, started,
+           load_before: float) -> str:
     best = best_runs(results)
 
     def base_rps(scenario):
@@ -144,7 +147,9 @@ def render(results: list[dict], seconds: int, connections: int, started) -> str:
     return "\n".join([
         "# Stock-shard benchmark",
         "",
-        f"- run: {started:%Y-%m-%d %H:%M} UTC, commit {git_revision()}, 2 cores shared; "
+        f"- run: {started:%Y-%m-%d %H:%M} UTC, commit {git_revision()}, {os.cpu_count()} "
+        f"cores shared, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} "
+        "after; "
         f"wrk -t2 -c{connections} -d{seconds}s --latency through nginx, {BUYERS:,} rotating "
         "buyers, a new Idempotency-Key each; one redis; Celery draining meanwhile",
         "- in stock: every purchase admitted from its home shard; sold out: one unit per "

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -46,22 +47,46 @@ class PostgresCluster:
         if user:
             os.chown(self.root, user.uid, user.gid)
 
-    def start(self) -> "PostgresCluster":
-        bindir = postgres_bindir()
+    def initdb(self, trusted_network: str | None = None) -> None:
+        """Create the cluster; ``trusted_network`` (a CIDR) may connect without a password."""
         data = self.root / "data"
-        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER,
+        subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(data), "-U", SUPERUSER,
                         "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
                        check=True, capture_output=True, cwd="/", env={"LANG": "C"}, **self.ids)
-        argv = [str(bindir / "postgres"), "-D", str(data), "-k", str(self.root),
-                "-p", str(self.port), "-h", "127.0.0.1"]
+        if trusted_network:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {trusted_network} trust\n")
+
+    def argv(self, listen: str = "127.0.0.1") -> list[str]:
+        """The server's command line, listening on ``listen``."""
+        argv = [str(postgres_bindir() / "postgres"), "-D", str(self.root / "data"),
+                "-k", str(self.root), "-p", str(self.port), "-h", listen]
         for setting in FAST_AND_FORGETFUL:
             argv += ["-c", setting]
-        self.server = Server("postgres", argv, self.port, self.log_dir, cwd="/",
+        return argv
+
+    def start(self) -> "PostgresCluster":
+        self.initdb()
+        self.server = Server("postgres", self.argv(), self.port, self.log_dir, cwd="/",
                              **self.ids).start(timeout=30)
+        self.wait_ready()
         return self
 
-    def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
-        return f"{driver}://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def wait_ready(self, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+        """The port opens before recovery ends ("the database system is starting up")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url("postgres", "postgresql", host), connect_timeout=5).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def url(self, database: str, driver: str = "postgresql+psycopg",
+            host: str = "127.0.0.1") -> str:
+        return f"{driver}://{SUPERUSER}@{host}:{self.port}/{database}"
 
     def _admin(self) -> psycopg.Connection:
         return psycopg.connect(self.url("postgres", "postgresql"), autocommit=True)
