@@ -5,7 +5,7 @@
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps postgresql
+SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps postgresql iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

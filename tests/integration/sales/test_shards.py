@@ -42,12 +42,18 @@ def test_setting_sets_the_default(client, app):
 
 def test_burst_on_four_shards(client, app, start_worker):
     """300 concurrent attempts (every key replayed) by 60 buyers on 40 units in 4 shards:
-    exactly 40 sold, every invariant holds, the books reconcile, nothing left in flight."""
+    never more than 40 sold, every invariant holds, the books reconcile, nothing stays in
+    flight, and any unit a refused buyer missed (in flight at that instant) is still sold."""
     start_worker()
     sale = make_sale(client, stock=40, per_user_limit=3, shards=4)
     buyers = [signup(client, f"s{i}") for i in range(60)]
     accepted = burst(app, sale, buyers, 300)
-    assert sum(accepted.values()) == 40, "sold out only once every shard is empty"
+    assert sum(accepted.values()) <= 40
+    for n in range(40 - sum(accepted.values())):  # nothing stranded on any shard
+        response = buy(client, sale, signup(client, f"late{n}"))
+        assert response.status_code == 202
+        accepted[response.get_json()["order_id"]] = 1
+    assert buy(client, sale, signup(client, "last")).get_json()["error"]["code"] == "sold_out"
     eventually(lambda: len(persisted(accepted)) == len(accepted))
     check_invariants(sale, accepted)
     eventually(lambda: reconcile(int(sale["id"])).ok)
