@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -66,6 +67,15 @@ class Host:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
+            # Children (gunicorn's worker, Celery's pool) die a moment after the parent, and
+            # hold the listening sockets until they do.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(process.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
 
 
 class Network:
