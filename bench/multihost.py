@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,7 +74,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     results = []
     with several_hosts(shards=1) as deployment:
-        url, script = prepare(deployment.url, Path(tempfile.mkdtemp(prefix="spillway-mb-")))
+        url, script = prepare(deployment.url, deployment.work)
         for name in ("two app hosts", "app host 2 dies after 1 s", "one app host"):
             killer = None
             if name.startswith("app host 2 dies"):

@@ -28,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def main() -> int:
                 wait_drained(outbox)
     finally:
         stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
     report = render(results, seconds, options.connections, started, load_before)
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(report)

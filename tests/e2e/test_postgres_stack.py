@@ -3,12 +3,10 @@
 The cluster is the suite's throwaway one (tests/postgres.py), whatever SPILLWAY_TEST_DB says.
 """
 
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,8 +18,8 @@ from tests.postgres import start_postgres
 
 
 @pytest.fixture(scope="module")
-def pg():
-    cluster = start_postgres(Path(tempfile.mkdtemp(prefix="spillway-pg-logs-")))
+def pg(tmp_path_factory):
+    cluster = start_postgres(tmp_path_factory.mktemp("postgres-logs"))
     yield cluster
     cluster.stop()
 

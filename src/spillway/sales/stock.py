@@ -114,12 +114,14 @@ def prewarm(sale_id: int, stock: int, per_user_limit: int, starts_ms: int, ends_
     rules = {"per_user_limit": per_user_limit, "starts_ms": starts_ms, "ends_ms": ends_ms,
              "payment_timeout_s": payment_timeout_s}
     counters = dict.fromkeys(SUMMED, 0)
-    pipe = redis_store.pipeline(transaction=True)
+    # No MULTI: shards may live on different cluster nodes. Order is enough: the sale
+    # becomes visible with its definition, written last.
+    pipe = redis_store.pipeline(transaction=False)
     for index in range(shards):
         share = stock // shards + (index < stock % shards)
         pipe.hset(shard(sale_id, index, shards).sale, mapping={
             **counters, **rules, "stock": share, "remaining": share})
-    if shards > 1:  # the definition, written last: its existence makes the sale visible
+    if shards > 1:
         pipe.hset(sale_key(sale_id), mapping={**counters, **rules, "stock": stock,
                                               "shards": shards})
     pipe.execute()
