@@ -5,9 +5,12 @@
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps chromium
+SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps chromium postgresql iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# `make test` runs these again on a throwaway PostgreSQL cluster (they touch the database).
+POSTGRESQL_TESTS := tests/integration/sales tests/integration/catalog \
+	tests/integration/test_cli.py tests/integration/test_ops.py
 
 .PHONY: run test test-fast bench bench-quick system-deps deps clean
 
@@ -16,6 +19,7 @@ run: deps ## Set everything up, then run the stack under supervisord (Ctrl-C sto
 
 test: deps ## Set everything up, then run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+	SPILLWAY_TEST_DB=postgresql $(BIN)/pytest $(POSTGRESQL_TESTS) $(PYTEST_ARGS)
 
 test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)

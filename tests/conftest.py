@@ -9,6 +9,7 @@ from flask_migrate import upgrade
 from spillway.app import create_app
 from spillway.extensions import db
 from tests.factories import ADMIN_TOKEN
+from tests.postgres import start_postgres
 from tests.servers import WorkerProcess
 from tests.servers import start_memcached
 from tests.servers import start_redis
@@ -36,22 +37,48 @@ def memcached_server(server_logs):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def database_server(server_logs):
+    """The ledger's server: SPILLWAY_TEST_DB=postgresql starts a throwaway PostgreSQL
+    cluster for the run; the default, sqlite, needs none (a file per test)."""
+    kind = os.environ.get("SPILLWAY_TEST_DB", "sqlite")
+    if kind not in ("sqlite", "postgresql"):
+        raise pytest.UsageError(f"SPILLWAY_TEST_DB={kind!r}: choose sqlite or postgresql")
+    if kind == "sqlite":
+        yield None
+        return
+    cluster = start_postgres(server_logs)
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def service_env(redis_server, memcached_server, tmp_path):
+def database_url(database_server, tmp_path):
+    """An empty database for one test: a SQLite file, or a fresh PostgreSQL database."""
+    if database_server is None:
+        yield f"sqlite:///{tmp_path / 'spillway.db'}"
+        return
+    name = database_server.create_database()
+    yield database_server.url(name)
+    database_server.drop_database(name)
+
+
+@pytest.fixture
+def service_env(redis_server, memcached_server, database_url, tmp_path):
     """Environment variables that point a spillway process at this run's servers."""
     return {
         "SPILLWAY_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
         "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{redis_server.port}/1",
         "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached_server.port}",
         "SPILLWAY_RUN_DIR": str(tmp_path / "run"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'spillway.db'}",
+        "DATABASE_URL": database_url,
         "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
 
 
 @pytest.fixture
 def app(service_env, monkeypatch):
-    """The app in `test` config, on real redis, memcached and a fresh, migrated SQLite file."""
+    """The app in `test` config, on real redis, memcached and a fresh, migrated database."""
     for name, value in service_env.items():
         monkeypatch.setenv(name, value)
     app = create_app("test")
@@ -62,6 +89,7 @@ def app(service_env, monkeypatch):
         yield app
         app.extensions["memcache"].close()
         app.extensions["redis"].close()
+        db.session.remove()  # give its connection back first, so dispose closes it
         db.engine.dispose()
 
 

@@ -17,8 +17,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None):
-    """Block until something accepts on 127.0.0.1:port.
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None,
+                  host: str = "127.0.0.1"):
+    """Block until something accepts on host:port (127.0.0.1 unless a test network's host).
 
     :raise RuntimeError: the process exited first, or the timeout passed.
     """
@@ -27,11 +28,11 @@ def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | 
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 def binary(name: str) -> str:

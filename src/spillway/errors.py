@@ -23,6 +23,7 @@ DEPENDENCY_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,  # every pooled database connection busy (DB_POOL_TIMEOUT)
     MemcacheError,
     ConnectionError,
     BrokerError,

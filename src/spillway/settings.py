@@ -10,6 +10,7 @@ from pathlib import Path
 
 from environs import Env
 from environs import EnvError
+from marshmallow.validate import Range
 
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
@@ -45,6 +46,7 @@ def _read(env: Env, config_name: str) -> dict:
     run_dir = Path(env.str("SPILLWAY_RUN_DIR", "run")).resolve()
     redis_url = env.str("SPILLWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     broker_url = env.str("SPILLWAY_BROKER_URL", redis_url)
+    database_url = env.str("DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}")
     return {
         "ENV_NAME": config_name,
         "DEBUG": env.bool("SPILLWAY_DEBUG", config_name == "dev"),
@@ -56,12 +58,13 @@ def _read(env: Env, config_name: str) -> dict:
         # `off` drops the request-latency middleware (to measure what it costs).
         "METRICS_ENABLED": env.str("SPILLWAY_METRICS", "on").lower() != "off",
         "RUN_DIR": str(run_dir),
-        "SQLALCHEMY_DATABASE_URI": env.str(
-            "DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}"
-        ),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, database_url),
         "REDIS_URL": redis_url,
         # An outbox entry a worker took and never acknowledged for this long is re-driven.
         "OUTBOX_STUCK_MS": env.int("SPILLWAY_OUTBOX_STUCK_MS", 30_000),
+        # A new sale's stock is split over this many redis keys (sales/stock.py).
+        "STOCK_SHARDS": env.int("SPILLWAY_STOCK_SHARDS", 1, validate=Range(1, 64)),
         "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", "http://127.0.0.1:8099").rstrip("/"),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
@@ -71,6 +74,28 @@ def _read(env: Env, config_name: str) -> dict:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "CELERY": _celery_settings(env, broker_url),
+    }
+
+
+def _engine_options(env: Env, database_url: str) -> dict:
+    """Pool settings of a server database (PostgreSQL); SQLite keeps SQLAlchemy's defaults.
+
+    Every process holds up to pool size + overflow connections: the sum over gunicorn
+    workers and Celery processes must stay under the server's max_connections
+    (DEPLOYMENT.md). Pre-ping replaces a connection the server or a proxy closed.
+    """
+    if not database_url.startswith(("postgresql", "postgres")):
+        return {}
+    return {
+        "pool_size": env.int("SPILLWAY_DB_POOL_SIZE", 5),
+        "max_overflow": env.int("SPILLWAY_DB_MAX_OVERFLOW", 5),
+        "pool_timeout": env.float("SPILLWAY_DB_POOL_TIMEOUT", 10.0),
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        # Timestamps are stored without a zone and are all UTC (sales.service._utc); the
+        # session's zone decides how an aware datetime is stored, so it is pinned.
+        "connect_args": {"connect_timeout": 5, "application_name": "spillway",
+                         "options": "-c timezone=UTC"},
     }
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,13 @@ def wait_ready(stack: Stack) -> None:
 @pytest.fixture(scope="module")
 def stack():
     """`spillway up` in a fresh run directory; stopped (if a test has not) afterwards."""
+    with running_stack() as running:
+        yield running
+
+
+@contextmanager
+def running_stack(extra_env: dict | None = None):
+    """`spillway up` (its own SQLite file, unless ``extra_env`` names a DATABASE_URL)."""
     run_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-"))
     run_dir.chmod(0o755)  # the service user must reach the sockets inside
     port = free_port()
@@ -79,6 +87,7 @@ def stack():
     env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1"}
     for name in ("SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "DATABASE_URL"):
         env.pop(name, None)
+    env.update(extra_env or {})
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "spillway", "up", "--run-dir", str(run_dir),

@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import inspect
 
 
 def spillway(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -20,11 +22,16 @@ def test_help_lists_the_stack_commands():
         assert f"  {command} " in result.stdout
 
 
-def test_db_upgrade_creates_the_database(service_env, tmp_path):
-    """`spillway db upgrade` runs the migrations against DATABASE_URL."""
+def test_db_upgrade_creates_the_database(service_env):
+    """`spillway db upgrade` runs the migrations against DATABASE_URL (SQLite or
+    PostgreSQL, as the run's SPILLWAY_TEST_DB says)."""
     result = spillway("db", "upgrade", env={**service_env, "SPILLWAY_ENV": "test"})
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "spillway.db").exists()
+    engine = create_engine(service_env["DATABASE_URL"])
+    try:
+        assert {"products", "users", "sales", "orders"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 def test_prd_without_secrets_fails_in_one_line():

@@ -102,3 +102,15 @@ def test_dev_defaults_to_debug_and_test_does_not(monkeypatch):
     assert settings.load("test")["DEBUG"] is False
     monkeypatch.setenv("SPILLWAY_DEBUG", "0")
     assert settings.load("dev")["DEBUG"] is False
+
+
+def test_postgresql_gets_a_bounded_pool_in_utc(monkeypatch):
+    """A PostgreSQL URL gets the pool settings (the connection budget) and a UTC session;
+    SQLite keeps SQLAlchemy's defaults (its pragmas are set on connect)."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app@db.internal/spillway")
+    monkeypatch.setenv("SPILLWAY_DB_POOL_SIZE", "3")
+    options = settings.load("dev")["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"], options["pool_pre_ping"]) == (3, 5, True)
+    assert "timezone=UTC" in options["connect_args"]["options"]
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///x.db")
+    assert settings.load("dev")["SQLALCHEMY_ENGINE_OPTIONS"] == {}

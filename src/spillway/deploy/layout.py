@@ -21,7 +21,9 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bi
 # Settings the operator may set for `spillway up` that the processes should see as-is.
 PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SECONDS",
                   "SPILLWAY_CELERY_VISIBILITY_TIMEOUT", "SPILLWAY_PAYMENT_URL",
-                  "SPILLWAY_OUTBOX_STUCK_MS", "SPILLWAY_METRICS")
+                  "SPILLWAY_OUTBOX_STUCK_MS", "SPILLWAY_METRICS",
+                  "SPILLWAY_STOCK_SHARDS", "SPILLWAY_DB_POOL_SIZE",
+                  "SPILLWAY_DB_MAX_OVERFLOW", "SPILLWAY_DB_POOL_TIMEOUT")
 
 
 class StackError(RuntimeError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 
 from spillway.catalog.cache import PAGE_PREFIX
 from spillway.deploy.layout import RunDir
@@ -213,7 +214,7 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"  operator page {probe_url(options, '/ops')}   (asks for the admin token)",
         f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
         f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only)",
-        f"  database      {environment['DATABASE_URL']}",
+        f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
         f"  redis         redis-cli -s {run_dir.root}/redis.sock",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     {sys.executable} -m supervisor.supervisorctl "

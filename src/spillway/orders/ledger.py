@@ -61,11 +61,12 @@ def persist(entries: list) -> int:
 
 def confirm(rows: list[dict]) -> None:
     """pending → confirmed in redis; an order cancelled meanwhile is cancelled here too."""
-    changes = [(row["id"], row["sale_id"]) for row in rows if row["status"] == "confirmed"]
+    changes = [(row["id"], row["sale_id"], row["user_id"]) for row in rows
+               if row["status"] == "confirmed"]
     if not changes:
         return
     results = stock.settle_many(changes, "confirmed", service.now_ms(), ("pending",))
-    for (order_id, _), (outcome, before) in zip(changes, results):
+    for (order_id, *_), (outcome, before) in zip(changes, results):
         if outcome == "refused" and before == "cancelled":
             set_status(order_id, "cancelled")
 

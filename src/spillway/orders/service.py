@@ -66,8 +66,9 @@ def pay(order_id: str, user_id: str) -> dict:
     """
     order = find(order_id, "buyer", user_id)
     sale_id = order["sale_id"]
+    buyer = order["user_id"]
     outcome, before = stock.settle(order_id, sale_id, "paying", now_ms(), ("confirmed",),
-                                   when="before")
+                                   when="before", user_id=buyer)
     if outcome == "unchanged" or before == "paid":
         return {"status": "paid"} if before == "paid" else _refuse(order_id, "paying")
     if outcome != "changed":
@@ -75,10 +76,10 @@ def pay(order_id: str, user_id: str) -> dict:
     try:
         payment.charge(order_id, order["quantity"])
     except payment.GatewayError as exc:
-        stock.settle(order_id, sale_id, "confirmed", now_ms(), ("paying",))
+        stock.settle(order_id, sale_id, "confirmed", now_ms(), ("paying",), user_id=buyer)
         log.warning("payment of %s failed: %s", order_id, exc)
         raise ApiError(503, "The payment service is unavailable; retry.") from None
-    stock.settle(order_id, sale_id, "paid", now_ms(), ("paying",))
+    stock.settle(order_id, sale_id, "paid", now_ms(), ("paying",), user_id=buyer)
     ledger.set_status(order_id, "paid")
     return {"status": "paid"}
 

@@ -34,6 +34,9 @@ class Report:
     held_in_redis: int
     live_in_database: int
     outbox_depth: int
+    # Lent by one shard, not yet deposited on another: normally zero between purchases; a
+    # lasting value means a web process died mid-borrow (units undersold, not lost).
+    in_transit: int = 0
 
     @property
     def redis_balanced(self) -> bool:
@@ -52,18 +55,18 @@ class Report:
         verdict = "ok" if self.ok else "DRIFT"
         return (f"sale {self.sale_id}: {verdict} stock={self.stock} remaining={self.remaining} "
                 f"held(redis)={self.held_in_redis} live(db)={self.live_in_database} "
-                f"outbox={self.outbox_depth}")
+                f"outbox={self.outbox_depth} in_transit={self.in_transit}")
 
 
 def reconcile(sale_id: int) -> Report:
     """Compare one sale's books; log and count drift."""
     sale = db.session.get(Sale, sale_id)
     live = stock.sale_state(sale_id) or {}
-    held = sum(int(v) for v in redis_store.hvals(stock.units_key(sale_id)))
+    held = stock.units_held(sale_id)
     in_db = db.session.scalar(select(func.coalesce(func.sum(Order.quantity), 0)).where(
         Order.sale_id == sale_id, Order.status != "cancelled"))
     report = Report(sale_id, sale.stock, live.get("remaining", sale.stock), held, int(in_db),
-                    outbox_backlog())
+                    outbox_backlog(), live.get("in_transit", 0))
     if not report.ok:
         counters.incr("sales.reconcile.drift")
         log.error("reconcile: %s", report.describe())

@@ -20,6 +20,8 @@ class SaleIn(Schema):
     ends_at = fields.AwareDateTime(required=True)
     payment_timeout_s = fields.Integer(load_default=900, strict=True,
                                        validate=validate.Range(1, 86_400))
+    # Stock shards for this sale; SPILLWAY_STOCK_SHARDS when absent (DEPLOYMENT.md).
+    shards = fields.Integer(load_default=None, strict=True, validate=validate.Range(1, 64))
 
     @validates_schema
     def ends_after_start(self, data, **_):
@@ -63,6 +65,7 @@ class SaleStats(Schema):
     orders_persisted = fields.Integer()
     orders_paid = fields.Integer()
     orders_cancelled = fields.Integer()
+    shards = fields.Integer()
     rejected = fields.Nested(RejectedOut)
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from datetime import timezone
 
+from flask import current_app
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -64,7 +65,8 @@ def create_sale(fields: dict) -> dict:
     # Stock reaches redis before the row commits: a sale nobody can see yet is harmless,
     # a visible sale without stock would refuse its first buyers.
     stock.prewarm(sale.id, sale.stock, sale.per_user_limit, epoch_ms(starts_at),
-                  epoch_ms(sale.ends_at), sale.payment_timeout_s)
+                  epoch_ms(sale.ends_at), sale.payment_timeout_s,
+                  shards=fields.get("shards") or current_app.config["STOCK_SHARDS"])
     db.session.commit()
     return describe(sale)
 
@@ -109,7 +111,7 @@ def stats(sale: Sale) -> dict:
         "stock": sale.stock, "remaining": live.get("remaining", sale.stock),
         "reserved": sale.stock - live.get("remaining", sale.stock),
         "orders_persisted": persisted, "orders_paid": live.get("orders_paid", 0),
-        "orders_cancelled": live.get("orders_cancelled", 0),
+        "orders_cancelled": live.get("orders_cancelled", 0), "shards": live.get("shards", 1),
         "rejected": {name: live.get(f"rejected_{name}", 0) for name in
                      ("sold_out", "limit_exceeded", "sale_not_active", "rate_limited")},
     }

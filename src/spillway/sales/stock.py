@@ -1,10 +1,22 @@
 """A sale's live state in redis: stock, holdings per buyer, idempotency keys, orders,
-the outbox, payment deadlines. Every change of stock goes through one of two Lua scripts
-(lua/reserve.lua, lua/settle.lua), so each is atomic and needs one round trip."""
+the outbox, payment deadlines. Every change of stock goes through a Lua script
+(lua/reserve.lua, lua/settle.lua, lua/borrow.lua), so each is atomic and one round trip.
 
+Stock shards. A sale's stock may be split over N shards (``SPILLWAY_STOCK_SHARDS`` when
+it is created; 1, the default, keeps the single hash ``spillway:sale:<id>``). Shard ``s``
+is the hash ``spillway:sale:{<id>:<s>}`` with its ``:units`` and ``:idempotency``; the
+hash tag keeps each shard's keys on one Redis Cluster slot. Each buyer has a home shard
+(crc32 of the buyer id): the buyer's limit and idempotency keys live there, purchases
+take its stock in one round trip, and a cancel returns the units there. A home shard
+that runs short borrows from the fullest other shards (lua/borrow.lua) and the purchase
+is tried once more; see DEPLOYMENT.md for what that costs.
+"""
+
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from flask import current_app
 from redis.commands.core import Script
 
 from spillway.extensions import redis_store
@@ -17,7 +29,15 @@ LUA_DIR = Path(__file__).parent / "lua"
 _scripts: dict[str, Script] = {}
 
 
+# Fields of a sale hash that add up over its shards (the rest is the sale's definition).
+SUMMED = ("remaining", "lent", "borrowed", "orders_paid", "orders_cancelled",
+          "rejected_sold_out", "rejected_limit_exceeded", "rejected_sale_not_active",
+          "rejected_rate_limited")
+BORROW_ATTEMPTS = 3
+
+
 def sale_key(sale_id) -> str:
+    """The sale's hash: its definition and shard count (and, unsharded, its stock)."""
     return f"spillway:sale:{sale_id}"
 
 
@@ -27,6 +47,49 @@ def units_key(sale_id) -> str:
 
 def idempotency_key(sale_id) -> str:
     return f"spillway:sale:{sale_id}:idempotency"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The keys of one stock shard: its hash, buyers' units, idempotency keys."""
+
+    sale: str
+    units: str
+    idempotency: str
+
+
+def shard(sale_id, index: int, shards: int) -> Shard:
+    if shards == 1:
+        return Shard(sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id))
+    tagged = f"spillway:sale:{{{sale_id}:{index}}}"
+    return Shard(tagged, f"{tagged}:units", f"{tagged}:idempotency")
+
+
+def home_shard(user_id, shards: int) -> int:
+    """The buyer's shard: stable across processes and restarts (not Python's hash())."""
+    return zlib.crc32(str(user_id).encode()) % shards if shards > 1 else 0
+
+
+def shard_count(sale_id) -> int | None:
+    """How many shards the sale was created with; None when redis does not know it.
+
+    Fixed at creation, so each app caches it: one extra round trip per sale and process.
+    """
+    known = current_app.extensions.setdefault("stock_shards", {})
+    if sale_id not in known:
+        pipe = redis_store.pipeline(transaction=False)
+        pipe.exists(sale_key(sale_id))
+        pipe.hget(sale_key(sale_id), "shards")
+        exists, shards = pipe.execute()
+        if not exists:
+            return None
+        known[sale_id] = int(shards or 1)
+    return known[sale_id]
+
+
+def all_shards(sale_id) -> list[Shard]:
+    shards = shard_count(sale_id) or 1
+    return [shard(sale_id, index, shards) for index in range(shards)]
 
 
 def order_key(order_id: str) -> str:
@@ -46,15 +109,23 @@ def _script(name: str) -> Script:
 
 
 def prewarm(sale_id: int, stock: int, per_user_limit: int, starts_ms: int, ends_ms: int,
-            payment_timeout_s: int) -> None:
-    """Put a new sale's stock in redis, before anyone can buy."""
-    redis_store.hset(sale_key(sale_id), mapping={
-        "stock": stock, "remaining": stock, "per_user_limit": per_user_limit,
-        "starts_ms": starts_ms, "ends_ms": ends_ms, "payment_timeout_s": payment_timeout_s,
-        "orders_paid": 0, "orders_cancelled": 0, "rejected_sold_out": 0,
-        "rejected_limit_exceeded": 0, "rejected_sale_not_active": 0,
-        "rejected_rate_limited": 0,
-    })
+            payment_timeout_s: int, shards: int = 1) -> None:
+    """Put a new sale's stock in redis, before anyone can buy: split evenly over
+    ``shards`` shards, each with the sale's rules (a script reads only its own shard)."""
+    rules = {"per_user_limit": per_user_limit, "starts_ms": starts_ms, "ends_ms": ends_ms,
+             "payment_timeout_s": payment_timeout_s}
+    counters = dict.fromkeys(SUMMED, 0)
+    # No MULTI: shards may live on different cluster nodes. Order is enough: the sale
+    # becomes visible with its definition, written last.
+    pipe = redis_store.pipeline(transaction=False)
+    for index in range(shards):
+        share = stock // shards + (index < stock % shards)
+        pipe.hset(shard(sale_id, index, shards).sale, mapping={
+            **counters, **rules, "stock": share, "remaining": share})
+    if shards > 1:
+        pipe.hset(sale_key(sale_id), mapping={**counters, **rules, "stock": stock,
+                                              "shards": shards})
+    pipe.execute()
 
 
 @dataclass(frozen=True)
@@ -69,14 +140,59 @@ class Admission:
 
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
             order_id: str) -> Admission:
-    """Admit one purchase in one round trip."""
+    """Admit one purchase: one round trip on the buyer's home shard. When that shard is
+    short, one more reads the other shards' levels: all empty, the answer is 'sold_out'
+    (two round trips); otherwise borrow from the fullest and try again. So 'sold_out' is
+    never answered while another shard had the units, bar units in flight between two
+    shards at that instant."""
+    shards = shard_count(sale_id)
+    if shards is None:
+        return Admission("not_found")
+    home = shard(sale_id, home_shard(user_id, shards), shards)
+    admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms, order_id,
+                            deposit=0, final=shards == 1)
+    for attempt in range(1, BORROW_ATTEMPTS + 1):
+        if admission.outcome != "short":
+            break
+        borrowed = borrow(sale_id, home, shards, quantity - admission.remaining)
+        if borrowed == 0:  # already counted as a sold-out refusal by the 'short' answer
+            metrics.reservation("sold_out")
+            return Admission("sold_out")
+        admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms,
+                                order_id, deposit=borrowed, final=attempt == BORROW_ATTEMPTS,
+                                retry=True)
+    return admission
+
+
+def borrow(sale_id, home: Shard, shards: int, wanted: int) -> int:
+    """Take at least ``wanted`` units from the other shards, fullest first; returns how
+    many were taken (they must then be deposited on ``home``)."""
+    others = [shard(sale_id, index, shards) for index in range(shards)]
+    others = [other for other in others if other != home]
+    pipe = redis_store.pipeline(transaction=False)
+    for other in others:
+        pipe.hget(other.sale, "remaining")
+    levels = [int(level or 0) for level in pipe.execute()]
+    taken = 0
+    for level, other in sorted(zip(levels, others), key=lambda pair: -pair[0]):
+        if taken >= wanted or level <= 0:
+            break
+        taken += int(_script("borrow")(keys=[other.sale], args=[wanted - taken],
+                                       client=redis_store.client))
+    return taken
+
+
+def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, order_id,
+                deposit: int, final: bool, retry: bool = False) -> Admission:
     reply = _script("reserve")(
-        keys=[sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id),
-              order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id),
-              DRAIN_NUDGED],
-        args=[sale_id, user_id, quantity, idempotency, now_ms, order_id],
+        keys=[home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX,
+              DEADLINES, buyer_orders_key(user_id), DRAIN_NUDGED],
+        args=[sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit,
+              int(final), int(retry)],
         client=redis_store.client)
     outcome = reply[0].decode()
+    if outcome == "short":
+        return Admission(outcome, remaining=int(reply[1]))
     metrics.reservation(outcome)
     if outcome == "reserved":
         return Admission(outcome, reply[1].decode(), int(reply[2]), bool(reply[3]))
@@ -85,28 +201,39 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
     return Admission(outcome)
 
 
+def order_shard(order_id: str, sale_id, user_id=None) -> Shard:
+    """The shard an order's units came from and return to: its buyer's home shard."""
+    shards = shard_count(sale_id) or 1
+    if shards > 1 and user_id is None:
+        user_id = (redis_store.hget(order_key(order_id), "user_id") or b"").decode()
+    return shard(sale_id, home_shard(user_id, shards), shards)
+
+
 def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str, ...],
-           when: str = "") -> tuple[str, str | None]:
-    """Move an order to ``target`` if its status is in ``allowed``; a cancel returns stock.
+           when: str = "", user_id=None) -> tuple[str, str | None]:
+    """Move an order to ``target`` if its status is in ``allowed``; a cancel returns stock
+    (to the buyer's home shard).
 
     :param when: "deadline" (only once the payment deadline passed), "before" (only before
         it), or "" (whenever).
+    :param user_id: the order's buyer, if known (saves a round trip on a sharded sale).
     :return: ("changed" | "unchanged" | "refused" | "not_found", the status before).
     """
+    home = order_shard(order_id, sale_id, user_id)
     reply = _script("settle")(
-        keys=[order_key(order_id), sale_key(sale_id), units_key(sale_id), DEADLINES],
+        keys=[order_key(order_id), home.sale, home.units, DEADLINES],
         args=[target, now_ms, ",".join(allowed), when], client=redis_store.client)
     return reply[0].decode(), reply[1].decode() if len(reply) > 1 else None
 
 
-def settle_many(changes: list[tuple[str, object]], target: str, now_ms: int,
+def settle_many(changes: list[tuple], target: str, now_ms: int,
                 allowed: tuple[str, ...]) -> list[tuple[str, str | None]]:
-    """``settle`` for many (order id, sale id) pairs in one round trip (a pipeline)."""
+    """``settle`` for many (order id, sale id[, buyer id]) in one round trip (a pipeline)."""
+    homes = [order_shard(*change) for change in changes]
     pipe = redis_store.pipeline(transaction=False)
-    for order_id, sale_id in changes:
-        _script("settle")(keys=[order_key(order_id), sale_key(sale_id), units_key(sale_id),
-                                DEADLINES], args=[target, now_ms, ",".join(allowed), ""],
-                          client=pipe)
+    for (order_id, *_), home in zip(changes, homes):
+        _script("settle")(keys=[order_key(order_id), home.sale, home.units, DEADLINES],
+                          args=[target, now_ms, ",".join(allowed), ""], client=pipe)
     return [(reply[0].decode(), reply[1].decode() if len(reply) > 1 else None)
             for reply in pipe.execute()]
 
@@ -118,6 +245,34 @@ def order_state(order_id: str) -> dict[str, str] | None:
 
 
 def sale_state(sale_id) -> dict[str, int] | None:
-    """A sale's live counters, or None when redis does not know it."""
-    raw = redis_store.hgetall(sale_key(sale_id))
-    return {k.decode(): int(v) for k, v in raw.items()} or None
+    """A sale's live counters, or None when redis does not know it.
+
+    Sharded, the counters are summed over the shards, and ``remaining`` counts the units
+    in flight between two shards (lent, not yet deposited) as still for sale; they are
+    also reported alone as ``in_transit``.
+    """
+    shards = shard_count(sale_id)
+    if shards is None:
+        return None
+    keys = [sale_key(sale_id)] + ([shard(sale_id, i, shards).sale for i in range(shards)]
+                                  if shards > 1 else [])
+    pipe = redis_store.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    hashes = [{k.decode(): int(v) for k, v in raw.items()} for raw in pipe.execute()]
+    state = hashes[0]
+    if not state:
+        return None
+    for name in SUMMED:
+        state[name] = sum(part.get(name, 0) for part in hashes)
+    state["in_transit"] = state["lent"] - state["borrowed"]
+    state["remaining"] += state["in_transit"]
+    return state
+
+
+def units_held(sale_id) -> int:
+    """Units held by buyers (live orders), over all shards."""
+    pipe = redis_store.pipeline(transaction=False)
+    for each in all_shards(sale_id):
+        pipe.hvals(each.units)
+    return sum(int(v) for values in pipe.execute() for v in values)

@@ -138,10 +138,10 @@ def cancel_if_unpaid(order_id: str, now: int) -> bool:
         return False
     sale_id = state["sale_id"]
     outcome, _ = stock.settle(order_id, sale_id, "cancelled", now, ("pending", "confirmed"),
-                              when="deadline")
+                              when="deadline", user_id=state["user_id"])
     if outcome != "changed" and state["status"] == "paying":
         outcome, _ = stock.settle(order_id, sale_id, "cancelled", now - PAYING_GRACE_MS,
-                                  ("paying",), when="deadline")
+                                  ("paying",), when="deadline", user_id=state["user_id"])
     if outcome != "changed":
         return False
     ledger.set_status(order_id, "cancelled")

@@ -6,6 +6,7 @@ from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -103,8 +104,11 @@ class AdmissionMachine(RuleBasedStateMachine):
             assert (row.status == "cancelled") == (row.id in self.cancelled)
 
 
-def test_admission_model(app):
-    """Random sequences of purchases, timeouts and drains keep every invariant."""
+@pytest.mark.parametrize("shards", [1, 4])
+def test_admission_model(app, shards):
+    """Random sequences of purchases, timeouts and drains keep every invariant, with the
+    stock in one key or split over four shards (buyers borrowing across them)."""
+    app.config["STOCK_SHARDS"] = shards
     run_state_machine_as_test(AdmissionMachine, settings=settings(
         max_examples=40, stateful_step_count=25, deadline=None,
         suppress_health_check=list(HealthCheck)))

@@ -55,7 +55,11 @@ def burst(app, sale, buyers, attempts: int) -> dict[str, int]:
             return (response.status_code, body.get("order_id"), 1 + n % 2)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(attempt, range(attempts)))
+        return accepted_orders(pool.map(attempt, range(attempts)))
+
+
+def accepted_orders(results) -> dict[str, int]:
+    """{order id: quantity} of the 202s among (status, order id, quantity) results."""
     accepted = {}
     for status, order_id, quantity in results:
         if status == 202:

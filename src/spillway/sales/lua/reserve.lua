@@ -2,16 +2,34 @@
 -- Admission of one purchase, atomically: the only code that takes stock.
 -- The shebang makes redis check memory before the script runs (Redis 7), so an
 -- out-of-memory abort can never stop it halfway.
--- KEYS: sale hash, units-per-buyer hash, idempotency hash, order hash, outbox stream,
---       payment deadlines zset, the buyer's order set, the drain-nudge marker
--- ARGV: sale id, buyer id, quantity, idempotency key ('' for none), now (ms), order id
+-- With several stock shards (SPILLWAY_STOCK_SHARDS) it runs on the buyer's home shard:
+-- 'sale', 'units' and 'idem' are that shard's keys, so the limit and the idempotency key
+-- are checked exactly, in one place per buyer.
+-- KEYS: sale (shard) hash, units-per-buyer hash, idempotency hash, order hash, outbox
+--       stream, payment deadlines zset, the buyer's order set, the drain-nudge marker
+-- ARGV: sale id, buyer id, quantity, idempotency key ('' for none), now (ms), order id,
+--       units borrowed from other shards to add here first (0 for none),
+--       final: '1' refuses 'sold_out'; '0' answers 'short' (the caller will borrow),
+--       retry: '1' when the caller's previous call answered 'short'
 local sale, units, idem, order, outbox, deadlines, buyer_orders, nudged =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local sale_id, buyer, qty, key, now, order_id =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local deposit, final, retry = tonumber(ARGV[7] or '0'), (ARGV[8] or '1') == '1',
+  ARGV[9] == '1'
 
 if redis.call('EXISTS', sale) == 0 then
   return {'not_found'}
+end
+-- Borrowed units land here whatever this purchase's fate: they are this shard's stock now.
+if deposit > 0 then
+  redis.call('HINCRBY', sale, 'remaining', deposit)
+  redis.call('HINCRBY', sale, 'borrowed', deposit)
+end
+-- A 'short' answer counts as a sold-out refusal at once, so that a caller who then finds
+-- every other shard empty can refuse without a third round trip; a retry takes it back.
+if retry then
+  redis.call('HINCRBY', sale, 'rejected_sold_out', -1)
 end
 if key ~= '' then
   local seen = redis.call('HGET', idem, buyer .. ':' .. key)
@@ -33,6 +51,9 @@ end
 local remaining = tonumber(f[4])
 if remaining < qty then
   redis.call('HINCRBY', sale, 'rejected_sold_out', 1)
+  if not final then
+    return {'short', remaining}
+  end
   return {'sold_out'}
 end
 

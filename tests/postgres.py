@@ -1,0 +1,119 @@
+"""A throwaway PostgreSQL cluster for the suite: initdb into a temporary directory, one
+`postgres` on a free loopback port, a fresh database per test, everything removed after.
+
+PostgreSQL refuses to run as root, so under root the cluster belongs to the project's
+service user (the account `spillway up` drops to).
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from spillway.deploy.service_user import resolve_service_user
+from tests.servers import Server
+from tests.servers import free_port
+
+SUPERUSER = "spillway"
+# Durability off: the cluster lives as long as the test run.
+FAST_AND_FORGETFUL = ("fsync=off", "synchronous_commit=off", "full_page_writes=off",
+                      "max_connections=300", "shared_buffers=64MB")
+
+
+def postgres_bindir() -> Path:
+    """The newest installed server's bin directory (Debian: /usr/lib/postgresql/N/bin)."""
+    found = [path.parent for path in Path("/usr/lib/postgresql").glob("*/bin/postgres")]
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run the tests with `make test`")
+    return max(found, key=lambda path: int(path.parent.name.split(".")[0]))
+
+
+class PostgresCluster:
+    """One cluster; ``create_database`` hands out an empty database and its URL."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.root = Path(tempfile.mkdtemp(prefix="spillway-pg-"))
+        self.port = free_port()
+        self.server: Server | None = None
+        self.created = 0
+        user = resolve_service_user()
+        self.ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+        if user:
+            os.chown(self.root, user.uid, user.gid)
+
+    def initdb(self, trusted_network: str | None = None) -> None:
+        """Create the cluster; ``trusted_network`` (a CIDR) may connect without a password."""
+        data = self.root / "data"
+        subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(data), "-U", SUPERUSER,
+                        "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+                       check=True, capture_output=True, cwd="/", env={"LANG": "C"}, **self.ids)
+        if trusted_network:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {trusted_network} trust\n")
+
+    def argv(self, listen: str = "127.0.0.1") -> list[str]:
+        """The server's command line, listening on ``listen``."""
+        argv = [str(postgres_bindir() / "postgres"), "-D", str(self.root / "data"),
+                "-k", str(self.root), "-p", str(self.port), "-h", listen]
+        for setting in FAST_AND_FORGETFUL:
+            argv += ["-c", setting]
+        return argv
+
+    def start(self) -> "PostgresCluster":
+        self.initdb()
+        self.server = Server("postgres", self.argv(), self.port, self.log_dir, cwd="/",
+                             **self.ids).start(timeout=30)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+        """The port opens before recovery ends ("the database system is starting up")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url("postgres", "postgresql", host), connect_timeout=5).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def url(self, database: str, driver: str = "postgresql+psycopg",
+            host: str = "127.0.0.1") -> str:
+        return f"{driver}://{SUPERUSER}@{host}:{self.port}/{database}"
+
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.url("postgres", "postgresql"), autocommit=True)
+
+    def create_database(self) -> str:
+        """A new, empty database; returns its name."""
+        self.created += 1
+        name = f"test_{self.created}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop it, closing whatever is still connected (a worker a test left behind)."""
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        if self.server is not None:  # SIGINT: fast shutdown, clients or not
+            self.server.kill(signal.SIGINT)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres(log_dir: Path) -> PostgresCluster:
+    cluster = PostgresCluster(log_dir)
+    try:
+        return cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
