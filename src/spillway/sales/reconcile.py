@@ -14,7 +14,6 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from spillway.extensions import db
-from spillway.extensions import redis_store
 from spillway.ops import counters
 from spillway.orders.models import Order
 from spillway.sales import stock
