@@ -46,6 +46,9 @@ def service_env(redis_server, memcached_server, tmp_path):
         "SPILLWAY_RUN_DIR": str(tmp_path / "run"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'spillway.db'}",
         "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        # Tests drive the app from one address: limits are off unless a test turns them on
+        # (tests/integration/security).
+        "SPILLWAY_RATE_LIMITS": "off",
     }
 
 

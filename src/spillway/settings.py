@@ -53,6 +53,11 @@ def _read(env: Env, config_name: str) -> dict:
         "SECRET_KEY": env.str("SPILLWAY_SECRET_KEY", "dev-insecure-key"),
         "ADMIN_TOKEN": env.str("SPILLWAY_ADMIN_TOKEN", ""),
         "RATE_LIMITS_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
+        **_rate_limit_settings(env, redis_url),
+        # nginx is the one proxy in front of the app: trust that many X-Forwarded-For hops
+        # (0 when clients reach `spillway serve` directly, or they could pick their address).
+        "PROXY_HOPS": env.int("SPILLWAY_PROXY_HOPS", 1),
+        "PURCHASE_TOKEN_TTL_S": env.int("SPILLWAY_PURCHASE_TOKEN_TTL", 120),
         "RUN_DIR": str(run_dir),
         "SQLALCHEMY_DATABASE_URI": env.str(
             "DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}"
@@ -69,6 +74,23 @@ def _read(env: Env, config_name: str) -> dict:
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "CELERY": _celery_settings(env, broker_url),
+    }
+
+
+def _rate_limit_settings(env: Env, redis_url: str) -> dict:
+    # Flask-Limiter's own settings (RATELIMIT_*): counters in the app's redis, fixed windows
+    # (one round trip a hit). A redis that is down must not take reads down with it: the
+    # limiter then lets requests through, and whatever needs redis answers 503 by itself.
+    return {
+        "RATELIMIT_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 2.0, "socket_connect_timeout": 1.0},
+        "RATELIMIT_STRATEGY": "fixed-window",
+        "RATELIMIT_KEY_PREFIX": "spillway",
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "RATELIMIT_DEFAULT": env.str("SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute"),
+        "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER", "5 per second;60 per minute"),
     }
 
 

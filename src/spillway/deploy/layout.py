@@ -21,7 +21,8 @@ SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bi
 # Settings the operator may set for `spillway up` that the processes should see as-is.
 PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SECONDS",
                   "SPILLWAY_CELERY_VISIBILITY_TIMEOUT", "SPILLWAY_PAYMENT_URL",
-                  "SPILLWAY_OUTBOX_STUCK_MS")
+                  "SPILLWAY_OUTBOX_STUCK_MS", "SPILLWAY_RATE_LIMIT_PER_IP",
+                  "SPILLWAY_RATE_LIMIT_PER_BUYER", "SPILLWAY_PURCHASE_TOKEN_TTL")
 
 
 class StackError(RuntimeError):

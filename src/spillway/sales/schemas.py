@@ -20,6 +20,8 @@ class SaleIn(Schema):
     ends_at = fields.AwareDateTime(required=True)
     payment_timeout_s = fields.Integer(load_default=900, strict=True,
                                        validate=validate.Range(1, 86_400))
+    # Only JSON true and false: a string or number here is a wrong type (400).
+    requires_purchase_token = fields.Boolean(load_default=False, truthy={True}, falsy={False})
 
     @validates_schema
     def ends_after_start(self, data, **_):
@@ -39,6 +41,7 @@ class SaleOut(Schema):
     ends_at = fields.String(required=True)
     payment_timeout_s = fields.Integer(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    requires_purchase_token = fields.Boolean(required=True)
 
 
 class SaleListArgs(Schema):
@@ -75,3 +78,11 @@ class PurchaseIn(Schema):
 class PurchaseOut(Schema):
     order_id = fields.String(required=True)
     status = fields.String(required=True)
+
+
+class PurchaseTokenOut(Schema):
+    """A purchase token for one buyer and one sale; send it as X-Purchase-Token."""
+
+    token = fields.String(required=True)
+    sale_id = fields.String(required=True)
+    expires_at = fields.String(required=True)

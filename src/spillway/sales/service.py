@@ -58,7 +58,8 @@ def create_sale(fields: dict) -> dict:
         raise ApiError(400, "ends_at: must be after starts_at.")
     sale = Sale(product_id=int(fields["product_id"]), stock=fields["stock"],
                 per_user_limit=fields["per_user_limit"], starts_at=starts_at,
-                ends_at=fields["ends_at"], payment_timeout_s=fields["payment_timeout_s"])
+                ends_at=fields["ends_at"], payment_timeout_s=fields["payment_timeout_s"],
+                requires_purchase_token=fields.get("requires_purchase_token", False))
     db.session.add(sale)
     db.session.flush()
     # Stock reaches redis before the row commits: a sale nobody can see yet is harmless,
@@ -86,7 +87,8 @@ def describe(sale: Sale) -> dict:
             "remaining": remaining, "per_user_limit": sale.per_user_limit,
             "starts_at": iso(sale.starts_at), "ends_at": iso(sale.ends_at),
             "payment_timeout_s": sale.payment_timeout_s,
-            "status": status_of(sale, remaining, now_ms())}
+            "status": status_of(sale, remaining, now_ms()),
+            "requires_purchase_token": sale.requires_purchase_token}
 
 
 def get_sale(sale_id: int) -> Sale:

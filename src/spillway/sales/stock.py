@@ -119,3 +119,21 @@ def sale_state(sale_id) -> dict[str, int] | None:
     """A sale's live counters, or None when redis does not know it."""
     raw = redis_store.hgetall(sale_key(sale_id))
     return {k.decode(): int(v) for k, v in raw.items()} or None
+
+
+# Counts a refusal decided outside reserve.lua (a rate limit) without creating the hash of a
+# sale redis does not know: one round trip.
+_COUNT_IF_SALE_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
+return 0
+"""
+
+
+def count_rejection(sale_id, reason: str) -> None:
+    """Add one to a known sale's ``rejected_<reason>`` counter (its stats)."""
+    if not str(sale_id).isdigit():
+        return
+    if "count-rejection" not in _scripts:
+        _scripts["count-rejection"] = Script(None, _COUNT_IF_SALE_EXISTS.encode())
+    _scripts["count-rejection"](keys=[sale_key(sale_id)], args=[f"rejected_{reason}"],
+                                client=redis_store.client)

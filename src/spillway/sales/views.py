@@ -11,9 +11,12 @@ from flask_smorest import Blueprint
 from spillway.auth import require_admin
 from spillway.errors import load_json_body
 from spillway.auth import require_buyer
+from spillway.sales import gate
+from spillway.sales import purchase_tokens
 from spillway.sales import service
 from spillway.sales.schemas import PurchaseIn
 from spillway.sales.schemas import PurchaseOut
+from spillway.sales.schemas import PurchaseTokenOut
 from spillway.sales.schemas import SaleIn
 from spillway.sales.schemas import SaleList
 from spillway.sales.schemas import SaleListArgs
@@ -66,7 +69,18 @@ def purchase(sale_id):
     """Reserve units: 202 with the order id, kept as a promise (send an Idempotency-Key)."""
     # Requests normally reach sales/fastpath.py, which runs these same steps before Flask;
     # this view documents the endpoint and takes what the fast path leaves (chunked bodies).
+    sale_number = service.parse_sale_id(sale_id)
+    gate.check_purchase(sale_number, g.user_id, request.headers.get(purchase_tokens.HEADER))
     body = load_json_body(PURCHASE_SCHEMA)
-    status, answer = service.purchase(service.parse_sale_id(sale_id), g.user_id,
+    status, answer = service.purchase(sale_number, g.user_id,
                                       body["quantity"], request.headers.get("Idempotency-Key", ""))
     return Response(json.dumps(answer), status=status, mimetype="application/json")
+
+
+@bp.post("/<sale_id>/purchase-token")
+@require_buyer
+@bp.response(200, PurchaseTokenOut)
+def purchase_token(sale_id):
+    """A short-lived token for this buyer and sale, issued only while the sale is on; a sale
+    created with requires_purchase_token admits purchases only with it (X-Purchase-Token)."""
+    return purchase_tokens.issue(service.parse_sale_id(sale_id), g.user_id)

@@ -1,0 +1,89 @@
+"""Rate limits on the shared redis: per client IP on every Flask route, per buyer on purchase.
+
+Flask-Limiter applies the per-IP default (RATELIMIT_DEFAULT) to every Flask route. The
+per-buyer purchase limit is checked by :func:`check_buyer` from both the Flask view and the
+WSGI fast path (sales/fastpath.py), on Flask-Limiter's own `limits` strategy and storage,
+so both paths count in the same redis buckets. ``SPILLWAY_RATE_LIMITS=off`` turns both off.
+"""
+
+import logging
+import math
+import time
+
+import redis
+from flask import Flask
+from flask import current_app
+from flask import request
+from flask_limiter import Limiter
+from flask_limiter import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+
+from spillway.errors import ApiError
+from spillway.errors import error_response
+
+log = logging.getLogger(__name__)
+
+# Probes from load balancers and supervisors are never limited.
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+BUYER_SCOPE = "purchase-per-buyer"
+
+limiter = Limiter(key_func=get_remote_address)
+
+
+def init_app(app: Flask) -> None:
+    app.config["RATELIMIT_ENABLED"] = app.config["RATE_LIMITS_ENABLED"]
+    limiter.init_app(app)
+    app.extensions["buyer_limits"] = parse_many(app.config["RATELIMIT_PER_BUYER"])
+    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+
+
+@limiter.request_filter
+def _exempt() -> bool:
+    return request.path in EXEMPT_PATHS
+
+
+def _too_many_requests(exc: RateLimitExceeded):
+    """Flask-Limiter's refusal in the JSON error shape, with the real Retry-After."""
+    current = limiter.current_limit
+    wait = _seconds_until(current.reset_at) if current else None
+    if request.endpoint == "sales.purchase":
+        count_refusal((request.view_args or {}).get("sale_id", ""))
+    return error_response(429, "rate_limited", f"Too many requests ({exc.description}); "
+                          "slow down.", wait)
+
+
+def _seconds_until(reset_at: float) -> int:
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def check_buyer(sale_id: int, user_id: str) -> None:
+    """Count one purchase attempt against the buyer's limits.
+
+    :raise ApiError: 429 ``rate_limited`` with Retry-After when a limit is exhausted.
+    """
+    if not current_app.config["RATE_LIMITS_ENABLED"]:
+        return
+    strategy = limiter.limiter
+    for item in current_app.extensions["buyer_limits"]:
+        try:
+            allowed = strategy.hit(item, BUYER_SCOPE, user_id)
+        except redis.exceptions.RedisError as exc:
+            # Fail open: the purchase itself needs redis and will answer 503 if it is down.
+            log.warning("rate limit storage unavailable: %s", exc)
+            return
+        if not allowed:
+            reset_at = strategy.get_window_stats(item, BUYER_SCOPE, user_id).reset_time
+            count_refusal(sale_id)
+            raise ApiError(429, f"Too many purchase attempts (at most {item}); slow down.",
+                           retry_after=_seconds_until(reset_at))
+
+
+def count_refusal(sale_id) -> None:
+    """Add one to the sale's ``rejected.rate_limited``, if redis knows the sale."""
+    from spillway.sales import stock
+
+    try:
+        stock.count_rejection(sale_id, "rate_limited")
+    except redis.exceptions.RedisError as exc:
+        log.warning("could not count a rate-limited purchase: %s", exc)
