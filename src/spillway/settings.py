@@ -94,6 +94,24 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
     }
 
 
+def nginx_rate_limits() -> dict:
+    """nginx's per-address limit, for `spillway up` to render (SPILLWAY_RATE_LIMITS=off: none).
+
+    :raise SettingsError: a malformed value.
+    """
+    env = Env()
+    try:
+        return {
+            "rate_limits": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
+            # nginx's syntax: "20r/s"; the burst is answered at once (nodelay), then 429.
+            "nginx_rate_per_ip": env.str("SPILLWAY_NGINX_RATE_PER_IP", "20r/s",
+                                         validate=lambda v: v.endswith(("r/s", "r/m"))),
+            "nginx_burst_per_ip": env.int("SPILLWAY_NGINX_BURST_PER_IP", 40),
+        }
+    except EnvError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _celery_settings(env: Env, broker_url: str) -> dict:
     # JSON only: a worker that accepts pickle runs whatever a broker client sends it.
     # acks_late + reject_on_worker_lost + prefetch 1: a task a worker dies in is delivered

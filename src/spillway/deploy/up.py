@@ -25,6 +25,9 @@ from spillway.deploy.layout import supervisor_environment
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import chown_tree
 from spillway.deploy.service_user import resolve_service_user
+from spillway.security.headers import CONTENT_SECURITY_POLICY
+from spillway.settings import SettingsError
+from spillway.settings import nginx_rate_limits
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -46,7 +49,7 @@ def run_stack(options: StackOptions) -> int:
     """Run the stack in the foreground until a signal stops it; return the exit status."""
     try:
         run_dir, supervisord_cmd, environment, user = prepare(options)
-    except StackError as exc:
+    except (StackError, SettingsError) as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
     click.echo(f"spillway up: starting supervisord ({run_dir.supervisord_conf})")
@@ -90,6 +93,8 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "memcached_mb": 128,
         "gateway_port": gateway_port,
         "cache_prefix": PAGE_PREFIX,
+        "content_security_policy": CONTENT_SECURITY_POLICY,
+        **nginx_rate_limits(),
         "max_open_files": max_open_files(),
         "log_level": options.log_level,
         "log_level_lower": options.log_level.lower(),

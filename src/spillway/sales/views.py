@@ -22,8 +22,18 @@ from spillway.sales.schemas import SaleList
 from spillway.sales.schemas import SaleListArgs
 from spillway.sales.schemas import SaleOut
 from spillway.sales.schemas import SaleStats
+from spillway import apidoc
 
 PURCHASE_SCHEMA = PurchaseIn()
+PURCHASE_HEADERS = [
+    {"in": "header", "name": "Idempotency-Key", "required": False,
+     "description": "The same key from the same buyer answers the first order again.",
+     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,64}$"}},
+    {"in": "header", "name": purchase_tokens.HEADER, "required": False,
+     "description": "Required by sales created with requires_purchase_token: from "
+                    "POST /api/v1/sales/{sale_id}/purchase-token.",
+     "schema": {"type": "string"}},
+]
 
 bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
                description="Flash sales: admission in one redis round trip.")
@@ -32,6 +42,7 @@ bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
 @bp.route("")
 class Sales(MethodView):
     @bp.arguments(SaleListArgs, location="query")
+    @apidoc.errors(bp, 400)
     @bp.response(200, SaleList)
     def get(self, args):
         """List sales, optionally only those with a given status."""
@@ -39,6 +50,7 @@ class Sales(MethodView):
 
     @require_admin
     @bp.arguments(SaleIn)
+    @apidoc.errors(bp, *apidoc.ADMIN, *apidoc.WITH_BODY)
     @bp.response(201, SaleOut)
     def post(self, fields):
         """Create a sale; its stock is in redis before this answers (admin)."""
@@ -46,6 +58,7 @@ class Sales(MethodView):
 
 
 @bp.get("/<sale_id>")
+@apidoc.errors(bp, 404)
 @bp.response(200, SaleOut)
 def get_sale(sale_id):
     """Get one sale with its live remaining stock."""
@@ -54,6 +67,7 @@ def get_sale(sale_id):
 
 @bp.get("/<sale_id>/stats")
 @require_admin
+@apidoc.errors(bp, *apidoc.ADMIN, 404)
 @bp.response(200, SaleStats)
 def sale_stats(sale_id):
     """Stock, reservations, orders and refusals of a sale (admin)."""
@@ -62,7 +76,9 @@ def sale_stats(sale_id):
 
 @bp.post("/<sale_id>/orders")
 @require_buyer
-@bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PurchaseIn}}})
+@bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PurchaseIn}}},
+        parameters=PURCHASE_HEADERS)
+@apidoc.errors(bp, *apidoc.BUYER, *apidoc.WITH_BODY, 404, 409)
 @bp.response(202, PurchaseOut)
 @bp.alt_response(200, schema=PurchaseOut, description="The Idempotency-Key's earlier order.")
 def purchase(sale_id):
@@ -79,6 +95,7 @@ def purchase(sale_id):
 
 @bp.post("/<sale_id>/purchase-token")
 @require_buyer
+@apidoc.errors(bp, *apidoc.BUYER, 404, 409)
 @bp.response(200, PurchaseTokenOut)
 def purchase_token(sale_id):
     """A short-lived token for this buyer and sale, issued only while the sale is on; a sale
