@@ -9,6 +9,15 @@ from marshmallow import validates_schema
 STATUSES = ("scheduled", "active", "sold_out", "ended")
 
 
+class StrictBoolean(fields.Boolean):
+    """Only JSON true and false: "true", 1 or null is a wrong type (400), not a guess."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class SaleIn(Schema):
     """A new flash sale (admin)."""
 
@@ -20,8 +29,7 @@ class SaleIn(Schema):
     ends_at = fields.AwareDateTime(required=True)
     payment_timeout_s = fields.Integer(load_default=900, strict=True,
                                        validate=validate.Range(1, 86_400))
-    # Only JSON true and false: a string or number here is a wrong type (400).
-    requires_purchase_token = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    requires_purchase_token = StrictBoolean(load_default=False)
 
     @validates_schema
     def ends_after_start(self, data, **_):

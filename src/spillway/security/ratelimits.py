@@ -46,15 +46,16 @@ def _exempt() -> bool:
 def _too_many_requests(exc: RateLimitExceeded):
     """Flask-Limiter's refusal in the JSON error shape, with the real Retry-After."""
     current = limiter.current_limit
-    wait = _seconds_until(current.reset_at) if current else None
+    wait = _seconds_until(current.reset_at, current.limit.get_expiry()) if current else None
     if request.endpoint == "sales.purchase":
         count_refusal((request.view_args or {}).get("sale_id", ""))
     return error_response(429, "rate_limited", f"Too many requests ({exc.description}); "
                           "slow down.", wait)
 
 
-def _seconds_until(reset_at: float) -> int:
-    return max(1, math.ceil(reset_at - time.time()))
+def _seconds_until(reset_at: float, window_s: int) -> int:
+    # `limits` rounds the reset time up to the next whole second: never say more than a window.
+    return min(window_s, max(1, math.ceil(reset_at - time.time())))
 
 
 def check_buyer(sale_id: int, user_id: str) -> None:
@@ -76,7 +77,7 @@ def check_buyer(sale_id: int, user_id: str) -> None:
             reset_at = strategy.get_window_stats(item, BUYER_SCOPE, user_id).reset_time
             count_refusal(sale_id)
             raise ApiError(429, f"Too many purchase attempts (at most {item}); slow down.",
-                           retry_after=_seconds_until(reset_at))
+                           retry_after=_seconds_until(reset_at, item.get_expiry()))
 
 
 def count_refusal(sale_id) -> None:
