@@ -6,13 +6,30 @@ flask-smorest's catch-all ``default`` response is switched off (extensions.Spill
 with it, any status at all would conform.
 """
 
+import json
+
 from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
 
 from spillway.errors import ErrorSchema
 
-# webargs refuses invalid arguments with 422; the API answers 400 (errors.py), and so must
-# the document. Set on flask-smorest's one shared parser, before any view is declared.
-Blueprint.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
+
+class BodyParser(FlaskParser):
+    """webargs' parser as the API needs it: 400 (not 422) for invalid arguments, so the
+    document says what errors.py answers; and a body nested too deeply for Python's JSON
+    decoder (a RecursionError, a 500 otherwise) refused as invalid JSON."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", "<body>", 0) from None
+
+
+# flask-smorest's one shared parser; set before any view is declared (views import this).
+Blueprint.ARGUMENTS_PARSER = BodyParser()
 
 DESCRIPTIONS = {
     400: "invalid_request: malformed JSON, a wrong type, an out-of-range value or an unknown "

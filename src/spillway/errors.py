@@ -107,7 +107,7 @@ def parse_json_object(content_type: str, raw: bytes, schema):
         raise ApiError(415, "Send the body as application/json.")
     try:
         data = json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
         raise ApiError(400, "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object.")

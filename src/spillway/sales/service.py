@@ -41,7 +41,8 @@ def epoch_ms(moment: datetime) -> int:
 
 def parse_sale_id(raw: str) -> int:
     """:raise ApiError: 404 when ``raw`` cannot name a sale."""
-    if not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+    # isascii: "²" and "١" are digits to str.isdigit, and "²" is no number to int().
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:
         raise ApiError(404, f"Sale {raw[:40]} does not exist.")
     return int(raw)
 
