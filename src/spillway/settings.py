@@ -83,7 +83,9 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
     # limiter then lets requests through, and whatever needs redis answers 503 by itself.
     return {
         "RATELIMIT_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
-        "RATELIMIT_STORAGE_URI": redis_url,
+        # `limits` spells a redis unix socket redis+unix:// (redis-py: unix://).
+        "RATELIMIT_STORAGE_URI": redis_url.replace("unix://", "redis+unix://", 1)
+        if redis_url.startswith("unix://") else redis_url,
         "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 2.0, "socket_connect_timeout": 1.0},
         "RATELIMIT_STRATEGY": "fixed-window",
         "RATELIMIT_KEY_PREFIX": "spillway",
