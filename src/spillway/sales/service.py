@@ -16,6 +16,7 @@ from spillway.extensions import db
 from spillway.orders.models import Order
 from spillway.sales import stock
 from spillway.sales.models import Sale
+from spillway.security import ratelimits
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 REFUSALS = {"sold_out": "has no stock left", "limit_exceeded": "allows no more units for you",
@@ -121,12 +122,17 @@ def stats(sale: Sale) -> dict:
 def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tuple[int, dict]:
     """Admit a purchase: (202, new order), (200, the key's earlier order), or a refusal.
 
-    :raise ApiError: 400 bad Idempotency-Key, 404 unknown sale, 409 refused.
+    :raise ApiError: 400 bad Idempotency-Key, 404 unknown sale, 409 refused, 429 the buyer's
+        rate limit.
     """
     if idempotency and not IDEMPOTENCY_KEY.match(idempotency):
         raise ApiError(400, "Idempotency-Key: 1 to 64 printable ASCII characters.")
     admission = stock.reserve(sale_id, user_id, quantity, idempotency, now_ms(),
-                              str(uuid.uuid4()))
+                              str(uuid.uuid4()), ratelimits.buyer_limits(user_id))
+    if admission.outcome == "rate_limited":
+        ratelimits.count_refusal(sale_id)
+        raise ApiError(429, "Too many purchase attempts; slow down.",
+                       retry_after=admission.retry_after)
     if admission.outcome == "not_found":
         raise ApiError(404, f"Sale {sale_id} does not exist.")
     if admission.outcome in REFUSALS:

@@ -64,23 +64,63 @@ class Admission:
     order_id: str | None = None
     remaining: int | None = None
     wake_drainer: bool = False
+    retry_after: int | None = None  # seconds, for "rate_limited"
 
 
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
-            order_id: str) -> Admission:
-    """Admit one purchase in one round trip."""
-    reply = _script("reserve")(
-        keys=[sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id),
-              order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id),
-              DRAIN_NUDGED],
-        args=[sale_id, user_id, quantity, idempotency, now_ms, order_id],
-        client=redis_store.client)
+            order_id: str, buyer_limits: list[tuple[str, int, int]] = ()) -> Admission:
+    """Admit one purchase in one round trip.
+
+    :param buyer_limits: (counter key, most hits, window seconds) of each per-buyer rate
+        limit, counted in the same round trip before anything else (outcome "rate_limited").
+    """
+    keys = [sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id),
+            order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id), DRAIN_NUDGED]
+    args = [sale_id, user_id, quantity, idempotency, now_ms, order_id]
+    script = _script("reserve")
+    if buyer_limits:
+        keys += [key for key, _, _ in buyer_limits]
+        args += [n for _, most, seconds in buyer_limits for n in (most, seconds)]
+        args.append(len(buyer_limits))
+        script = _limited_reserve_script()
+    reply = script(keys=keys, args=args, client=redis_store.client)
     outcome = reply[0].decode()
+    if outcome == "rate_limited":
+        return Admission(outcome, retry_after=int(reply[1]))
     if outcome == "reserved":
         return Admission(outcome, reply[1].decode(), int(reply[2]), bool(reply[3]))
     if outcome == "duplicate":
         return Admission(outcome, reply[1].decode())
     return Admission(outcome)
+
+
+# Per-buyer rate limits, counted inside the reservation's own script: a separate round
+# trip to the limiter's storage cost ~40 % of the fast path's own time (bench/
+# ratelimit_cost.py, SECURITY.md). Fixed windows, like `limits`' fixed-window strategy and
+# on its keys (spillway.security.ratelimits), so Flask-Limiter's storage sees the same
+# counts. Its arguments are the last ones: reserve.lua's own KEYS and ARGV keep their places.
+BUYER_LIMITS_PRELUDE = """
+do
+  local n = tonumber(ARGV[#ARGV])
+  for i = 1, n do
+    local key = KEYS[#KEYS - n + i]
+    local hits = redis.call('INCR', key)
+    if hits == 1 then redis.call('EXPIRE', key, ARGV[#ARGV - 2 * n + 2 * i - 1]) end
+    if hits > tonumber(ARGV[#ARGV - 2 * n + 2 * i - 2]) then
+      return {'rate_limited', redis.call('TTL', key)}
+    end
+  end
+end
+"""
+
+
+def _limited_reserve_script() -> Script:
+    """reserve.lua, unchanged, with BUYER_LIMITS_PRELUDE run first (after its shebang)."""
+    if "reserve+limits" not in _scripts:
+        source = (LUA_DIR / "reserve.lua").read_text()
+        shebang, _, body = source.partition("\n") if source.startswith("#!") else ("", "", source)
+        _scripts["reserve+limits"] = Script(None, f"{shebang}\n{BUYER_LIMITS_PRELUDE}{body}".encode())
+    return _scripts["reserve+limits"]
 
 
 def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str, ...],

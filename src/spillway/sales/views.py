@@ -11,7 +11,6 @@ from flask_smorest import Blueprint
 from spillway.auth import require_admin
 from spillway.errors import load_json_body
 from spillway.auth import require_buyer
-from spillway.sales import gate
 from spillway.sales import purchase_tokens
 from spillway.sales import service
 from spillway.sales.schemas import PurchaseIn
@@ -86,7 +85,7 @@ def purchase(sale_id):
     # Requests normally reach sales/fastpath.py, which runs these same steps before Flask;
     # this view documents the endpoint and takes what the fast path leaves (chunked bodies).
     sale_number = service.parse_sale_id(sale_id)
-    gate.check_purchase(sale_number, g.user_id, request.headers.get(purchase_tokens.HEADER))
+    purchase_tokens.check(sale_number, g.user_id, request.headers.get(purchase_tokens.HEADER))
     body = load_json_body(PURCHASE_SCHEMA)
     status, answer = service.purchase(sale_number, g.user_id,
                                       body["quantity"], request.headers.get("Idempotency-Key", ""))

@@ -19,7 +19,6 @@ from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
-from spillway.errors import ApiError
 from spillway.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -58,26 +57,16 @@ def _seconds_until(reset_at: float, window_s: int) -> int:
     return min(window_s, max(1, math.ceil(reset_at - time.time())))
 
 
-def check_buyer(sale_id: int, user_id: str) -> None:
-    """Count one purchase attempt against the buyer's limits.
-
-    :raise ApiError: 429 ``rate_limited`` with Retry-After when a limit is exhausted.
+def buyer_limits(user_id: str) -> list[tuple[str, int, int]]:
+    """(counter key, most hits, window seconds) of each per-buyer purchase limit, for
+    reserve.lua's round trip to count (spillway.sales.stock.reserve); none when limits are
+    off. The keys are those `limits`' fixed-window strategy uses on Flask-Limiter's storage.
     """
     if not current_app.config["RATE_LIMITS_ENABLED"]:
-        return
-    strategy = limiter.limiter
-    for item in current_app.extensions["buyer_limits"]:
-        try:
-            allowed = strategy.hit(item, BUYER_SCOPE, user_id)
-        except redis.exceptions.RedisError as exc:
-            # Fail open: the purchase itself needs redis and will answer 503 if it is down.
-            log.warning("rate limit storage unavailable: %s", exc)
-            return
-        if not allowed:
-            reset_at = strategy.get_window_stats(item, BUYER_SCOPE, user_id).reset_time
-            count_refusal(sale_id)
-            raise ApiError(429, f"Too many purchase attempts (at most {item}); slow down.",
-                           retry_after=_seconds_until(reset_at, item.get_expiry()))
+        return []
+    storage = limiter.limiter.storage
+    return [(storage.prefixed_key(item.key_for(BUYER_SCOPE, user_id)), item.amount,
+             item.get_expiry()) for item in current_app.extensions["buyer_limits"]]
 
 
 def count_refusal(sale_id) -> None:

@@ -95,3 +95,20 @@ def test_limits_off_lets_everything_through(client, app, monkeypatch):
     buyer = signup(unlimited)
     for _ in range(6):
         assert buy(unlimited, sale, buyer).status_code == 202
+
+
+def test_purchases_count_in_flask_limiters_own_storage(client, app):
+    """The per-buyer counts kept inside the reservation's round trip are the `limits`
+    fixed-window counters of Flask-Limiter's storage: its strategy reads the same numbers."""
+    from spillway.security.ratelimits import BUYER_SCOPE
+    from spillway.security.ratelimits import limiter
+    from spillway.users.tokens import user_id_of
+
+    sale = make_sale(client, stock=100, per_user_limit=100)
+    buyer = signup(client)
+    uid = user_id_of(buyer["Authorization"].split()[1])
+    item = app.extensions["buyer_limits"][0]
+    assert limiter.limiter.get_window_stats(item, BUYER_SCOPE, uid).remaining == 3
+    buy(client, sale, buyer)
+    chunked_purchase(client, sale, buyer)
+    assert limiter.limiter.get_window_stats(item, BUYER_SCOPE, uid).remaining == 1
