@@ -6,10 +6,12 @@ environment variable to fix in one line.
 """
 
 import os
+import re
 from pathlib import Path
 
 from environs import Env
 from environs import EnvError
+from marshmallow import ValidationError
 
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
@@ -91,9 +93,26 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
         "RATELIMIT_KEY_PREFIX": "spillway",
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_HEADERS_ENABLED": False,
-        "RATELIMIT_DEFAULT": env.str("SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute"),
-        "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER", "5 per second;60 per minute"),
+        "RATELIMIT_DEFAULT": env.str("SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute",
+                                     validate=_rate_limits),
+        "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER",
+                                       "5 per second;60 per minute", validate=_rate_limits),
     }
+
+
+def _rate_limits(value: str) -> None:
+    """Flask-Limiter's syntax, e.g. "5 per second;60 per minute"."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValidationError(f"not a rate limit such as '5 per second': {value!r}") from None
+
+
+def _nginx_rate(value: str) -> None:
+    if not re.fullmatch(r"[1-9][0-9]*r/[sm]", value):
+        raise ValidationError(f"not an nginx rate such as '20r/s': {value!r}")
 
 
 def nginx_rate_limits() -> dict:
@@ -107,7 +126,7 @@ def nginx_rate_limits() -> dict:
             "rate_limits": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
             # nginx's syntax: "20r/s"; the burst is answered at once (nodelay), then 429.
             "nginx_rate_per_ip": env.str("SPILLWAY_NGINX_RATE_PER_IP", "20r/s",
-                                         validate=lambda v: v.endswith(("r/s", "r/m"))),
+                                         validate=_nginx_rate),
             "nginx_burst_per_ip": env.int("SPILLWAY_NGINX_BURST_PER_IP", 40),
         }
     except EnvError as exc:

@@ -95,3 +95,34 @@ def test_no_module_imports_pickle_or_its_kin():
             offenders += [f"{path}: {name}" for name in names
                           if name.split(".")[0] in forbidden]
     assert offenders == []
+
+
+def test_no_cookie_is_ever_set(client, app):
+    """Bearer tokens only: no answer sets a cookie, so there is nothing for CSRF to ride."""
+    sale = make_sale(client)
+    buyer = signup(client)
+    for response in (client.get("/api/v1/sales"), buy(client, sale, buyer),
+                     client.post("/api/v1/users", json={"name": "x"}), client.get("/nowhere")):
+        assert "Set-Cookie" not in response.headers
+
+
+def test_malformed_limit_settings_stop_the_process(monkeypatch):
+    """A rate-limit setting that does not parse is a one-line SettingsError naming it."""
+    from spillway import settings
+
+    for variable in ("SPILLWAY_RATE_LIMIT_PER_IP", "SPILLWAY_RATE_LIMIT_PER_BUYER"):
+        monkeypatch.setenv(variable, "lots")
+        try:
+            settings.load("test")
+        except settings.SettingsError as exc:
+            assert variable in str(exc) and "\n" not in str(exc)
+        else:
+            raise AssertionError(f"{variable}=lots was accepted")
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("SPILLWAY_NGINX_RATE_PER_IP", "fast")
+    try:
+        settings.nginx_rate_limits()
+    except settings.SettingsError as exc:
+        assert "SPILLWAY_NGINX_RATE_PER_IP" in str(exc)
+    else:
+        raise AssertionError("SPILLWAY_NGINX_RATE_PER_IP=fast was accepted")
