@@ -126,3 +126,30 @@ def test_malformed_limit_settings_stop_the_process(monkeypatch):
         assert "SPILLWAY_NGINX_RATE_PER_IP" in str(exc)
     else:
         raise AssertionError("SPILLWAY_NGINX_RATE_PER_IP=fast was accepted")
+
+
+def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path):
+    """SPILLWAY_RATE_LIMITS=off leaves no limit_req in nginx.conf; on, every location is
+    covered and its 429 is the JSON page. (Behaviour: tests/e2e/test_security.py.)"""
+    from jinja2 import Environment
+    from jinja2 import FileSystemLoader
+    from jinja2 import StrictUndefined
+
+    from spillway.deploy.layout import TEMPLATES_DIR
+    from spillway.security.headers import CONTENT_SECURITY_POLICY
+    from spillway.settings import nginx_rate_limits
+
+    template = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
+                           undefined=StrictUndefined).get_template("nginx.conf")
+    context = dict(user="", group="", nginx_workers=1, run_dir=tmp_path, log_dir=tmp_path,
+                   max_body_bytes=65536, cache_prefix="p", host="127.0.0.1", port=1,
+                   static_dir=tmp_path, content_security_policy=CONTENT_SECURITY_POLICY)
+    rendered = {}
+    for mode in ("on", "off"):
+        monkeypatch.setenv("SPILLWAY_RATE_LIMITS", mode)
+        rendered[mode] = template.render(**context, **nginx_rate_limits())
+    assert "limit_req" not in rendered["off"]
+    assert "limit_req zone=per_ip burst=40 nodelay;" in rendered["on"]
+    assert "rate=20r/s" in rendered["on"]
+    for config in rendered.values():
+        assert config.count("error_page 429 = @rate_limited;") == 3  # server + 2 locations
