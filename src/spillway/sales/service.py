@@ -11,6 +11,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from spillway.catalog.models import Product
+from spillway.catalog.service import MAX_ID as MAX_PRODUCT_ID
 from spillway.errors import ApiError
 from spillway.extensions import db
 from spillway.orders.models import Order
@@ -53,7 +54,9 @@ def create_sale(fields: dict) -> dict:
 
     :raise ApiError: 400 when the product does not exist.
     """
-    if db.session.get(Product, int(fields["product_id"])) is None:
+    product_id = int(fields["product_id"])
+    # Beyond the database's integer range no product can exist (and SQLite would overflow).
+    if product_id > MAX_PRODUCT_ID or db.session.get(Product, product_id) is None:
         raise ApiError(400, f"product_id: product {fields['product_id']} does not exist.")
     starts_at = fields["starts_at"] or datetime.now(timezone.utc)
     if fields["ends_at"] <= starts_at:
