@@ -191,11 +191,14 @@ def open_connections_to(port: int) -> int:
 class Stack:
     """`spillway up` in the foreground, in its own session; SIGTERM stops everything."""
 
-    def __init__(self, run_dir: Path, port: int, log_path: Path, extra_args: tuple = ()):
+    def __init__(self, run_dir: Path, port: int, log_path: Path, extra_args: tuple = (),
+                 env: dict | None = None):
         self.run_dir = run_dir
         self.port = port
         self.log_path = log_path
         self.extra_args = list(extra_args)
+        # wrk drives the stack from one address: rate limits off unless a bench says on.
+        self.env = {"SPILLWAY_RATE_LIMITS": "off", **(env or {})}
         self.process: subprocess.Popen | None = None
 
     @property
@@ -203,7 +206,7 @@ class Stack:
         return self.run_dir / "logs" / "gunicorn.log"
 
     def start(self) -> "Stack":
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         for name in ("SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "DATABASE_URL"):
             env.pop(name, None)  # let the stack generate its own, inside the run dir
         with open(self.log_path, "wb") as log:

@@ -73,6 +73,9 @@ def service_env(redis_server, memcached_server, database_url, tmp_path):
         "SPILLWAY_RUN_DIR": str(tmp_path / "run"),
         "DATABASE_URL": database_url,
         "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        # Tests drive the app from one address: limits are off unless a test turns them on
+        # (tests/integration/security).
+        "SPILLWAY_RATE_LIMITS": "off",
     }
 
 

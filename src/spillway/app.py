@@ -5,6 +5,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from spillway import security
 from spillway import settings
 from spillway.auth import NoCookieSessions
 from spillway.extensions import api
@@ -32,6 +33,7 @@ def create_app(config_name: str = "dev", overrides: dict | None = None) -> Flask
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    security.init_app(app)  # rate limits, proxy hop, headers: outermost (SECURITY.md)
     return app
 
 

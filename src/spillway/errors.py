@@ -56,19 +56,21 @@ class ErrorSchema(Schema):
 class ApiError(Exception):
     """A refusal the client should see as-is: status, code and a message naming the cause."""
 
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
         self.message = message
+        self.retry_after = retry_after
 
 
-def error_response(status: int, code: str, message: str):
-    """Build the JSON error response; 429 and 503 carry ``Retry-After``."""
+def error_response(status: int, code: str, message: str, retry_after: int | None = None):
+    """Build the JSON error response; 429 and 503 carry ``Retry-After`` (seconds)."""
     response = jsonify(error={"code": code, "message": message})
     response.status_code = status
     if status in (429, 503):
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
     return response
 
 
@@ -106,7 +108,7 @@ def parse_json_object(content_type: str, raw: bytes, schema):
         raise ApiError(415, "Send the body as application/json.")
     try:
         data = json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
         raise ApiError(400, "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object.")
@@ -151,7 +153,7 @@ def response_for(exc: Exception):
     """The answer to an exception a view raised: its refusal, 503 for a dependency that is
     down, 500 (logged, nothing leaked) for anything else."""
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.retry_after)
     if isinstance(exc, DEPENDENCY_ERRORS):
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
         if isinstance(exc, redis.exceptions.TimeoutError):

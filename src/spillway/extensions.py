@@ -102,6 +102,8 @@ class SpillwayApi(Api):
     """
 
     ERROR_SCHEMA = ErrorSchema
+    # No catch-all "default" response: each view declares its statuses (spillway.apidoc).
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def _register_error_handlers(self):
         pass

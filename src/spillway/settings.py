@@ -6,10 +6,12 @@ environment variable to fix in one line.
 """
 
 import os
+import re
 from pathlib import Path
 
 from environs import Env
 from environs import EnvError
+from marshmallow import ValidationError
 from marshmallow.validate import Range
 
 CONFIG_NAMES = ("dev", "test", "prd")
@@ -57,6 +59,11 @@ def _read(env: Env, config_name: str) -> dict:
         "RATE_LIMITS_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
         # `off` drops the request-latency middleware (to measure what it costs).
         "METRICS_ENABLED": env.str("SPILLWAY_METRICS", "on").lower() != "off",
+        **_rate_limit_settings(env, redis_url),
+        # nginx is the one proxy in front of the app: trust that many X-Forwarded-For hops
+        # (0 when clients reach `spillway serve` directly, or they could pick their address).
+        "PROXY_HOPS": env.int("SPILLWAY_PROXY_HOPS", 1),
+        "PURCHASE_TOKEN_TTL_S": env.int("SPILLWAY_PURCHASE_TOKEN_TTL", 120),
         "RUN_DIR": str(run_dir),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, database_url),
@@ -97,6 +104,60 @@ def _engine_options(env: Env, database_url: str) -> dict:
         "connect_args": {"connect_timeout": 5, "application_name": "spillway",
                          "options": "-c timezone=UTC"},
     }
+
+
+def _rate_limit_settings(env: Env, redis_url: str) -> dict:
+    # Flask-Limiter's own settings (RATELIMIT_*): counters in the app's redis, fixed windows
+    # (one round trip a hit). A redis that is down must not take reads down with it: the
+    # limiter then lets requests through, and whatever needs redis answers 503 by itself.
+    return {
+        "RATELIMIT_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
+        # `limits` spells a redis unix socket redis+unix:// (redis-py: unix://).
+        "RATELIMIT_STORAGE_URI": redis_url.replace("unix://", "redis+unix://", 1)
+        if redis_url.startswith("unix://") else redis_url,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 2.0, "socket_connect_timeout": 1.0},
+        "RATELIMIT_STRATEGY": "fixed-window",
+        "RATELIMIT_KEY_PREFIX": "spillway",
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "RATELIMIT_DEFAULT": env.str("SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute",
+                                     validate=_rate_limits),
+        "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER",
+                                       "5 per second;60 per minute", validate=_rate_limits),
+    }
+
+
+def _rate_limits(value: str) -> None:
+    """Flask-Limiter's syntax, e.g. "5 per second;60 per minute"."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValidationError(f"not a rate limit such as '5 per second': {value!r}") from None
+
+
+def _nginx_rate(value: str) -> None:
+    if not re.fullmatch(r"[1-9][0-9]*r/[sm]", value):
+        raise ValidationError(f"not an nginx rate such as '20r/s': {value!r}")
+
+
+def nginx_rate_limits() -> dict:
+    """nginx's per-address limit, for `spillway up` to render (SPILLWAY_RATE_LIMITS=off: none).
+
+    :raise SettingsError: a malformed value.
+    """
+    env = Env()
+    try:
+        return {
+            "rate_limits": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
+            # nginx's syntax: "20r/s"; the burst is answered at once (nodelay), then 429.
+            "nginx_rate_per_ip": env.str("SPILLWAY_NGINX_RATE_PER_IP", "20r/s",
+                                         validate=_nginx_rate),
+            "nginx_burst_per_ip": env.int("SPILLWAY_NGINX_BURST_PER_IP", 40),
+        }
+    except EnvError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _celery_settings(env: Env, broker_url: str) -> dict:

@@ -71,7 +71,14 @@ def wait_ready(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack_env() -> dict:
+    """Extra environment of the module's stack; a module overrides this fixture to change
+    it. Tests drive the stack from one address, so rate limits are off by default."""
+    return {"SPILLWAY_RATE_LIMITS": "off"}
+
+
+@pytest.fixture(scope="module")
+def stack(stack_env):
     """`spillway up` in a fresh run directory; stopped (if a test has not) afterwards."""
     with running_stack() as running:
         yield running
@@ -84,7 +91,7 @@ def running_stack(extra_env: dict | None = None):
     run_dir.chmod(0o755)  # the service user must reach the sockets inside
     port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"{run_dir.name}.log"
-    env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1"}
+    env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1", **stack_env}
     for name in ("SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "DATABASE_URL"):
         env.pop(name, None)
     env.update(extra_env or {})

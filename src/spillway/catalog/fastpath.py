@@ -59,7 +59,7 @@ def _listing_key(query: str) -> str | None:
     if set(args) - {"page", "per_page"} or any(len(v) != 1 for v in args.values()):
         return None
     page, per_page = args.get("page", ["1"])[0], args.get("per_page", ["20"])[0]
-    if not (page.isdigit() and per_page.isdigit()):
+    if not (page.isascii() and page.isdigit() and per_page.isascii() and per_page.isdigit()):
         return None
     return cache.listing_key(int(page), int(per_page))
 

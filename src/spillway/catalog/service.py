@@ -27,7 +27,8 @@ def parse_id(raw: str) -> int:
 
     :raise ApiError: 404 when it cannot name a product.
     """
-    if not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
+    # isascii: "²" and "١" are digits to str.isdigit, and "²" is no number to int().
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
         raise ApiError(404, f"Product {raw[:40]} does not exist.")
     return int(raw)
 

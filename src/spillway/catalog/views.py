@@ -13,6 +13,7 @@ from spillway.catalog.schemas import ProductIn
 from spillway.catalog.schemas import ProductOut
 from spillway.catalog.schemas import ProductPage
 from spillway.catalog.schemas import ProductPatch
+from spillway import apidoc
 
 bp = Blueprint("catalog", __name__, url_prefix="/api/v1/products",
                description="Products: read-mostly, cached in memcached and served by nginx.")
@@ -32,6 +33,7 @@ def cache_allowed() -> bool:
 @bp.route("")
 class Products(MethodView):
     @bp.arguments(PageArgs, location="query")
+    @apidoc.errors(bp, 400)
     @bp.response(200, ProductPage)
     def get(self, args):
         """List products, ordered by id."""
@@ -39,6 +41,7 @@ class Products(MethodView):
 
     @require_admin
     @bp.arguments(ProductIn)
+    @apidoc.errors(bp, *apidoc.ADMIN, *apidoc.WITH_BODY)
     @bp.response(201, ProductOut)
     def post(self, fields):
         """Create a product (admin)."""
@@ -47,6 +50,7 @@ class Products(MethodView):
 
 @bp.route("/<product_id>")
 class ProductById(MethodView):
+    @apidoc.errors(bp, 404)
     @bp.response(200, ProductOut)
     def get(self, product_id):
         """Get one product."""
@@ -54,6 +58,7 @@ class ProductById(MethodView):
 
     @require_admin
     @bp.arguments(ProductPatch(partial=True))
+    @apidoc.errors(bp, *apidoc.ADMIN, *apidoc.WITH_BODY, 404)
     @bp.response(200, ProductOut)
     def patch(self, changes, product_id):
         """Change any of a product's fields (admin)."""

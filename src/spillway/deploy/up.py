@@ -27,6 +27,9 @@ from spillway.deploy.layout import supervisor_environment
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import chown_tree
 from spillway.deploy.service_user import resolve_service_user
+from spillway.security.headers import CONTENT_SECURITY_POLICY
+from spillway.settings import SettingsError
+from spillway.settings import nginx_rate_limits
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Loopback-only listeners: used when free and not chosen (SPILLWAY_METRICS_PORT,
@@ -60,7 +63,7 @@ def run_stack(options: StackOptions) -> int:
             flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
                                       "SPILLWAY_FLOWER_PORT"))
         run_dir, supervisord_cmd, environment, user = prepare(options)
-    except StackError as exc:
+    except (StackError, SettingsError) as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
     click.echo(f"spillway up: starting supervisord ({run_dir.supervisord_conf})")
@@ -117,6 +120,8 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "memcached_mb": 128,
         "gateway_port": gateway_port,
         "cache_prefix": PAGE_PREFIX,
+        "content_security_policy": CONTENT_SECURITY_POLICY,
+        **nginx_rate_limits(),
         "max_open_files": max_open_files(),
         "log_level": options.log_level,
         "log_level_lower": options.log_level.lower(),

@@ -8,6 +8,7 @@ from marshmallow import fields
 from spillway.auth import current_caller
 from spillway.auth import require_buyer
 from spillway.orders import service
+from spillway import apidoc
 
 bp = Blueprint("orders", __name__, description="Orders: poll their status, pay them.")
 
@@ -30,6 +31,7 @@ class PaidOut(Schema):
 
 
 @bp.get("/api/v1/orders/<order_id>")
+@apidoc.errors(bp, 401, 404)
 @bp.response(200, OrderOut)
 def get_order(order_id):
     """Get an order: pending, confirmed, paid or cancelled (owner or admin)."""
@@ -39,6 +41,7 @@ def get_order(order_id):
 
 @bp.post("/api/v1/orders/<order_id>/pay")
 @require_buyer
+@apidoc.errors(bp, *apidoc.BUYER, 404, 409)
 @bp.response(200, PaidOut)
 def pay_order(order_id):
     """Pay a confirmed order before its deadline (owner); paying twice is harmless."""
@@ -47,6 +50,7 @@ def pay_order(order_id):
 
 @bp.get("/api/v1/users/me/orders")
 @require_buyer
+@apidoc.errors(bp, *apidoc.BUYER)
 @bp.response(200, OrderList)
 def my_orders():
     """List the calling buyer's orders, newest first."""

@@ -18,6 +18,7 @@ from spillway.auth import caller_of
 from spillway.errors import ApiError
 from spillway.errors import parse_json_object
 from spillway.errors import response_for
+from spillway.sales import purchase_tokens
 from spillway.sales import service
 from spillway.sales.views import PURCHASE_SCHEMA
 
@@ -54,6 +55,7 @@ class PurchaseMiddleware:
         role, user_id = caller_of(environ.get("HTTP_AUTHORIZATION", ""))
         if role != "buyer":
             raise ApiError(403, "This needs a buyer's token.")
+        purchase_tokens.check(sale_id, user_id, environ.get(purchase_tokens.ENVIRON_KEY))
         body = parse_json_object(environ.get("CONTENT_TYPE", ""),
                                  environ["wsgi.input"].read(length), PURCHASE_SCHEMA)
         return service.purchase(sale_id, user_id, body["quantity"],

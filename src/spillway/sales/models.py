@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from sqlalchemy import ForeignKey
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -25,4 +26,6 @@ class Sale(db.Model):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     payment_timeout_s: Mapped[int]
+    # Purchases must carry a purchase token (spillway.sales.purchase_tokens); immutable.
+    requires_purchase_token: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,6 +9,15 @@ from marshmallow import validates_schema
 STATUSES = ("scheduled", "active", "sold_out", "ended")
 
 
+class StrictBoolean(fields.Boolean):
+    """Only JSON true and false: "true", 1 or null is a wrong type (400), not a guess."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class SaleIn(Schema):
     """A new flash sale (admin)."""
 
@@ -22,6 +31,7 @@ class SaleIn(Schema):
                                        validate=validate.Range(1, 86_400))
     # Stock shards for this sale; SPILLWAY_STOCK_SHARDS when absent (DEPLOYMENT.md).
     shards = fields.Integer(load_default=None, strict=True, validate=validate.Range(1, 64))
+    requires_purchase_token = StrictBoolean(load_default=False)
 
     @validates_schema
     def ends_after_start(self, data, **_):
@@ -41,6 +51,7 @@ class SaleOut(Schema):
     ends_at = fields.String(required=True)
     payment_timeout_s = fields.Integer(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    requires_purchase_token = fields.Boolean(required=True)
 
 
 class SaleListArgs(Schema):
@@ -78,3 +89,11 @@ class PurchaseIn(Schema):
 class PurchaseOut(Schema):
     order_id = fields.String(required=True)
     status = fields.String(required=True)
+
+
+class PurchaseTokenOut(Schema):
+    """A purchase token for one buyer and one sale; send it as X-Purchase-Token."""
+
+    token = fields.String(required=True)
+    sale_id = fields.String(required=True)
+    expires_at = fields.String(required=True)

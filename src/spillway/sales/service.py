@@ -12,11 +12,13 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from spillway.catalog.models import Product
+from spillway.catalog.service import MAX_ID as MAX_PRODUCT_ID
 from spillway.errors import ApiError
 from spillway.extensions import db
 from spillway.orders.models import Order
 from spillway.sales import stock
 from spillway.sales.models import Sale
+from spillway.security import ratelimits
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 REFUSALS = {"sold_out": "has no stock left", "limit_exceeded": "allows no more units for you",
@@ -42,7 +44,8 @@ def epoch_ms(moment: datetime) -> int:
 
 def parse_sale_id(raw: str) -> int:
     """:raise ApiError: 404 when ``raw`` cannot name a sale."""
-    if not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+    # isascii: "²" and "١" are digits to str.isdigit, and "²" is no number to int().
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:
         raise ApiError(404, f"Sale {raw[:40]} does not exist.")
     return int(raw)
 
@@ -52,14 +55,17 @@ def create_sale(fields: dict) -> dict:
 
     :raise ApiError: 400 when the product does not exist.
     """
-    if db.session.get(Product, int(fields["product_id"])) is None:
+    product_id = int(fields["product_id"])
+    # Beyond the database's integer range no product can exist (and SQLite would overflow).
+    if product_id > MAX_PRODUCT_ID or db.session.get(Product, product_id) is None:
         raise ApiError(400, f"product_id: product {fields['product_id']} does not exist.")
     starts_at = fields["starts_at"] or datetime.now(timezone.utc)
     if fields["ends_at"] <= starts_at:
         raise ApiError(400, "ends_at: must be after starts_at.")
     sale = Sale(product_id=int(fields["product_id"]), stock=fields["stock"],
                 per_user_limit=fields["per_user_limit"], starts_at=starts_at,
-                ends_at=fields["ends_at"], payment_timeout_s=fields["payment_timeout_s"])
+                ends_at=fields["ends_at"], payment_timeout_s=fields["payment_timeout_s"],
+                requires_purchase_token=fields.get("requires_purchase_token", False))
     db.session.add(sale)
     db.session.flush()
     # Stock reaches redis before the row commits: a sale nobody can see yet is harmless,
@@ -88,7 +94,8 @@ def describe(sale: Sale) -> dict:
             "remaining": remaining, "per_user_limit": sale.per_user_limit,
             "starts_at": iso(sale.starts_at), "ends_at": iso(sale.ends_at),
             "payment_timeout_s": sale.payment_timeout_s,
-            "status": status_of(sale, remaining, now_ms())}
+            "status": status_of(sale, remaining, now_ms()),
+            "requires_purchase_token": sale.requires_purchase_token}
 
 
 def get_sale(sale_id: int) -> Sale:
@@ -120,12 +127,17 @@ def stats(sale: Sale) -> dict:
 def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tuple[int, dict]:
     """Admit a purchase: (202, new order), (200, the key's earlier order), or a refusal.
 
-    :raise ApiError: 400 bad Idempotency-Key, 404 unknown sale, 409 refused.
+    :raise ApiError: 400 bad Idempotency-Key, 404 unknown sale, 409 refused, 429 the buyer's
+        rate limit.
     """
     if idempotency and not IDEMPOTENCY_KEY.match(idempotency):
         raise ApiError(400, "Idempotency-Key: 1 to 64 printable ASCII characters.")
     admission = stock.reserve(sale_id, user_id, quantity, idempotency, now_ms(),
-                              str(uuid.uuid4()))
+                              str(uuid.uuid4()), ratelimits.buyer_limits(user_id))
+    if admission.outcome == "rate_limited":
+        ratelimits.count_refusal(sale_id)
+        raise ApiError(429, "Too many purchase attempts; slow down.",
+                       retry_after=admission.retry_after)
     if admission.outcome == "not_found":
         raise ApiError(404, f"Sale {sale_id} does not exist.")
     if admission.outcome in REFUSALS:

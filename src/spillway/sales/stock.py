@@ -136,21 +136,26 @@ class Admission:
     order_id: str | None = None
     remaining: int | None = None
     wake_drainer: bool = False
+    retry_after: int | None = None  # seconds, for "rate_limited"
 
 
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
-            order_id: str) -> Admission:
+            order_id: str, buyer_limits: list[tuple[str, int, int]] = ()) -> Admission:
     """Admit one purchase: one round trip on the buyer's home shard. When that shard is
     short, one more reads the other shards' levels: all empty, the answer is 'sold_out'
     (two round trips); otherwise borrow from the fullest and try again. So 'sold_out' is
     never answered while another shard had the units, bar units in flight between two
-    shards at that instant."""
+    shards at that instant.
+
+    :param buyer_limits: (counter key, most hits, window seconds) of each per-buyer rate
+        limit, counted in the first round trip before anything else (outcome "rate_limited").
+    """
     shards = shard_count(sale_id)
     if shards is None:
         return Admission("not_found")
     home = shard(sale_id, home_shard(user_id, shards), shards)
     admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms, order_id,
-                            deposit=0, final=shards == 1)
+                            deposit=0, final=shards == 1, buyer_limits=buyer_limits)
     for attempt in range(1, BORROW_ATTEMPTS + 1):
         if admission.outcome != "short":
             break
@@ -183,17 +188,25 @@ def borrow(sale_id, home: Shard, shards: int, wanted: int) -> int:
 
 
 def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, order_id,
-                deposit: int, final: bool, retry: bool = False) -> Admission:
-    reply = _script("reserve")(
-        keys=[home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX,
-              DEADLINES, buyer_orders_key(user_id), DRAIN_NUDGED],
-        args=[sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit,
-              int(final), int(retry)],
-        client=redis_store.client)
+                deposit: int, final: bool, retry: bool = False,
+                buyer_limits: list[tuple[str, int, int]] = ()) -> Admission:
+    keys = [home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX, DEADLINES,
+            buyer_orders_key(user_id), DRAIN_NUDGED]
+    args = [sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit, int(final),
+            int(retry)]
+    script = _script("reserve")
+    if buyer_limits:
+        keys += [key for key, _, _ in buyer_limits]
+        args += [n for _, most, seconds in buyer_limits for n in (most, seconds)]
+        args.append(len(buyer_limits))
+        script = _limited_reserve_script()
+    reply = script(keys=keys, args=args, client=redis_store.client)
     outcome = reply[0].decode()
     if outcome == "short":
         return Admission(outcome, remaining=int(reply[1]))
     metrics.reservation(outcome)
+    if outcome == "rate_limited":
+        return Admission(outcome, retry_after=int(reply[1]))
     if outcome == "reserved":
         return Admission(outcome, reply[1].decode(), int(reply[2]), bool(reply[3]))
     if outcome == "duplicate":
@@ -207,6 +220,35 @@ def order_shard(order_id: str, sale_id, user_id=None) -> Shard:
     if shards > 1 and user_id is None:
         user_id = (redis_store.hget(order_key(order_id), "user_id") or b"").decode()
     return shard(sale_id, home_shard(user_id, shards), shards)
+
+
+# Per-buyer rate limits, counted inside the reservation's own script: a separate round
+# trip to the limiter's storage cost ~40 % of the fast path's own time (bench/
+# ratelimit_cost.py, SECURITY.md). Fixed windows, like `limits`' fixed-window strategy and
+# on its keys (spillway.security.ratelimits), so Flask-Limiter's storage sees the same
+# counts. Its arguments are the last ones: reserve.lua's own KEYS and ARGV keep their places.
+BUYER_LIMITS_PRELUDE = """
+do
+  local n = tonumber(ARGV[#ARGV])
+  for i = 1, n do
+    local key = KEYS[#KEYS - n + i]
+    local hits = redis.call('INCR', key)
+    if hits == 1 then redis.call('EXPIRE', key, ARGV[#ARGV - 2 * n + 2 * i - 1]) end
+    if hits > tonumber(ARGV[#ARGV - 2 * n + 2 * i - 2]) then
+      return {'rate_limited', redis.call('TTL', key)}
+    end
+  end
+end
+"""
+
+
+def _limited_reserve_script() -> Script:
+    """reserve.lua, unchanged, with BUYER_LIMITS_PRELUDE run first (after its shebang)."""
+    if "reserve+limits" not in _scripts:
+        source = (LUA_DIR / "reserve.lua").read_text()
+        shebang, _, body = source.partition("\n") if source.startswith("#!") else ("", "", source)
+        _scripts["reserve+limits"] = Script(None, f"{shebang}\n{BUYER_LIMITS_PRELUDE}{body}".encode())
+    return _scripts["reserve+limits"]
 
 
 def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str, ...],
@@ -276,3 +318,21 @@ def units_held(sale_id) -> int:
     for each in all_shards(sale_id):
         pipe.hvals(each.units)
     return sum(int(v) for values in pipe.execute() for v in values)
+
+
+# Counts a refusal decided outside reserve.lua (a rate limit) without creating the hash of a
+# sale redis does not know: one round trip.
+_COUNT_IF_SALE_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
+return 0
+"""
+
+
+def count_rejection(sale_id, reason: str) -> None:
+    """Add one to a known sale's ``rejected_<reason>`` counter (its stats)."""
+    if not str(sale_id).isdigit():
+        return
+    if "count-rejection" not in _scripts:
+        _scripts["count-rejection"] = Script(None, _COUNT_IF_SALE_EXISTS.encode())
+    _scripts["count-rejection"](keys=[sale_key(sale_id)], args=[f"rejected_{reason}"],
+                                client=redis_store.client)

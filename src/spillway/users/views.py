@@ -7,12 +7,14 @@ from spillway.users import tokens
 from spillway.users.models import User
 from spillway.users.schemas import SignupIn
 from spillway.users.schemas import SignupOut
+from spillway import apidoc
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Buyers.")
 
 
 @bp.post("")
 @bp.arguments(SignupIn)
+@apidoc.errors(bp, *apidoc.WITH_BODY)
 @bp.response(201, SignupOut)
 def signup(fields):
     """Create a buyer and return a signed token carrying their id."""

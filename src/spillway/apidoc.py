@@ -1,0 +1,69 @@
+"""Every status an operation can answer, declared in the OpenAPI document with the JSON
+error shape, so that answers can be checked against the document (tests/integration/
+security/test_schemathesis.py) and clients know what to handle.
+
+flask-smorest's catch-all ``default`` response is switched off (extensions.SpillwayApi):
+with it, any status at all would conform.
+"""
+
+import json
+
+from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
+
+from spillway.errors import ErrorSchema
+
+
+class BodyParser(FlaskParser):
+    """webargs' parser as the API needs it: 400 (not 422) for invalid arguments, so the
+    document says what errors.py answers; and a body nested too deeply for Python's JSON
+    decoder (a RecursionError, a 500 otherwise) refused as invalid JSON."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", "<body>", 0) from None
+
+
+# flask-smorest's one shared parser; set before any view is declared (views import this).
+Blueprint.ARGUMENTS_PARSER = BodyParser()
+
+DESCRIPTIONS = {
+    400: "invalid_request: malformed JSON, a wrong type, an out-of-range value or an unknown "
+         "field; the message names the field.",
+    401: "unauthorized: a missing, malformed, expired or forged bearer token.",
+    403: "forbidden: a valid token without the right (a buyer calling an admin endpoint, an "
+         "admin calling a buyer's); on purchase also purchase_token_required and "
+         "purchase_token_invalid.",
+    404: "not_found: no such resource (another buyer's order is not found either).",
+    409: "A business rule refused the request and nothing changed: sold_out, limit_exceeded, "
+         "sale_not_active, order_not_payable.",
+    413: "payload_too_large: the body is over 64 KiB.",
+    415: "unsupported_media_type: the body is not application/json.",
+    429: "rate_limited: too many requests from this address or buyer; see Retry-After.",
+    503: "unavailable: a service the request needs is down; nothing was half-done; see "
+         "Retry-After.",
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                               "schema": {"type": "integer", "minimum": 1}}}
+# Any request can meet a rate limit or a dependency that is down.
+ALWAYS = (429, 503)
+# What every operation with a JSON body can answer about the body itself.
+WITH_BODY = (400, 413, 415)
+ADMIN = (401, 403)
+BUYER = (401, 403)
+
+
+def errors(bp, *statuses: int):
+    """A view decorator documenting these error statuses (plus 429 and 503) on ``bp``."""
+
+    def decorator(view):
+        for status in sorted(set(statuses) | set(ALWAYS), reverse=True):
+            view = bp.alt_response(status, schema=ErrorSchema, description=DESCRIPTIONS[status],
+                                   headers=RETRY_AFTER if status in ALWAYS else None)(view)
+        return view
+
+    return decorator

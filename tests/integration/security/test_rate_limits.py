@@ -1,0 +1,114 @@
+"""Rate limits on real redis: per client address on Flask routes, per buyer on purchase in
+both the WSGI fast path and the Flask view (one set of counters), 429 in the JSON shape."""
+
+import io
+
+import pytest
+
+from spillway.sales import stock
+from tests.factories import admin_headers
+from tests.factories import buy
+from tests.factories import make_sale
+from tests.factories import signup
+
+
+@pytest.fixture
+def service_env(service_env):
+    """This module's app has its limits on, and tight."""
+    return {**service_env, "SPILLWAY_RATE_LIMITS": "on",
+            "SPILLWAY_RATE_LIMIT_PER_IP": "5 per minute",
+            "SPILLWAY_RATE_LIMIT_PER_BUYER": "3 per minute"}
+
+
+def assert_rate_limited(response):
+    assert response.status_code == 429, response.get_json()
+    assert response.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+
+
+def from_address(address: str) -> dict:
+    return {"X-Forwarded-For": address}
+
+
+def test_per_ip_limit_on_flask_routes(client, app):
+    """The sixth request a minute from one address is a 429 with Retry-After; another
+    address, and the health probes, are not limited."""
+    for _ in range(5):
+        assert client.get("/api/v1/sales", headers=from_address("10.0.0.1")).status_code == 200
+    assert_rate_limited(client.get("/api/v1/sales", headers=from_address("10.0.0.1")))
+    assert client.get("/api/v1/sales", headers=from_address("10.0.0.2")).status_code == 200
+    for _ in range(10):
+        assert client.get("/healthz", headers=from_address("10.0.0.1")).status_code == 200
+
+
+def test_only_the_address_nginx_appended_is_trusted(client, app):
+    """ProxyFix with one hop: a client cannot pick its address by sending X-Forwarded-For
+    itself; nginx appends the real one, and only that last entry counts."""
+    for spoofed in range(5):
+        headers = from_address(f"192.0.2.{spoofed}, 10.0.0.9")
+        assert client.get("/api/v1/sales", headers=headers).status_code == 200
+    assert_rate_limited(client.get("/api/v1/sales", headers=from_address("192.0.2.99, 10.0.0.9")))
+
+
+def chunked_purchase(client, sale, headers):
+    """A purchase with no Content-Length: the fast path leaves it to the Flask view."""
+    return client.post(f"/api/v1/sales/{sale['id']}/orders", input_stream=io.BytesIO(
+        b'{"quantity": 1}'), headers={**headers, "Content-Type": "application/json",
+                                       "Transfer-Encoding": "chunked"})
+
+
+def test_per_buyer_limit_counts_fast_path_and_view_together(client, app):
+    """Two purchases through the fast path and one through the Flask view exhaust a limit of
+    three; the fourth is refused on either path, counted in the sale's stats, and reserved
+    nothing. Another buyer still buys."""
+    sale = make_sale(client, stock=100, per_user_limit=100)
+    alice, bob = signup(client, "alice"), signup(client, "bob")
+    assert buy(client, sale, alice, key="a1").status_code == 202
+    assert buy(client, sale, alice, key="a2").status_code == 202
+    assert chunked_purchase(client, sale, alice).status_code == 202
+    assert_rate_limited(buy(client, sale, alice, key="a4"))
+    assert_rate_limited(chunked_purchase(client, sale, alice))
+    assert buy(client, sale, bob).status_code == 202
+    assert stock.sale_state(sale["id"])["remaining"] == 96
+    stats = client.get(f"/api/v1/sales/{sale['id']}/stats", headers=admin_headers()).get_json()
+    assert stats["rejected"]["rate_limited"] == 2
+
+
+def test_a_limit_on_an_unknown_sale_counts_nothing(client, app):
+    """Refusing a purchase of a sale redis does not know creates no sale hash."""
+    buyer = signup(client)
+    for _ in range(3):
+        assert buy(client, {"id": "777"}, buyer).status_code == 404
+    assert_rate_limited(buy(client, {"id": "777"}, buyer))
+    assert stock.sale_state(777) is None
+
+
+def test_limits_off_lets_everything_through(client, app, monkeypatch):
+    """SPILLWAY_RATE_LIMITS=off (load tests) turns off both limits."""
+    from spillway.app import create_app
+
+    monkeypatch.setenv("SPILLWAY_RATE_LIMITS", "off")
+    unlimited = create_app("test").test_client()
+    for _ in range(8):
+        assert unlimited.get("/api/v1/sales").status_code == 200
+    sale = make_sale(unlimited, stock=100, per_user_limit=100)
+    buyer = signup(unlimited)
+    for _ in range(6):
+        assert buy(unlimited, sale, buyer).status_code == 202
+
+
+def test_purchases_count_in_flask_limiters_own_storage(client, app):
+    """The per-buyer counts kept inside the reservation's round trip are the `limits`
+    fixed-window counters of Flask-Limiter's storage: its strategy reads the same numbers."""
+    from spillway.security.ratelimits import BUYER_SCOPE
+    from spillway.security.ratelimits import limiter
+    from spillway.users.tokens import user_id_of
+
+    sale = make_sale(client, stock=100, per_user_limit=100)
+    buyer = signup(client)
+    uid = user_id_of(buyer["Authorization"].split()[1])
+    item = app.extensions["buyer_limits"][0]
+    assert limiter.limiter.get_window_stats(item, BUYER_SCOPE, uid).remaining == 3
+    buy(client, sale, buyer)
+    chunked_purchase(client, sale, buyer)
+    assert limiter.limiter.get_window_stats(item, BUYER_SCOPE, uid).remaining == 1
