@@ -5,6 +5,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from spillway import errors
 from spillway import security
 from spillway import settings
 from spillway.auth import NoCookieSessions
@@ -31,7 +32,7 @@ def create_app(config_name: str = "dev", overrides: dict | None = None) -> Flask
     configure_logger(app)
     register_extensions(app)
     register_blueprints(app)
-    register_errorhandlers(app)
+    errors.init_app(app)  # every error in the JSON error shape, never an HTML page
     register_commands(app)
     security.init_app(app)  # rate limits, proxy hop, headers: outermost (SECURITY.md)
     return app
@@ -82,13 +83,6 @@ def register_blueprints(app: Flask) -> None:
     fastpath.init_app(app)
     purchase_fastpath.init_app(app)
     metrics.init_app(app)  # last: its middleware measures the fast paths too
-
-
-def register_errorhandlers(app: Flask) -> None:
-    """Answer every error with the JSON error shape, never an HTML page."""
-    from spillway import errors
-
-    errors.init_app(app)
 
 
 def register_commands(app: Flask) -> None:
