@@ -70,3 +70,7 @@ def purchase(sale_id):
     status, answer = service.purchase(service.parse_sale_id(sale_id), g.user_id,
                                       body["quantity"], request.headers.get("Idempotency-Key", ""))
     return Response(json.dumps(answer), status=status, mimetype="application/json")
+
+
+# The live stock stream registers its route on this blueprint (a module of its own).
+from spillway.sales import stream  # noqa: E402,F401
