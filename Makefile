@@ -5,7 +5,7 @@
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps
+SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

@@ -84,6 +84,10 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
 @click.option("--web-workers", type=click.IntRange(1, 64),
               default=lambda: int(os.environ.get("SPILLWAY_WEB_WORKERS", os.cpu_count() or 2)),
               help="gunicorn gevent workers [default: SPILLWAY_WEB_WORKERS or one per core].")
+@click.option("--worker-connections", type=click.IntRange(64, 100_000),
+              default=lambda: int(os.environ.get("SPILLWAY_WORKER_CONNECTIONS", "10000")),
+              help="Connections each gunicorn worker holds at once, live-stock streams "
+                   "included [default: SPILLWAY_WORKER_CONNECTIONS or 10000].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
               case_sensitive=False),
               default=lambda: os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"),
@@ -92,7 +96,8 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
               help="Seconds to wait for /readyz before reporting what failed.")
 @click.option("--seed-demo", is_flag=True,
               help="Add the demo catalog once ready, if the store is empty (make run does).")
-def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_demo):
+def up_command(run_dir, port, host, web_workers, worker_connections, log_level, ready_timeout,
+               seed_demo):
     """Run the whole stack under supervisord, in the foreground.
 
     nginx, gunicorn (gevent workers), a Celery worker and beat, redis and
@@ -106,7 +111,7 @@ def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_
 
     options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
                            log_level=log_level.upper(), ready_timeout=ready_timeout,
-                           seed_demo=seed_demo)
+                           seed_demo=seed_demo, worker_connections=worker_connections)
     sys.exit(run_stack(options))
 
 

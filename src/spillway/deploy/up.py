@@ -40,6 +40,7 @@ class StackOptions:
     log_level: str
     ready_timeout: float
     seed_demo: bool = False
+    worker_connections: int = 10000
 
 
 def run_stack(options: StackOptions) -> int:
@@ -85,6 +86,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "host": options.host,
         "port": options.port,
         "web_workers": options.web_workers,
+        "worker_connections": options.worker_connections,
         "worker_concurrency": os.cpu_count() or 2,
         "nginx_workers": "auto",
         "memcached_mb": 128,

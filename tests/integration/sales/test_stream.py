@@ -108,7 +108,7 @@ def test_events_follow_purchases_and_returns(app, client, stream_server):
 
 def test_stream_speaks_when_a_sale_sells_out_and_when_it_starts(app, client, stream_server):
     """Status changes reach the stream: sold_out at zero, active once starts_at passes."""
-    starts_at = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    starts_at = datetime.now(timezone.utc) + timedelta(seconds=5)
     scheduled = make_sale(client, stock=1, starts_at=starts_at.isoformat())
     reader = EventReader(stream_server, f"/api/v1/sales/{scheduled['id']}/stream")
     try:
