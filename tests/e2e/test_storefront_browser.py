@@ -7,6 +7,7 @@ test-artifacts/screenshots/.
 
 import os
 import re
+import time
 import uuid
 from datetime import datetime
 from datetime import timedelta
@@ -91,6 +92,20 @@ def sign_up(page, name: str) -> None:
     expect(page.locator("#buyer-name")).to_have_text(name)
 
 
+def app_answers(stack, timeout: float = 60) -> None:
+    """Wait until gunicorn answers through nginx again; a booting worker may keep the
+    first requests waiting for a while on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{stack.base_url}/healthz", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("the app did not come back")
+
+
 def test_page_lists_a_sale_and_stock_counts_down_live(page, stack):
     """The sale shows with its product and stock; purchases elsewhere count it down."""
     sale = create_sale(stack, stock=5)
@@ -106,6 +121,8 @@ def test_page_lists_a_sale_and_stock_counts_down_live(page, stack):
     buy_elsewhere(stack, sale)
     expect(card.locator(".remaining")).to_have_text("3")
     shot(page, "live-after-two-purchases")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column
+    shot(page, "phone")
 
 
 def test_buy_confirm_then_pay(page, stack):
@@ -180,7 +197,7 @@ def test_unavailable_then_a_retry_reuses_the_key(page, stack):
         assert len(key) == 1, "the failed attempt keeps its key for the retry"
     finally:
         stack.supervisorctl("start", "gunicorn")
-        stack.wait_for_app()
+        app_answers(stack)
     expect(card.get_by_role("button", name="Buy now")).to_be_enabled()
     card.get_by_role("button", name="Buy now").click()
     expect(card.locator(".order")).to_have_attribute("data-order-status", "confirmed")

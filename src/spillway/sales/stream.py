@@ -127,7 +127,7 @@ class StockBroadcaster:
                 break
             try:
                 readings = self._read([watch.sale_id for watch in watches])
-            except redis.RedisError as exc:
+            except Exception as exc:  # noqa: BLE001  (the poller must outlive any failure)
                 self._log_error(exc)
                 continue
             at_ms = now_ms()
