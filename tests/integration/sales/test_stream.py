@@ -106,16 +106,20 @@ def test_events_follow_purchases_and_returns(app, client, stream_server):
         reader.close()
 
 
-def test_stream_speaks_when_a_sale_sells_out_and_when_it_starts(app, client, stream_server):
-    """Status changes reach the stream: sold_out at zero, active once starts_at passes."""
+def test_stream_speaks_when_a_sale_starts_sells_out_and_ends(app, client, stream_server):
+    """Status changes reach the stream: active once starts_at passes, sold_out at zero,
+    ended once ends_at passes — the clock's changes as well as the stock's."""
     starts_at = datetime.now(timezone.utc) + timedelta(seconds=5)
-    scheduled = make_sale(client, stock=1, starts_at=starts_at.isoformat())
-    reader = EventReader(stream_server, f"/api/v1/sales/{scheduled['id']}/stream")
+    scheduled = make_sale(client, stock=1, starts_at=starts_at.isoformat(),
+                          ends_at=(starts_at + timedelta(seconds=6)).isoformat())
+    reader = EventReader(stream_server, f"/api/v1/sales/{scheduled['id']}/stream",
+                         timeout=20)
     try:
         assert reader.next_event() == {"remaining": 1, "status": "scheduled"}
         assert reader.next_event() == {"remaining": 1, "status": "active"}
         post_purchase(stream_server, scheduled, signup(client), "only")
         assert reader.next_event() == {"remaining": 0, "status": "sold_out"}
+        assert reader.next_event() == {"remaining": 0, "status": "ended"}
     finally:
         reader.close()
 
