@@ -62,6 +62,7 @@ class SaleWatch:
     status: str = ""
     streams: int = 0
     changed: Event = field(default_factory=Event)
+    frame: bytes = b""  # the event every stream of the sale sends next, encoded once
 
     def update(self, remaining: int, at_ms: int) -> None:
         """Take a fresh reading; wake this sale's streams if anything they show changed."""
@@ -69,12 +70,10 @@ class SaleWatch:
         if (remaining, status) == (self.remaining, self.status):
             return
         self.remaining, self.status = remaining, status
+        data = json.dumps({"remaining": remaining, "status": status})
+        self.frame = f"data: {data}\n\n".encode()
         woken, self.changed = self.changed, Event()
         woken.set()
-
-    def frame(self) -> bytes:
-        data = json.dumps({"remaining": self.remaining, "status": self.status})
-        return f"data: {data}\n\n".encode()
 
 
 class StockBroadcaster:
@@ -154,9 +153,9 @@ def events(watch: SaleWatch, heartbeat_s: float):
     sent = None
     while True:
         changed = watch.changed  # taken first: a change after this sets it
-        if (watch.remaining, watch.status) != sent:
-            sent = (watch.remaining, watch.status)
-            yield watch.frame()
+        if watch.frame is not sent:
+            sent = watch.frame
+            yield sent
         elif not changed.wait(timeout=heartbeat_s):
             yield HEARTBEAT
 
