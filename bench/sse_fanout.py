@@ -256,9 +256,9 @@ def main() -> int:
         figures = measure(stack, streams, rounds)
     except Exception:
         print(f"benchmark failed; logs in {work_dir}/run/logs", file=sys.stderr)
-        stack.stop()
         raise
-    stack.stop()
+    finally:  # also on Ctrl-C and SIGTERM
+        stack.stop()
     shutil.rmtree(work_dir, ignore_errors=True)
     print(json.dumps(figures, indent=2))
     if args.json:
