@@ -84,6 +84,10 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
 @click.option("--web-workers", type=click.IntRange(1, 64),
               default=lambda: int(os.environ.get("SPILLWAY_WEB_WORKERS", os.cpu_count() or 2)),
               help="gunicorn gevent workers [default: SPILLWAY_WEB_WORKERS or one per core].")
+@click.option("--worker-connections", type=click.IntRange(64, 100_000),
+              default=lambda: int(os.environ.get("SPILLWAY_WORKER_CONNECTIONS", "10000")),
+              help="Connections each gunicorn worker holds at once, live-stock streams "
+                   "included [default: SPILLWAY_WORKER_CONNECTIONS or 10000].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
               case_sensitive=False),
               default=lambda: os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"),
@@ -100,8 +104,8 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
               default=lambda: int(os.environ.get("SPILLWAY_FLOWER_PORT", "0")),
               help="Loopback port of Flower [default: SPILLWAY_FLOWER_PORT, else 5555 if "
                    "free, else any free port].")
-def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_demo,
-               metrics_port, flower_port):
+def up_command(run_dir, port, host, web_workers, worker_connections, log_level, ready_timeout,
+               seed_demo, metrics_port, flower_port):
     """Run the whole stack under supervisord, in the foreground.
 
     nginx, gunicorn (gevent workers), a Celery worker and beat, redis and
@@ -116,7 +120,8 @@ def up_command(run_dir, port, host, web_workers, log_level, ready_timeout, seed_
     options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
                            log_level=log_level.upper(), ready_timeout=ready_timeout,
                            seed_demo=seed_demo, metrics_port=metrics_port,
-                           flower_port=flower_port)
+                           flower_port=flower_port,
+                           worker_connections=worker_connections)
     sys.exit(run_stack(options))
 
 

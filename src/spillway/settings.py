@@ -73,6 +73,10 @@ def _read(env: Env, config_name: str) -> dict:
         # A new sale's stock is split over this many redis keys (sales/stock.py).
         "STOCK_SHARDS": env.int("SPILLWAY_STOCK_SHARDS", 1, validate=Range(1, 64)),
         "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", "http://127.0.0.1:8099").rstrip("/"),
+        # Live stock streams: how often a process reads watched sales, how often an idle
+        # stream sends a keep-alive comment (below nginx's proxy_read_timeout).
+        "STREAM_POLL_MS": env.int("SPILLWAY_STREAM_POLL_MS", 200),
+        "STREAM_HEARTBEAT_S": env.float("SPILLWAY_STREAM_HEARTBEAT_S", 15.0),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         "API_TITLE": "Spillway",

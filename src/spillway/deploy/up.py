@@ -51,6 +51,7 @@ class StackOptions:
     seed_demo: bool = False
     metrics_port: int = 0
     flower_port: int = 0
+    worker_connections: int = 10000
 
 
 def run_stack(options: StackOptions) -> int:
@@ -115,6 +116,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "host": options.host,
         "port": options.port,
         "web_workers": options.web_workers,
+        "worker_connections": options.worker_connections,
         "worker_concurrency": os.cpu_count() or 2,
         "nginx_workers": "auto",
         "memcached_mb": 128,

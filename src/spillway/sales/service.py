@@ -79,9 +79,14 @@ def create_sale(fields: dict) -> dict:
 
 def status_of(sale: Sale, remaining: int, at_ms: int) -> str:
     """ended › scheduled › sold_out › active, from the server's clock."""
-    if at_ms >= epoch_ms(sale.ends_at):
+    return status_at(epoch_ms(sale.starts_at), epoch_ms(sale.ends_at), remaining, at_ms)
+
+
+def status_at(starts_ms: int, ends_ms: int, remaining: int, at_ms: int) -> str:
+    """A sale's status at ``at_ms``, from its times and remaining stock (see API.md)."""
+    if at_ms >= ends_ms:
         return "ended"
-    if at_ms < epoch_ms(sale.starts_at):
+    if at_ms < starts_ms:
         return "scheduled"
     return "sold_out" if remaining <= 0 else "active"
 

@@ -100,3 +100,7 @@ def purchase_token(sale_id):
     """A short-lived token for this buyer and sale, issued only while the sale is on; a sale
     created with requires_purchase_token admits purchases only with it (X-Purchase-Token)."""
     return purchase_tokens.issue(service.parse_sale_id(sale_id), g.user_id)
+
+
+# The live stock stream registers its route on this blueprint (a module of its own).
+from spillway.sales import stream  # noqa: E402,F401

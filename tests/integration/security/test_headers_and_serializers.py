@@ -52,7 +52,7 @@ def test_pages_load_no_inline_script_or_style(client, app):
         response.close()
         assert "<script>" not in html and "<style" not in html and " style=" not in html
         assert "on" + "click=" not in html and "http" not in html.split("<body>")[0]
-    for script in ("/static/docs.js", "/static/index.js"):
+    for script in ("/static/docs.js", "/static/storefront.js", "/static/api.js"):
         response = client.get(script)
         response.close()
         assert response.status_code == 200

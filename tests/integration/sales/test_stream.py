@@ -1,0 +1,189 @@
+"""The live stock stream over real HTTP: the app under `spillway serve` and under gunicorn's
+gevent worker on a free port, on the suite's real redis, read by a real HTTP client."""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+
+from spillway.extensions import redis_store
+from spillway.sales import stock
+from tests.factories import eventually
+from tests.factories import make_sale
+from tests.factories import signup
+from tests.servers import free_port
+from tests.servers import wait_for_port
+
+HEARTBEAT_S = 0.3
+
+
+class EventReader:
+    """One open `text/event-stream` response, read line by line."""
+
+    def __init__(self, port: int, path: str, timeout: float = 10.0):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.connection.request("GET", path, headers={"Accept": "text/event-stream"})
+        self.response = self.connection.getresponse()
+
+    def next_event(self) -> dict:
+        """The next `data:` event (comments and `retry:` lines are skipped)."""
+        while True:
+            line = self.response.readline()
+            assert line, "the stream ended"
+            if line.startswith(b"data: "):
+                return json.loads(line[len(b"data: "):])
+
+    def next_line(self) -> bytes:
+        return self.response.readline()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def server_argv(kind: str, port: int) -> list[str]:
+    if kind == "serve":
+        return [sys.executable, "-m", "spillway", "serve", "--port", str(port),
+                "--env", "test", "--no-access-log"]
+    return [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class", "gevent",
+            "--workers", "1", "--bind", f"127.0.0.1:{port}", "--no-control-socket"]
+
+
+@pytest.fixture(params=["serve", "gunicorn"])
+def stream_server(request, app, service_env, tmp_path):
+    """The app on a real gevent server (this test's redis and database); its port and pid."""
+    port = free_port()
+    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test",
+           "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S)}
+    with open(tmp_path / f"{request.param}.log", "wb") as log:
+        process = subprocess.Popen(server_argv(request.param, port), env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, timeout=60, process=process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def post_purchase(port: int, sale: dict, headers: dict, key: str) -> dict:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", f"/api/v1/sales/{sale['id']}/orders",
+                       body=json.dumps({"quantity": 1}),
+                       headers={**headers, "Content-Type": "application/json",
+                                "Idempotency-Key": key})
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 202, body
+    return body
+
+
+def test_events_follow_purchases_and_returns(app, client, stream_server):
+    """The first event is the state now; a purchase elsewhere and a cancel each send one."""
+    sale = make_sale(client, stock=3)
+    buyer = signup(client)
+    reader = EventReader(stream_server, f"/api/v1/sales/{sale['id']}/stream")
+    try:
+        assert reader.response.status == 200
+        assert reader.response.getheader("Content-Type").startswith("text/event-stream")
+        assert reader.response.getheader("Cache-Control") == "no-cache"
+        assert reader.response.getheader("X-Accel-Buffering") == "no"
+        assert reader.next_event() == {"remaining": 3, "status": "active"}
+        order = post_purchase(stream_server, sale, buyer, "one")
+        assert reader.next_event() == {"remaining": 2, "status": "active"}
+        outcome, _ = stock.settle(order["order_id"], sale["id"], "cancelled",
+                                  int(time.time() * 1000), ("pending", "confirmed"))
+        assert outcome == "changed"
+        assert reader.next_event() == {"remaining": 3, "status": "active"}
+    finally:
+        reader.close()
+
+
+def test_stream_speaks_when_a_sale_starts_sells_out_and_ends(app, client, stream_server):
+    """Status changes reach the stream: active once starts_at passes, sold_out at zero,
+    ended once ends_at passes — the clock's changes as well as the stock's."""
+    starts_at = datetime.now(timezone.utc) + timedelta(seconds=5)
+    scheduled = make_sale(client, stock=1, starts_at=starts_at.isoformat(),
+                          ends_at=(starts_at + timedelta(seconds=6)).isoformat())
+    reader = EventReader(stream_server, f"/api/v1/sales/{scheduled['id']}/stream",
+                         timeout=20)
+    try:
+        assert reader.next_event() == {"remaining": 1, "status": "scheduled"}
+        assert reader.next_event() == {"remaining": 1, "status": "active"}
+        post_purchase(stream_server, scheduled, signup(client), "only")
+        assert reader.next_event() == {"remaining": 0, "status": "sold_out"}
+        assert reader.next_event() == {"remaining": 0, "status": "ended"}
+    finally:
+        reader.close()
+
+
+def test_unknown_sale_is_a_json_404(stream_server):
+    """An unknown or malformed sale id answers the JSON error shape, not a stream."""
+    for sale_id in ("999999", "nope"):
+        connection = http.client.HTTPConnection("127.0.0.1", stream_server, timeout=10)
+        connection.request("GET", f"/api/v1/sales/{sale_id}/stream")
+        response = connection.getresponse()
+        assert response.status == 404
+        assert response.getheader("Content-Type").startswith("application/json")
+        assert json.loads(response.read())["error"]["code"] == "not_found"
+        connection.close()
+
+
+def test_idle_stream_sends_heartbeats(app, client, stream_server):
+    """With nothing to say, a stream still sends a comment line now and then."""
+    sale = make_sale(client)
+    reader = EventReader(stream_server, f"/api/v1/sales/{sale['id']}/stream")
+    try:
+        reader.next_event()
+        lines = [reader.next_line() for _ in range(4)]
+        assert b": ping\n" in lines
+    finally:
+        reader.close()
+
+
+def server_connections(port: int) -> int:
+    """Server-side TCP sockets on ``port`` still open (established or half-closed)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, _, state = row.split()[1:4]
+                if int(local.rsplit(":", 1)[1], 16) == port and state in ("01", "08"):
+                    count += 1
+    return count
+
+
+def hget_calls() -> int:
+    return int(redis_store.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+
+
+def redis_reads_stopped() -> bool:
+    """No HGET reaches redis for a second (only the poller sends them here)."""
+    before = hget_calls()
+    time.sleep(1.0)
+    return hget_calls() == before
+
+
+def test_disconnected_clients_are_unsubscribed(app, client, stream_server):
+    """Clients that leave end their greenlets: the server closes every socket, and the
+    poller, with no sale left to watch, stops reading redis."""
+    sales = [make_sale(client) for _ in range(2)]
+    readers = [EventReader(stream_server, f"/api/v1/sales/{sales[n % 2]['id']}/stream")
+               for n in range(40)]
+    for reader in readers:
+        reader.next_event()
+    assert server_connections(stream_server) >= 40
+    before = hget_calls()
+    eventually(lambda: hget_calls() > before, timeout=10)  # the poller is reading
+    for reader in readers:
+        reader.close()
+    eventually(lambda: server_connections(stream_server) == 0, timeout=30)
+    # Once every watch is gone the poller ends: the count of reads stands still.
+    eventually(redis_reads_stopped, timeout=30)
