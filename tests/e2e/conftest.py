@@ -80,18 +80,19 @@ def stack_env() -> dict:
 @pytest.fixture(scope="module")
 def stack(stack_env):
     """`spillway up` in a fresh run directory; stopped (if a test has not) afterwards."""
-    with running_stack() as running:
+    with running_stack(stack_env) as running:
         yield running
 
 
 @contextmanager
 def running_stack(extra_env: dict | None = None):
-    """`spillway up` (its own SQLite file, unless ``extra_env`` names a DATABASE_URL)."""
+    """`spillway up` (its own SQLite file, unless ``extra_env`` names a DATABASE_URL), with
+    rate limits off unless ``extra_env`` turns them on: tests come from one address."""
     run_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-"))
     run_dir.chmod(0o755)  # the service user must reach the sockets inside
     port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"{run_dir.name}.log"
-    env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1", **stack_env}
+    env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1", "SPILLWAY_RATE_LIMITS": "off"}
     for name in ("SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "DATABASE_URL"):
         env.pop(name, None)
     env.update(extra_env or {})
