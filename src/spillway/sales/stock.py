@@ -150,9 +150,9 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
     :param buyer_limits: (counter key, most hits, window seconds) of each per-buyer rate
         limit, counted in the first round trip before anything else (outcome "rate_limited").
     """
-    shards = shard_count(sale_id)
-    if shards is None:
-        return Admission("not_found")
+    # A sale redis does not know is judged by the script too (answer "not_found"), so the
+    # buyer's rate limits count the attempt like any other.
+    shards = shard_count(sale_id) or 1
     home = shard(sale_id, home_shard(user_id, shards), shards)
     admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms, order_id,
                             deposit=0, final=shards == 1, buyer_limits=buyer_limits)

@@ -143,7 +143,8 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
                            undefined=StrictUndefined).get_template("nginx.conf")
     context = dict(user="", group="", nginx_workers=1, run_dir=tmp_path, log_dir=tmp_path,
                    max_body_bytes=65536, cache_prefix="p", host="127.0.0.1", port=1,
-                   static_dir=tmp_path, content_security_policy=CONTENT_SECURITY_POLICY)
+                   static_dir=tmp_path, content_security_policy=CONTENT_SECURITY_POLICY,
+                   metrics_port=2)
     rendered = {}
     for mode in ("on", "off"):
         monkeypatch.setenv("SPILLWAY_RATE_LIMITS", mode)

@@ -30,6 +30,10 @@ PUBLIC_OPERATIONS = {"GET /api/v1/products", "GET /api/v1/products/{product_id}"
                      "POST /api/v1/users", "GET /api/v1/sales", "GET /api/v1/sales/{sale_id}"}
 ADMIN_OPERATIONS = {"POST /api/v1/products", "PATCH /api/v1/products/{product_id}",
                     "POST /api/v1/sales", "GET /api/v1/sales/{sale_id}/stats"}
+# An open event stream never ends, so a generated request that names a live sale would wait
+# out the read timeout; the stream's answers (events, 404 JSON, disconnects) are checked by
+# tests/integration/sales/test_stream.py instead.
+NOT_GENERATED = {"GET /api/v1/sales/{sale_id}/stream"}
 
 
 def callers(live_app, label: str):
@@ -90,6 +94,8 @@ def test_generated_requests_conform_to_the_document(live_app, capsys):
     tally, failures = Counter(), []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.label in NOT_GENERATED:
+            continue
         for _who, headers, examples in callers(live_app, operation.label):
             for mode, path_parameters in passes(operation, known_ids):
                 run_operation(operation, mode, path_parameters, headers, examples, base_url,
