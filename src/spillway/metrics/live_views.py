@@ -2,6 +2,7 @@
 
 from flask_smorest import Blueprint
 
+from spillway import apidoc
 from spillway.auth import require_admin
 from spillway.metrics import live
 from spillway.metrics.schemas import LiveOut
@@ -12,6 +13,7 @@ bp = Blueprint("ops-live", __name__, url_prefix="/api/v1/ops",
 
 @bp.get("/live")
 @require_admin
+@apidoc.errors(bp, *apidoc.ADMIN)
 @bp.response(200, LiveOut)
 def live_counters():
     """Cumulative counters now: admissions, refusals, outbox, orders persisted, cache (admin)."""
