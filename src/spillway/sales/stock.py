@@ -66,15 +66,20 @@ class Admission:
     wake_drainer: bool = False
 
 
+def reserve_call(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
+                 order_id: str) -> tuple[list, list]:
+    """The KEYS and ARGV of reserve.lua for one purchase (also used by the benchmark's
+    FastAPI peer, which runs the same script on the same redis)."""
+    return ([sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id),
+             order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id), DRAIN_NUDGED],
+            [sale_id, user_id, quantity, idempotency, now_ms, order_id])
+
+
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
             order_id: str) -> Admission:
     """Admit one purchase in one round trip."""
-    reply = _script("reserve")(
-        keys=[sale_key(sale_id), units_key(sale_id), idempotency_key(sale_id),
-              order_key(order_id), OUTBOX, DEADLINES, buyer_orders_key(user_id),
-              DRAIN_NUDGED],
-        args=[sale_id, user_id, quantity, idempotency, now_ms, order_id],
-        client=redis_store.client)
+    keys, args = reserve_call(sale_id, user_id, quantity, idempotency, now_ms, order_id)
+    reply = _script("reserve")(keys=keys, args=args, client=redis_store.client)
     outcome = reply[0].decode()
     if outcome == "reserved":
         return Admission(outcome, reply[1].decode(), int(reply[2]), bool(reply[3]))
