@@ -9,6 +9,7 @@
   the same app, the naive row-lock purchase (bench/naive_purchase_app.py) behind nginx.
 """
 
+import logging
 import os
 import signal
 import socket
@@ -88,6 +89,9 @@ class Lab:
     """Everything one run starts, lazily; ``stop_all`` stops it, newest first."""
 
     def __init__(self, work: Path):
+        # The app built here (lab.app) configures logging; the sign-ups' shared session
+        # would then warn on every connection its pool of 10 cannot keep.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(exist_ok=True)
@@ -95,6 +99,7 @@ class Lab:
         self._stack = None
         self._urls: dict[str, str] = {}
         self._tokens: list[str] = []
+        self._app = None
         self.admin: dict = {}
 
     # ------------------------------------------------------------------ the stack
@@ -128,6 +133,21 @@ class Lab:
         env = process_environment(RunDir(self.stack.run_dir), "WARNING", self.secrets,
                                   "http://127.0.0.1:9")
         return {**env, "SPILLWAY_RATE_LIMITS": "off"}
+
+    def app(self):
+        """The stack's app, built in this process with the stack's environment (for the
+        reconciler; this process is not patched for gevent and needs no server)."""
+        if self._app is None:
+            from spillway.app import create_app
+
+            saved = dict(os.environ)
+            os.environ.update(self.environment())
+            try:
+                self._app = create_app("prd")
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+        return self._app
 
     def supervisorctl(self, *args: str) -> None:
         sale.stack_supervisorctl(self.stack)(*args)
@@ -241,7 +261,7 @@ class Lab:
         foundation.stop_all(self._started)
         self._started.clear()
         self._urls.clear()
-        self._stack = None
+        self._stack = self._app = None
 
 
 def check_get(url: str, expected_status: int = 200, headers: dict | None = None,

@@ -70,7 +70,7 @@ def audit_section(audits: list[dict]) -> str:
               "remaining ≥ 0; every 202 order id in the database once with quantity 1; "
               "stock = remaining + live units; per-buyer limit; one order per "
               "Idempotency-Key (every tenth request replays an earlier key); no 5xx; "
-              "`spillway reconcile SALE` exits 0; 50 of the 202 ids read back through "
+              "the reconciler (what `spillway reconcile SALE` runs) finds no drift; 50 of the 202 ids read back through "
               "`GET /api/v1/orders/{id}` as confirmed.")
 
 

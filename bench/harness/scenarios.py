@@ -43,10 +43,10 @@ class Profile:
 
 FULL = Profile("full", 10, (16, 64, 256, 1024), (64, 256), 4000, 2000,
                foundation.FULL, 100_000)
-QUICK = Profile("quick", 3, (64, 256), (256,), 1000, 500,
-                foundation.Profile("quick", run_seconds=4, slow_requests=1000, slow_seconds=5,
-                                   slow_hold_seconds=10, index_delay_seconds=2, rounds=1),
-                20_000, pause=0.5)
+QUICK = Profile("quick", 2, (64, 256), (256,), 500, 300,
+                foundation.Profile("quick", run_seconds=3, slow_requests=1000, slow_seconds=4,
+                                   slow_hold_seconds=9, index_delay_seconds=2, rounds=1),
+                20_000, pause=0.3)
 
 
 @dataclass
@@ -190,8 +190,11 @@ def slow_isolation(lab, profile: Profile, progress, results: dict) -> None:
 
 
 def wrk_result(result) -> dict:
-    return {"requests": result.requests, "rps": result.rps, "p50_ms": result.p50_ms,
-            "p99_ms": result.p99_ms, "max_ms": result.max_ms, "timeouts": result.timeouts,
+    answered = result.requests > 0  # else wrk prints zero latencies
+    return {"requests": result.requests, "rps": result.rps,
+            "p50_ms": result.p50_ms if answered else None,
+            "p99_ms": result.p99_ms if answered else None,
+            "max_ms": result.max_ms if answered else None, "timeouts": result.timeouts,
             "socket_errors": result.connect_errors + result.read_errors + result.write_errors,
             "non_2xx": result.non_2xx}
 
@@ -300,13 +303,13 @@ SCENARIOS = {
 
 def estimate(name: str, profile: Profile) -> float:
     """Seconds a scenario should take (for the ETA)."""
-    per_run = profile.seconds + profile.pause + 1.5
+    per_run = profile.seconds + profile.pause + 0.5
     conns, baseline = len(profile.connections), len(profile.baseline_connections)
     return {
-        "catalog-hot": 45 + per_run * (6 * conns + 4 * baseline),
-        "purchase-burst": 15 + profile.buyers / 400 + per_run * 4 * conns + 2 * 6 * conns
-                          + 2 * (per_run + 8),
-        "slow-isolation": 3 * (profile.slow.slow_hold_seconds + 4),
-        "drain": 20 + profile.drain_orders / 5000,
+        "catalog-hot": 15 + per_run * (6 * conns + 4 * baseline),
+        "purchase-burst": 5 + profile.buyers / 50 + per_run * 4 * conns + 2 * 2 * conns
+                          + 2 * (per_run + 2),
+        "slow-isolation": 3 * (profile.slow.slow_hold_seconds + 2),
+        "drain": 10 + profile.drain_orders / 5000,
         "sse-fanout": 90 if profile.name == "quick" else 300,
     }[name]
