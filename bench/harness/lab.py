@@ -47,7 +47,7 @@ http {
     fastcgi_temp_path %(work)s/fastcgi;
     uwsgi_temp_path %(work)s/uwsgi;
     scgi_temp_path %(work)s/scgi;
-    upstream backend { server %(upstream)s fail_timeout=0; }
+    upstream backend { server %(upstream)s fail_timeout=0; %(keepalive)s}
     server {
         listen 127.0.0.1:%(port)d backlog=4096;
         proxy_http_version 1.1;
@@ -178,13 +178,16 @@ class Lab:
             self._urls[name] = start()
         return self._urls[name]
 
-    def _front_nginx(self, name: str, upstream: str) -> str:
-        """An nginx proxying to ``upstream`` the way the stack's nginx proxies to gunicorn."""
+    def _front_nginx(self, name: str, upstream: str, keepalive: int = 0) -> str:
+        """An nginx proxying to ``upstream`` the way the stack's nginx proxies to gunicorn
+        (with ``keepalive``: pooling that many idle upstream connections per worker)."""
         own = self.work / name
         own.mkdir()
         port = free_port()
         config = own / "nginx.conf"
-        config.write_text(FRONT_NGINX % {"work": own, "upstream": upstream, "port": port})
+        config.write_text(FRONT_NGINX % {"work": own, "upstream": upstream, "port": port,
+                                         "keepalive": f"keepalive {keepalive}; " if keepalive
+                                         else ""})
         server = Server(name, [binary("nginx"), "-c", str(config), "-e",
                                str(own / "error.log")], port, self.logs)
         self._started.append(server)
@@ -209,6 +212,32 @@ class Lab:
             server.start()
             return self._front_nginx("peer-nginx", f"unix:{socket_path}")
         return self._once("peer", start)
+
+    @property
+    def peer_keepalive_url(self) -> str:
+        """The same peer behind an nginx that pools upstream connections (``keepalive
+        64``): how a uvicorn user would proxy it, and uvicorn's fastest configuration."""
+        return self._once("peer-keepalive", lambda: self._front_nginx(
+            "peer-nginx-keepalive", f"unix:{self.work / 'peer.sock'}", keepalive=64)
+            if self.peer_url else "")
+
+    @property
+    def keepalive_url(self) -> str:
+        """Our gunicorn behind a second nginx, the stack's config plus ``keepalive 64``:
+        what pooled upstream connections would give (the stack ships without, for its tail)."""
+        def start() -> str:
+            own = self.work / "nginx-keepalive"
+            own.mkdir()
+            port = free_port()
+            config = own / "nginx.conf"
+            config.write_text(foundation.keepalive_variant(
+                (self.stack.run_dir / "nginx.conf").read_text(), port, own))
+            server = Server("nginx-keepalive", [binary("nginx"), "-c", str(config), "-e",
+                                                str(own / "error.log")], port, self.logs)
+            self._started.append(server)
+            server.start()
+            return f"http://{HOST}:{port}"
+        return self._once("keepalive", start)
 
     @property
     def naive_seed_url(self) -> str:

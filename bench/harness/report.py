@@ -136,7 +136,13 @@ HOW = """\
 - "errors": timeouts + socket errors + 5xx (for GETs: any non-2xx); "4xx": refusals (409
   sold out / limit) — expected in sell-outs. "× ceiling": req/s ÷ nginx static at the same
   concurrency; "× peer": ÷ the peer's path doing the same work (product GET ÷ peer product
-  GET, purchase ÷ peer purchase, hello ÷ peer hello).
+  GET, purchase ÷ peer purchase, hello ÷ peer hello, each through the same nginx config).
+  The "keep-alive" rows go through a second nginx with `keepalive 64` upstream: the peer's
+  best configuration, and what pooling would do to ours (more req/s, a long tail: see
+  research/perf-baselines.md, pitfall 4). The peer goals compare with the peer's best.
+- **p99 at 256 connections**: wrk keeps 256 requests in flight, so by Little's law the mean
+  latency is 256 ÷ throughput (the goal's 50 ms needs > 5,100 req/s before any tail); the
+  goals table shows that floor beside each p99.
 """
 
 

@@ -83,6 +83,9 @@ def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
         Target("Flask, database", lab.url + PRODUCT + "?via=db", no_cache),
         Target("bare hello (gevent)", lab.url + "/demo/index"),
         Target("peer: product, memcached", lab.peer_url + PRODUCT),
+        Target("peer: product, memcached, keep-alive", lab.peer_keepalive_url + PRODUCT),
+        Target("Flask, memcached hit, keep-alive", lab.keepalive_url + PRODUCT + "?via=app",
+               baseline=True),
         Target("peer: product, database", lab.peer_url + PRODUCT,
                {"Cache-Control": "no-cache"}, baseline=True),
         Target("peer: hello", lab.peer_url + "/hello", baseline=True),
@@ -118,6 +121,7 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
     targets = [
         Target("spillway purchase", lab.url),
         Target("peer purchase", lab.peer_url),
+        Target("peer purchase, keep-alive", lab.peer_keepalive_url),
         Target("bare hello (gevent), same script", lab.url + "/demo/index"),
         Target("naive row-lock purchase", lab.naive_purchase_url + "/purchase"),
     ]
@@ -129,7 +133,7 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
         tag = f"r{len(runs)}-{int(time.time()) % 100_000}"  # keys: printable, ≤ 64 chars
         prefix = ids_dir / tag
         sale = None
-        if target.name in ("spillway purchase", "peer purchase"):
+        if "purchase" in target.name and "naive" not in target.name:
             sale = lab.new_sale(stock, per_user)
             url = f"{target.url}/api/v1/sales/{sale['id']}/orders"
         else:
@@ -306,8 +310,8 @@ def estimate(name: str, profile: Profile) -> float:
     per_run = profile.seconds + profile.pause + 0.5
     conns, baseline = len(profile.connections), len(profile.baseline_connections)
     return {
-        "catalog-hot": 15 + per_run * (6 * conns + 4 * baseline),
-        "purchase-burst": 5 + profile.buyers / 50 + per_run * 4 * conns + 2 * 2 * conns
+        "catalog-hot": 15 + per_run * (7 * conns + 5 * baseline),
+        "purchase-burst": 5 + profile.buyers / 50 + per_run * 5 * conns + 3 * 2 * conns
                           + 2 * (per_run + 2),
         "slow-isolation": 3 * (profile.slow.slow_hold_seconds + 2),
         "drain": 10 + profile.drain_orders / 5000,

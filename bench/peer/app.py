@@ -53,8 +53,10 @@ from spillway.users.tokens import TOKEN_SALT
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 signer = URLSafeTimedSerializer(os.environ["SPILLWAY_SECRET_KEY"], salt=TOKEN_SALT)
-store = redis.asyncio.Redis(unix_socket_path=os.environ["PEER_REDIS_SOCKET"],
-                            max_connections=None)
+# Like spillway's: a blocking pool (redis-py's default pool raises past 100 connections).
+store = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool(
+    connection_class=redis.asyncio.UnixDomainSocketConnection,
+    path=os.environ["PEER_REDIS_SOCKET"], max_connections=512, timeout=2.0))
 reserve_script = store.register_script((LUA_DIR / "reserve.lua").read_bytes())
 REFUSALS = {"sold_out", "limit_exceeded", "sale_not_active"}
 
