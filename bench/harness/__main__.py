@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 crashed.append(f"{name}: {type(exc).__name__}: {exc}"[:600])
             results[name]["seconds"] = round(time.monotonic() - started, 1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (install_sigterm)
         interrupted = True
         crashed.append("interrupted (Ctrl-C or SIGTERM): the report is partial")
     finally:

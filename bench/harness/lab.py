@@ -280,6 +280,20 @@ class Lab:
             return self._front_nginx("naive-purchase-nginx", f"{HOST}:{app.port}")
         return self._once("naive-purchase", start)
 
+    def pid_of(self, server: str) -> int | None:
+        """The root process of a server whose CPU per request is measured: "gunicorn" and
+        "nginx" are the stack's, anything else a server this lab started, by name."""
+        if server == "nginx":
+            return int((self.stack.run_dir / "nginx.pid").read_text())
+        if server == "gunicorn":
+            done = subprocess.run([PYTHON, "-m", "supervisor.supervisorctl", "-c",
+                                   str(self.stack.run_dir / "supervisord.conf"), "pid",
+                                   "gunicorn"], capture_output=True, text=True, timeout=60)
+            return int(done.stdout.strip()) if done.stdout.strip().isdigit() else None
+        found = [s.process.pid for s in self._started
+                 if getattr(s, "name", "") == server and s.process]
+        return found[-1] if found else None
+
     def _stop_named(self, name: str) -> None:
         for server in self._started:
             if getattr(server, "name", "") == name:

@@ -28,9 +28,36 @@ def runs_table(runs: list[dict], ceilings: dict[int, float], peer_of: dict) -> s
                      f"{run['errors']}" + (f" ({run['timeouts']} t/o)" if run["timeouts"] else ""),
                      f"{refused:,}" if run["statuses"] else "–",
                      ratio(run["rps"], ceilings.get(run["connections"])),
-                     ratio(run["rps"], peer["rps"]) if peer else "–"])
+                     ratio(run["rps"], peer["rps"]) if peer else "–",
+                     f"{run['cpu_us_per_request']:.0f}" if run.get("cpu_us_per_request")
+                     else "–"])
     return table(["conns", "target", "req/s", "p50 ms", "p99 ms", "errors", "4xx",
-                  "× ceiling", "× peer"], rows)
+                  "× ceiling", "× peer", "server CPU µs/req"], rows)
+
+
+COST_PAIRS = [("Flask, memcached hit", "peer: product, memcached"),
+              ("Flask, memcached hit, keep-alive", "peer: product, memcached, keep-alive"),
+              ("bare hello (gevent)", "peer: hello"),
+              ("spillway purchase", "peer purchase"),
+              ("spillway purchase", "peer purchase, keep-alive")]
+
+
+def cost_table(results: dict) -> str:
+    """Server CPU per request, ours beside the peer's, where both were measured."""
+    runs = {(r["target"], r["connections"]): r for scenario in ("catalog-hot", "purchase-burst")
+            for r in results.get(scenario, {}).get("runs", [])}
+    rows = []
+    for ours, peer in COST_PAIRS:
+        for connections in sorted({c for _, c in runs}):
+            a, b = runs.get((ours, connections)), runs.get((peer, connections))
+            if a and b and a.get("cpu_us_per_request") and b.get("cpu_us_per_request"):
+                rows.append([str(connections), ours, f"{a['cpu_us_per_request']:.0f}", peer,
+                             f"{b['cpu_us_per_request']:.0f}",
+                             ratio(b["cpu_us_per_request"], a["cpu_us_per_request"])])
+    if not rows:
+        return "Not measured."
+    return table(["conns", "ours", "CPU µs/req", "peer", "CPU µs/req",
+                  "peer ÷ ours (> 1: we are cheaper)"], rows)
 
 
 def ceilings_of(results: dict) -> dict[int, float]:
@@ -140,6 +167,10 @@ HOW = """\
   The "keep-alive" rows go through a second nginx with `keepalive 64` upstream: the peer's
   best configuration, and what pooling would do to ours (more req/s, a long tail: see
   research/perf-baselines.md, pitfall 4). The peer goals compare with the peer's best.
+- "server CPU µs/req": user + system CPU of the serving process tree (gunicorn master and
+  workers, uvicorn's, nginx's for the nginx-only paths; not redis, memcached or Celery)
+  over the run, per request answered — the cost of a request, which other load on a
+  shared machine disturbs far less than req/s.
 - **p99 at 256 connections**: wrk keeps 256 requests in flight, so by Little's law the mean
   latency is 256 ÷ throughput (the goal's 50 ms needs > 5,100 req/s before any tail); the
   goals table shows that floor beside each p99.
@@ -170,7 +201,10 @@ def render(results: dict, facts: dict, profile: str, argv: str, plots: dict[str,
               "## Goals (issue 5)", "",
               table(["goal", "measured", ""], [list(goal) for goal in goals]), "",
               f"{sum(g[2] == '✔' for g in goals)} met, {sum(g[2] == MISSED for g in goals)} "
-              f"missed, {sum(g[2] not in ('✔', MISSED) for g in goals)} not judged.", ""]
+              f"missed, {sum(g[2] not in ('✔', MISSED) for g in goals)} not judged.", "",
+              "### Cost per request, ours beside the peer's", "",
+              "Server CPU per request answered (see \"How it ran\"): steadier than req/s "
+              "when other work shares the machine.", "", cost_table(results), ""]
 
     def plot(name: str, alt: str) -> list[str]:
         if name not in plots:

@@ -55,6 +55,7 @@ class Target:
     url: str
     headers: dict = field(default_factory=dict)
     baseline: bool = False  # measured on the shorter sweep
+    server: str = "gunicorn"  # whose CPU per request is measured (Lab.pid_of)
 
 
 def sweep(profile: Profile, targets: list[Target], measure, progress) -> None:
@@ -76,21 +77,25 @@ def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
     progress.step("starting the stack, the peer and the baselines")
     lab.stack  # noqa: B018  (started first: the admin token comes from it)
     no_cache = {**lab.admin, "Cache-Control": "no-cache"}
+    peer = "peer-uvicorn"
     targets = [
-        Target("nginx static (ceiling)", lab.url + "/static/site.css"),
-        Target("nginx → memcached", lab.url + PRODUCT),
+        Target("nginx static (ceiling)", lab.url + "/static/site.css", server="nginx"),
+        Target("nginx → memcached", lab.url + PRODUCT, server="nginx"),
         Target("Flask, memcached hit", lab.url + PRODUCT + "?via=app"),
         Target("Flask, database", lab.url + PRODUCT + "?via=db", no_cache),
         Target("bare hello (gevent)", lab.url + "/demo/index"),
-        Target("peer: product, memcached", lab.peer_url + PRODUCT),
-        Target("peer: product, memcached, keep-alive", lab.peer_keepalive_url + PRODUCT),
+        Target("peer: product, memcached", lab.peer_url + PRODUCT, server=peer),
+        Target("peer: product, memcached, keep-alive", lab.peer_keepalive_url + PRODUCT,
+               server=peer),
         Target("Flask, memcached hit, keep-alive", lab.keepalive_url + PRODUCT + "?via=app",
                baseline=True),
         Target("peer: product, database", lab.peer_url + PRODUCT,
-               {"Cache-Control": "no-cache"}, baseline=True),
-        Target("peer: hello", lab.peer_url + "/hello", baseline=True),
-        Target("gunicorn sync: hello", lab.sync_url + "/demo/index", baseline=True),
-        Target("app.run: hello", lab.naive_seed_url + "/demo/index", baseline=True),
+               {"Cache-Control": "no-cache"}, baseline=True, server=peer),
+        Target("peer: hello", lab.peer_url + "/hello", baseline=True, server=peer),
+        Target("gunicorn sync: hello", lab.sync_url + "/demo/index", baseline=True,
+               server="gunicorn-sync"),
+        Target("app.run: hello", lab.naive_seed_url + "/demo/index", baseline=True,
+               server="naive-seed"),
     ]
     for target in targets:
         check_get(target.url, headers=target.headers)
@@ -102,7 +107,8 @@ def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
 
     def measure(target: Target, connections: int) -> None:
         runs.append(wrk.run("catalog-hot", target.name, target.url, connections,
-                            profile.seconds, script, target.headers).to_dict())
+                            profile.seconds, script, target.headers,
+                            server_pid=lab.pid_of(target.server)).to_dict())
 
     sweep(profile, targets, measure, progress)
 
@@ -120,10 +126,11 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
     ids_dir.mkdir(exist_ok=True)
     targets = [
         Target("spillway purchase", lab.url),
-        Target("peer purchase", lab.peer_url),
-        Target("peer purchase, keep-alive", lab.peer_keepalive_url),
+        Target("peer purchase", lab.peer_url, server="peer-uvicorn"),
+        Target("peer purchase, keep-alive", lab.peer_keepalive_url, server="peer-uvicorn"),
         Target("bare hello (gevent), same script", lab.url + "/demo/index"),
-        Target("naive row-lock purchase", lab.naive_purchase_url + "/purchase"),
+        Target("naive row-lock purchase", lab.naive_purchase_url + "/purchase",
+               server="naive-purchase"),
     ]
     runs = results.setdefault("runs", [])
     audits = results.setdefault("audits", [])
@@ -140,7 +147,7 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
             url = target.url
         script = get if "hello" in target.name else post
         run = wrk.run("purchase-burst", label, url, connections, profile.seconds, script,
-                      script_args=(tag, str(prefix)))
+                      script_args=(tag, str(prefix)), server_pid=lab.pid_of(target.server))
         runs.append(run.to_dict())
         if sale is not None:
             progress.step(f"audit of {label} at {connections} connections (sale {sale['id']})")

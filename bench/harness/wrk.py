@@ -15,6 +15,7 @@ from dataclasses import field
 from pathlib import Path
 
 from foundation import parse_wrk
+from harness import cpu
 from tests.servers import binary
 
 PERCENTILES = (50, 75, 90, 95, 99, 99.9, 99.99)
@@ -91,6 +92,7 @@ class Run:
     timeouts: int = 0
     socket_errors: int = 0
     non_2xx: int = 0
+    cpu_us_per_request: float | None = None  # the serving process tree's CPU, see cpu.py
     note: str = ""
 
     @property
@@ -120,8 +122,10 @@ def write_get_script(path: Path) -> Path:
 
 
 def run(scenario: str, target: str, url: str, connections: int, seconds: int, script: Path,
-        headers: dict | None = None, script_args: tuple = (), timeout_s: int = 2) -> Run:
-    """One measured wrk run (``-t2``); wrk's own failure raises."""
+        headers: dict | None = None, script_args: tuple = (), timeout_s: int = 2,
+        server_pid: int | None = None) -> Run:
+    """One measured wrk run (``-t2``); wrk's own failure raises. With ``server_pid``, the
+    CPU its process tree used per request is measured too."""
     argv = [binary("wrk"), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
             f"--timeout={timeout_s}s", "-s", str(script)]
     for name, value in (headers or {}).items():
@@ -129,8 +133,10 @@ def run(scenario: str, target: str, url: str, connections: int, seconds: int, sc
     argv.append(url)
     if script_args:
         argv += ["--", *script_args]
+    meter = cpu.Meter(server_pid).start()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 90,
                           check=False)
+    used = meter.stop()
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}) on {url}: {done.stderr.strip()}")
     parsed = parse_wrk(done.stdout)
@@ -142,6 +148,8 @@ def run(scenario: str, target: str, url: str, connections: int, seconds: int, sc
         result.percentiles_ms[match.group(1)] = int(match.group(2)) / 1000
     for match in re.finditer(r"^STATUS (\d+) (\d+)$", done.stdout, re.M):
         result.statuses[match.group(1)] = int(match.group(2))
+    if used is not None and parsed.requests:
+        result.cpu_us_per_request = used / parsed.requests * 1e6
     if parsed.requests and result.percentiles_ms.get("99"):
         result.p99_ms = result.percentiles_ms["99"]
     return result
