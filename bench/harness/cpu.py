@@ -17,14 +17,15 @@ def tree(pid: int) -> list[int]:
 
 
 def seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far."""
+    """User + system CPU seconds the processes have used so far, with that of their
+    children already reaped (a worker recycled by gunicorn ends up in its master's)."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return total / TICKS
 
 
@@ -43,8 +44,9 @@ class Meter:
         return self
 
     def stop(self) -> float | None:
+        """CPU seconds since ``start``; None when it cannot be known (the root is gone)."""
         if not self.pid:
             return None
-        # Processes born during the run (a recycled worker) count from zero.
-        pids = sorted(set(self.pids) | set(tree(self.pid)))
-        return seconds(pids) - self.before
+        pids = tree(self.pid)  # the dead were reaped into their parent's counters
+        used = seconds(pids) - self.before
+        return used if pids and used >= 0 else None

@@ -29,8 +29,8 @@ def runs_table(runs: list[dict], ceilings: dict[int, float], peer_of: dict) -> s
                      f"{refused:,}" if run["statuses"] else "–",
                      ratio(run["rps"], ceilings.get(run["connections"])),
                      ratio(run["rps"], peer["rps"]) if peer else "–",
-                     f"{run['cpu_us_per_request']:.0f}" if run.get("cpu_us_per_request")
-                     else "–"])
+                     f"{run['cpu_us_per_request']:.0f}" if (run.get("cpu_us_per_request")
+                                                             or 0) > 0 else "–"])
     return table(["conns", "target", "req/s", "p50 ms", "p99 ms", "errors", "4xx",
                   "× ceiling", "× peer", "server CPU µs/req"], rows)
 
@@ -50,7 +50,8 @@ def cost_table(results: dict) -> str:
     for ours, peer in COST_PAIRS:
         for connections in sorted({c for _, c in runs}):
             a, b = runs.get((ours, connections)), runs.get((peer, connections))
-            if a and b and a.get("cpu_us_per_request") and b.get("cpu_us_per_request"):
+            if a and b and (a.get("cpu_us_per_request") or 0) > 0 and (
+                    b.get("cpu_us_per_request") or 0) > 0:
                 rows.append([str(connections), ours, f"{a['cpu_us_per_request']:.0f}", peer,
                              f"{b['cpu_us_per_request']:.0f}",
                              ratio(b["cpu_us_per_request"], a["cpu_us_per_request"])])
@@ -171,6 +172,7 @@ HOW = """\
   workers, uvicorn's, nginx's for the nginx-only paths; not redis, memcached or Celery)
   over the run, per request answered — the cost of a request, which other load on a
   shared machine disturbs far less than req/s.
+- bench/FINDINGS.md: where our per-request time goes, and the keep-alive tail experiments.
 - **p99 at 256 connections**: wrk keeps 256 requests in flight, so by Little's law the mean
   latency is 256 ÷ throughput (the goal's 50 ms needs > 5,100 req/s before any tail); the
   goals table shows that floor beside each p99.
