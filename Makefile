@@ -26,14 +26,15 @@ test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
 
 BENCH_ARGS ?=
 
-bench: deps ## Benchmark the stack against its baselines (reports in bench/results/)
-	$(BIN)/python bench/foundation.py $(BENCH_ARGS)
-	$(BIN)/python bench/catalog.py $(BENCH_ARGS)
-	$(BIN)/python bench/sale.py $(BENCH_ARGS)
-	$(BIN)/python bench/metrics.py $(BENCH_ARGS)
+bench: deps $(VENV)/.bench-stamp ## Benchmark the stack beside its baselines and a FastAPI peer (bench/report.md)
+	$(BIN)/spillway bench $(BENCH_ARGS)
 
-bench-quick: ## The same, shorter (about 3 minutes)
+bench-quick: ## The same, shorter (under 3 minutes; bench/quick/report.md)
 	$(MAKE) bench BENCH_ARGS=--quick
+
+$(VENV)/.bench-stamp: pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
 
 system-deps: ## Install the Debian packages that are missing
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \

@@ -5,6 +5,7 @@ Run through ``spillway.__main__``, which patches for gevent before this module i
 
 import os
 import sys
+from pathlib import Path
 
 import click
 from flask.cli import FlaskGroup
@@ -141,6 +142,28 @@ def worker_command(celery_args):
             "--loglevel", os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"), "-O", "fair",
             *celery_args]
     os.execv(sys.executable, args)
+
+
+@cli.command("bench", with_appcontext=False, add_help_option=False,
+             context_settings={"ignore_unknown_options": True})
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+def bench_command(bench_args):
+    """Benchmark the stack beside its baselines and a FastAPI peer; audit; report.
+
+    `spillway bench [--quick] [--only SCENARIO,…] [--out DIR]` (`--help` for more).
+    Runs from a source checkout: the harness lives in bench/, outside the package.
+    """
+    bench_dir = Path(__file__).resolve().parents[2] / "bench"
+    if not (bench_dir / "harness" / "__main__.py").exists():
+        raise click.ClickException(f"no benchmark harness in {bench_dir}: run `spillway bench` "
+                                   "from a source checkout (make bench)")
+    # A fresh interpreter: this one is patched for gevent, and the harness must not be.
+    # Without FLASK_RUN_FROM_CLI, which Flask's CLI set: the seed baseline's app.run() would
+    # refuse to serve.
+    env = {name: value for name, value in os.environ.items() if name != "FLASK_RUN_FROM_CLI"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(bench_dir), str(bench_dir.parent), os.environ.get("PYTHONPATH", "")])
+    os.execve(sys.executable, [sys.executable, "-m", "harness", *bench_args], env)
 
 
 def main():

@@ -48,13 +48,20 @@ class RedisStore(_AppBound):
 
     name = "redis"
 
+    # redis-py 6+ caps its default pool at 100 connections and raises past that: 256
+    # concurrent purchases on two workers answered 503s (spillway bench). A blocking pool
+    # makes a greenlet wait (up to the socket timeout) for a free connection instead.
+    MAX_CONNECTIONS = 512
+
     def connect(self, config):
-        return redis.Redis.from_url(
+        return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
             config["REDIS_URL"],
+            max_connections=self.MAX_CONNECTIONS,
+            timeout=2.0,
             socket_timeout=2.0,
             socket_connect_timeout=1.0,
             health_check_interval=30,
-        )
+        ))
 
 
 class Memcache(_AppBound):

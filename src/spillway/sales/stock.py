@@ -139,6 +139,19 @@ class Admission:
     retry_after: int | None = None  # seconds, for "rate_limited"
 
 
+def reserve_call(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
+                 order_id: str, home: "Shard | None" = None, deposit: int = 0,
+                 final: bool = True, retry: bool = False) -> tuple[list, list]:
+    """The KEYS and ARGV of reserve.lua for one purchase on ``home`` (an unsharded sale's
+    keys by default; also used by the benchmark's FastAPI peer, which runs the same script
+    on the same redis)."""
+    home = home or shard(sale_id, 0, 1)
+    return ([home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX, DEADLINES,
+             buyer_orders_key(user_id), DRAIN_NUDGED],
+            [sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit, int(final),
+             int(retry)])
+
+
 def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
             order_id: str, buyer_limits: list[tuple[str, int, int]] = ()) -> Admission:
     """Admit one purchase: one round trip on the buyer's home shard. When that shard is
@@ -190,10 +203,8 @@ def borrow(sale_id, home: Shard, shards: int, wanted: int) -> int:
 def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, order_id,
                 deposit: int, final: bool, retry: bool = False,
                 buyer_limits: list[tuple[str, int, int]] = ()) -> Admission:
-    keys = [home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX, DEADLINES,
-            buyer_orders_key(user_id), DRAIN_NUDGED]
-    args = [sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit, int(final),
-            int(retry)]
+    keys, args = reserve_call(sale_id, user_id, quantity, idempotency, now_ms, order_id, home,
+                              deposit, final, retry)
     script = _script("reserve")
     if buyer_limits:
         keys += [key for key, _, _ in buyer_limits]

@@ -172,3 +172,17 @@ def test_bodies_without_a_length_go_to_the_flask_view(app):
                "HTTP_TRANSFER_ENCODING": "chunked"}
     middleware(environ, lambda *args: None)
     assert seen == [environ]
+
+
+def test_more_concurrent_callers_than_redis_pys_default_pool(app):
+    """Past redis-py's default cap of 100 connections a caller gets a connection (the pool
+    blocks when full rather than raising): 256 concurrent purchases once answered 503."""
+    from spillway.extensions import redis_store
+
+    pool = redis_store.client.connection_pool
+    held = [pool.get_connection() for _ in range(150)]
+    try:
+        assert all(connection.send_command("PING") is None for connection in held)
+    finally:
+        for connection in held:
+            pool.release(connection)
