@@ -16,7 +16,6 @@ BENCH_DIR = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]  # foundation, sale, tests.servers
 
 from harness import facts as machine  # noqa: E402
-from harness import plots  # noqa: E402
 from harness import report  # noqa: E402
 from harness.goals import audits_of  # noqa: E402
 from harness.lab import Lab  # noqa: E402
@@ -54,8 +53,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return options
 
 
+# What the bench extra installs (`make bench` does): the peer, its client, the plots.
+BENCH_EXTRA = ("matplotlib", "fastapi", "uvicorn", "aiomcache")
+
+
+def missing_bench_extra() -> list[str]:
+    import importlib.util
+
+    return [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse(sys.argv[1:] if argv is None else argv)
+    missing = missing_bench_extra()
+    if missing:
+        print(f"spillway bench: {', '.join(missing)} missing; run `make bench`, or "
+              f"`pip install -e '.[bench]'` in this venv", file=sys.stderr)
+        return 2
     install_sigterm()
     profile = QUICK if options.quick else FULL
     command = "spillway bench " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -108,6 +122,8 @@ def write(options, profile: str, command: str, facts: dict, results: dict,
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     report_path = out / "report.md"
+    from harness import plots  # matplotlib: only once there is something to draw
+
     drawn = plots.draw(results, out / "plots")
     report_path.write_text(report.render(results, facts, profile, command, drawn, report_path,
                                          crashed))
