@@ -294,7 +294,9 @@ def keepalive_variant(config: str, port: int, own_dir: Path) -> str:
     """Rewrite the stack's nginx.conf; every edit must apply exactly once, so a changed
     template fails here loudly instead of silently benchmarking the wrong thing."""
     edits = [
-        (r"listen\s+127\.0\.0\.1:\d+", f"listen {HOST}:{port}"),
+        (r"listen\s+127\.0\.0\.1:\d+ backlog", f"listen {HOST}:{port} backlog"),
+        # The loopback metrics server: its port is the stack's own nginx's.
+        (r"listen\s+127\.0\.0\.1:\d+;", f"listen {HOST}:{free_port()};"),
         (r"^pid\s+\S+;", f"pid {own_dir}/nginx.pid;"),
         (r"^error_log\s+\S+", f"error_log {own_dir}/error.log"),
         (r"access_log\s+\S+nginx-access\.log", f"access_log {own_dir}/access.log"),

@@ -26,9 +26,11 @@ from spillway.extensions import db
 from spillway.sales.reconcile import reconcile
 from spillway.sales.stock import OUTBOX
 from spillway.sales.stock import idempotency_key
+from spillway.sales.stock import sale_key
 
 API_SAMPLE = 50
 DRAIN_TIMEOUT_S = 180
+QUIET_S = 1.0
 
 
 @dataclass
@@ -57,11 +59,19 @@ class Audit:
 
 
 def wait_drained(lab, sale_id: str, expected: int) -> float:
-    """Seconds until the outbox is empty and the sale has ``expected`` orders (bounded)."""
+    """Seconds until the outbox is empty, the sale has ``expected`` orders, and its books
+    have stood still for a second (bounded): requests wrk had sent when it stopped can still
+    be admitted after it exits, and an audit taken before they land would see them only in
+    redis."""
     started = time.monotonic()
     client = redis.Redis(unix_socket_path=str(lab.stack.run_dir / "redis.sock"))
+    last, still_since = None, started
     while time.monotonic() - started < DRAIN_TIMEOUT_S:
-        if client.xlen(OUTBOX) == 0 and count_orders(lab, sale_id) >= expected:
+        books = (client.hget(sale_key(sale_id), "remaining"), count_orders(lab, sale_id))
+        if books != last:
+            last, still_since = books, time.monotonic()
+        if (client.xlen(OUTBOX) == 0 and books[1] >= expected
+                and time.monotonic() - still_since >= QUIET_S):
             break
         time.sleep(0.2)
     return time.monotonic() - started
