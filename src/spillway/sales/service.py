@@ -139,8 +139,7 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
         raise ApiError(400, "Idempotency-Key: 1 to 64 printable ASCII characters.")
     admission = stock.reserve(sale_id, user_id, quantity, idempotency, now_ms(),
                               str(uuid.uuid4()), ratelimits.buyer_limits(user_id))
-    if admission.outcome == "rate_limited":
-        ratelimits.count_refusal(sale_id)
+    if admission.outcome == "rate_limited":  # counted in the sale's stats by the script
         raise ApiError(429, "Too many purchase attempts; slow down.",
                        retry_after=admission.retry_after)
     if admission.outcome == "not_found":

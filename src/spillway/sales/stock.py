@@ -13,6 +13,7 @@ is tried once more; see DEPLOYMENT.md for what that costs.
 """
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,11 +101,15 @@ def buyer_orders_key(user_id: str) -> str:
     return f"spillway:user:{user_id}:orders"
 
 
-def _script(name: str) -> Script:
-    # redis-py's Script runs EVALSHA and falls back to EVAL when the server's script
-    # cache was flushed (a restart, SCRIPT FLUSH): nothing to reload by hand.
+def _script(name: str, source: Callable[[], bytes] | None = None) -> Script:
+    """lua/<name>.lua, or what ``source`` builds, loaded once per process.
+
+    redis-py's Script runs EVALSHA and falls back to EVAL when the server's script cache
+    was flushed (a restart, SCRIPT FLUSH): nothing to reload by hand.
+    """
     if name not in _scripts:
-        _scripts[name] = Script(None, (LUA_DIR / f"{name}.lua").read_bytes())
+        text = source() if source else (LUA_DIR / f"{name}.lua").read_bytes()
+        _scripts[name] = Script(None, text)
     return _scripts[name]
 
 
@@ -210,7 +215,7 @@ def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, or
         keys += [key for key, _, _ in buyer_limits]
         args += [n for _, most, seconds in buyer_limits for n in (most, seconds)]
         args.append(len(buyer_limits))
-        script = _limited_reserve_script()
+        script = _script("reserve+limits", _limited_reserve_source)
     reply = script(keys=keys, args=args, client=redis_store.client)
     outcome = reply[0].decode()
     if outcome == "short":
@@ -238,6 +243,8 @@ def order_shard(order_id: str, sale_id, user_id=None) -> Shard:
 # ratelimit_cost.py, SECURITY.md). Fixed windows, like `limits`' fixed-window strategy and
 # on its keys (spillway.security.ratelimits), so Flask-Limiter's storage sees the same
 # counts. Its arguments are the last ones: reserve.lua's own KEYS and ARGV keep their places.
+# A refusal is counted in the sale's stats here too (KEYS[1], the sale or shard hash, if
+# redis knows the sale), so a bot's refused attempt costs one round trip, not two.
 BUYER_LIMITS_PRELUDE = """
 do
   local n = tonumber(ARGV[#ARGV])
@@ -246,6 +253,9 @@ do
     local hits = redis.call('INCR', key)
     if hits == 1 then redis.call('EXPIRE', key, ARGV[#ARGV - 2 * n + 2 * i - 1]) end
     if hits > tonumber(ARGV[#ARGV - 2 * n + 2 * i - 2]) then
+      if redis.call('EXISTS', KEYS[1]) == 1 then
+        redis.call('HINCRBY', KEYS[1], 'rejected_rate_limited', 1)
+      end
       return {'rate_limited', redis.call('TTL', key)}
     end
   end
@@ -253,13 +263,11 @@ end
 """
 
 
-def _limited_reserve_script() -> Script:
+def _limited_reserve_source() -> bytes:
     """reserve.lua, unchanged, with BUYER_LIMITS_PRELUDE run first (after its shebang)."""
-    if "reserve+limits" not in _scripts:
-        source = (LUA_DIR / "reserve.lua").read_text()
-        shebang, _, body = source.partition("\n") if source.startswith("#!") else ("", "", source)
-        _scripts["reserve+limits"] = Script(None, f"{shebang}\n{BUYER_LIMITS_PRELUDE}{body}".encode())
-    return _scripts["reserve+limits"]
+    source = (LUA_DIR / "reserve.lua").read_text()
+    shebang, _, body = source.partition("\n") if source.startswith("#!") else ("", "", source)
+    return f"{shebang}\n{BUYER_LIMITS_PRELUDE}{body}".encode()
 
 
 def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str, ...],
@@ -331,19 +339,9 @@ def units_held(sale_id) -> int:
     return sum(int(v) for values in pipe.execute() for v in values)
 
 
-# Counts a refusal decided outside reserve.lua (a rate limit) without creating the hash of a
-# sale redis does not know: one round trip.
-_COUNT_IF_SALE_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
-return 0
-"""
-
-
 def count_rejection(sale_id, reason: str) -> None:
     """Add one to a known sale's ``rejected_<reason>`` counter (its stats)."""
     if not str(sale_id).isdigit():
         return
-    if "count-rejection" not in _scripts:
-        _scripts["count-rejection"] = Script(None, _COUNT_IF_SALE_EXISTS.encode())
-    _scripts["count-rejection"](keys=[sale_key(sale_id)], args=[f"rejected_{reason}"],
-                                client=redis_store.client)
+    _script("count_rejection")(keys=[sale_key(sale_id)], args=[f"rejected_{reason}"],
+                               client=redis_store.client)

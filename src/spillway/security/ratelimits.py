@@ -1,9 +1,10 @@
 """Rate limits on the shared redis: per client IP on every Flask route, per buyer on purchase.
 
 Flask-Limiter applies the per-IP default (RATELIMIT_DEFAULT) to every Flask route. The
-per-buyer purchase limit is checked by :func:`check_buyer` from both the Flask view and the
-WSGI fast path (sales/fastpath.py), on Flask-Limiter's own `limits` strategy and storage,
-so both paths count in the same redis buckets. ``SPILLWAY_RATE_LIMITS=off`` turns both off.
+per-buyer purchase limit is counted inside the purchase's own reserve.lua round trip
+(:func:`buyer_limits` gives it the keys), from both the Flask view and the WSGI fast path
+(sales/fastpath.py), on the keys of Flask-Limiter's `limits` fixed-window strategy and
+storage, so both paths count in the same redis buckets. ``SPILLWAY_RATE_LIMITS=off`` turns both off.
 """
 
 import logging
