@@ -1,40 +1,16 @@
 """A flash sale through the whole stack: nginx, gunicorn, redis, Celery, SQLite, gateway."""
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
-
 import requests
 
-
-def eventually(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("not true in time")
+from tests.e2e.conftest import sale_burst
+from tests.factories import eventually
 
 
 def test_burst_then_pay_through_the_stack(stack):
     """200 buyers race for 50 units; every 202 is persisted; one order is paid."""
     base, admin = stack.base_url, stack.admin_headers()
-    product = requests.get(f"{base}/api/v1/products", timeout=5).json()["items"][0]
-    sale = requests.post(f"{base}/api/v1/sales", headers=admin, timeout=10, json={
-        "product_id": product["id"], "stock": 50, "per_user_limit": 1,
-        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}).json()
-    buyers = [requests.post(f"{base}/api/v1/users", json={"name": f"u{i}"}, timeout=10)
-              .json() for i in range(200)]
-
-    def attempt(buyer):
-        return requests.post(f"{base}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                             headers={"Authorization": f"Bearer {buyer['token']}",
-                                      "Idempotency-Key": "one"}, timeout=30)
-
-    with ThreadPoolExecutor(max_workers=50) as pool:
-        answers = list(pool.map(attempt, buyers))
+    sale, buyers, answers = sale_burst(stack, stock=50, buyers=200, workers=50, prefix="u",
+                                       idempotency_key="one")
     assert {a.status_code for a in answers} <= {202, 409}
     accepted = [(b, a.json()["order_id"]) for b, a in zip(buyers, answers) if a.status_code == 202]
     assert len(accepted) == 50

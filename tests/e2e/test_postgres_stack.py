@@ -3,16 +3,13 @@
 The cluster is the suite's throwaway one (tests/postgres.py), whatever SPILLWAY_TEST_DB says.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 
 import psycopg
 import pytest
 import requests
 
 from tests.e2e.conftest import running_stack
+from tests.e2e.conftest import sale_burst
 from tests.factories import eventually
 from tests.postgres import start_postgres
 
@@ -36,22 +33,10 @@ def test_stack_on_postgresql(pg_stack):
     20 orders; a payment lands there; each process holds its own connections."""
     stack, dsn = pg_stack
     assert not (stack.run_dir / "spillway.db").exists()
-    base, admin = stack.base_url, stack.admin_headers()
+    base = stack.base_url
     assert requests.get(f"{base}/readyz", timeout=10).json()["checks"]["database"] == "ok"
-    product = requests.get(f"{base}/api/v1/products", timeout=5).json()["items"][0]
-    sale = requests.post(f"{base}/api/v1/sales", headers=admin, timeout=10, json={
-        "product_id": product["id"], "stock": 20, "per_user_limit": 1,
-        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}).json()
-    buyers = [requests.post(f"{base}/api/v1/users", json={"name": f"p{i}"}, timeout=10).json()
-              for i in range(60)]
-
-    def attempt(buyer):
-        return requests.post(f"{base}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                             headers={"Authorization": f"Bearer {buyer['token']}",
-                                      "Idempotency-Key": "k"}, timeout=30)
-
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        answers = list(pool.map(attempt, buyers))
+    sale, buyers, answers = sale_burst(stack, stock=20, buyers=60, workers=30, prefix="p",
+                                       idempotency_key="k")
     accepted = [(b, a.json()["order_id"]) for b, a in zip(buyers, answers) if a.status_code == 202]
     assert len(accepted) == 20 and {a.status_code for a in answers} == {202, 409}
 
