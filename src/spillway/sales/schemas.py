@@ -7,6 +7,7 @@ from marshmallow import validate
 from marshmallow import validates_schema
 
 STATUSES = ("scheduled", "active", "sold_out", "ended")
+MAX_QUANTITY = 100  # units in one purchase
 
 
 class StrictBoolean(fields.Boolean):
@@ -83,7 +84,8 @@ class SaleStats(Schema):
 class PurchaseIn(Schema):
     """How many units (send an Idempotency-Key header too)."""
 
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
+    quantity = fields.Integer(required=True, strict=True,
+                              validate=validate.Range(1, MAX_QUANTITY))
 
 
 class PurchaseOut(Schema):

@@ -188,6 +188,28 @@ def test_forged_expired_and_foreign_buyer_tokens_are_401(client, app, monkeypatc
         assert_error(client.get("/api/v1/users/me/orders", headers=headers), 401)
 
 
+def test_a_remembered_buyer_token_still_expires(client, app, monkeypatch):
+    """Verified tokens are remembered per process (users/tokens.py); expiry is still judged
+    on every use."""
+    sale = make_sale(client)
+    buyer = signup(client)
+    assert buy(client, sale, buyer).status_code == 202  # verified, now remembered
+    token = buyer["Authorization"].split()[1]
+    assert token in app.extensions["verified_buyer_tokens"]
+    later = time.time() + tokens.TOKEN_MAX_AGE_SECONDS + 60
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    assert_error(buy(client, sale, buyer), 401, "unauthorized")
+    assert_error(client.get("/api/v1/users/me/orders", headers=buyer), 401, "unauthorized")
+
+
+def test_remembered_buyer_tokens_are_bounded(client, app, monkeypatch):
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 3)
+    sale = make_sale(client, stock=50, per_user_limit=5)
+    for _ in range(7):
+        assert buy(client, sale, signup(client)).status_code == 202
+        assert len(app.extensions["verified_buyer_tokens"]) <= 3
+
+
 @pytest.mark.parametrize("authorization", [
     f"Bearer {ADMIN_TOKEN}x", f"Bearer {ADMIN_TOKEN[:-1]}", f"Basic {ADMIN_TOKEN}", ADMIN_TOKEN,
     "Bearer", "Bearer ", f"Bearer\t{ADMIN_TOKEN}", f"Token {ADMIN_TOKEN}",
