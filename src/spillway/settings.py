@@ -68,6 +68,8 @@ def _read(env: Env, config_name: str) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, database_url),
         "REDIS_URL": redis_url,
+        # `off` sends each purchase's EVALSHA on its own (spillway/redis_batch.py).
+        "REDIS_BATCHING": env.str("SPILLWAY_REDIS_BATCHING", "on").lower() != "off",
         # An outbox entry a worker took and never acknowledged for this long is re-driven.
         "OUTBOX_STUCK_MS": env.int("SPILLWAY_OUTBOX_STUCK_MS", 30_000),
         # A new sale's stock is split over this many redis keys (sales/stock.py).

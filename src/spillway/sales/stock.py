@@ -19,9 +19,11 @@ from pathlib import Path
 
 from flask import current_app
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from spillway.extensions import redis_store
 from spillway.metrics import registry as metrics
+from spillway.redis_batch import batcher_for
 
 OUTBOX = "spillway:outbox"
 DEADLINES = "spillway:payment-deadlines"
@@ -111,6 +113,21 @@ def _script(name: str, source: Callable[[], bytes] | None = None) -> Script:
         text = source() if source else (LUA_DIR / f"{name}.lua").read_bytes()
         _scripts[name] = Script(None, text)
     return _scripts[name]
+
+
+def _run(script: Script, keys: list, args: list):
+    """EVALSHA ``script``, batched with this process's concurrent purchases when it serves
+    under gevent (spillway.redis_batch); a script the server has forgotten (a restart,
+    SCRIPT FLUSH) is loaded again and the call repeated: NOSCRIPT means it did not run."""
+    client = redis_store.client
+    batcher = current_app.config["REDIS_BATCHING"] and batcher_for(client, current_app.extensions)
+    if not batcher:
+        return script(keys=keys, args=args, client=client)
+    try:
+        return batcher.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        script.sha = client.script_load(script.script)
+        return batcher.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def prewarm(sale_id: int, stock: int, per_user_limit: int, starts_ms: int, ends_ms: int,
@@ -216,7 +233,7 @@ def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, or
         args += [n for _, most, seconds in buyer_limits for n in (most, seconds)]
         args.append(len(buyer_limits))
         script = _script("reserve+limits", _limited_reserve_source)
-    reply = script(keys=keys, args=args, client=redis_store.client)
+    reply = _run(script, keys, args)
     outcome = reply[0].decode()
     if outcome == "short":
         return Admission(outcome, remaining=int(reply[1]))

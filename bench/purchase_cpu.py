@@ -1,0 +1,194 @@
+"""CPU per request of the purchase against the bare hello view, in one gunicorn gevent worker
+reached directly (no nginx), with redis auto-pipelining on and off, side by side.
+
+Why this bench: the harness's purchase ÷ bare hello ratio goes through nginx on a shared
+2-core machine, where every figure moves with the neighbours. One worker's own CPU time
+per answered request (from /proc, user + system) is steadier, and the targets run in
+alternating rounds (hello, purchase with batching on, purchase with batching off), each on a
+fresh gunicorn, so drift weighs on all alike. Each purchase round uses fresh Idempotency-Keys
+and buyers with room under their limit, so every answer is a real 202 reservation.
+
+``--close`` sends ``Connection: close`` (one request per connection, as nginx → gunicorn
+works in the shipped stack); ``--profile`` adds cProfile's top functions per target (CPU
+clock; the profiler inflates call-heavy code, so read shares, not absolute times).
+
+Run from the repository root: ``.venv/bin/python bench/purchase_cpu.py [--rounds 3]
+[--seconds 6] [--connections 64] [--close] [--profile]``.
+"""
+
+import argparse
+import io
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
+
+from foundation import parse_wrk  # noqa: E402
+from foundation import table  # noqa: E402
+from sale import WRK_SCRIPT  # noqa: E402
+from tests.factories import ADMIN_TOKEN  # noqa: E402
+from tests.servers import free_port  # noqa: E402
+from tests.servers import start_memcached  # noqa: E402
+from tests.servers import start_redis  # noqa: E402
+
+# Loaded by gunicorn with -c when --profile: one cProfile per worker, dumped at exit.
+PROFILE_HOOKS = """
+import cProfile, os, time
+def post_fork(server, worker):
+    worker.profile = cProfile.Profile(time.process_time)
+    worker.profile.enable()
+def worker_exit(server, worker):
+    worker.profile.disable()
+    worker.profile.dump_stats(os.environ["BENCH_PROFILE"] + f".{os.getpid()}")
+"""
+PER_USER_LIMIT = 100
+TOP_RATE = 8_000  # purchases a second one worker could plausibly answer, to size the buyers
+
+
+def prepare(work: Path, env: dict, buyers: int) -> tuple[str, list[str]]:
+    """A migrated database with a sale of ten million units and ``buyers`` buyers."""
+    os.environ.update(env)
+    from flask_migrate import upgrade
+
+    from spillway.app import create_app
+    from tests.factories import make_sale
+
+    app = create_app("test")
+    with app.app_context():
+        upgrade()
+        client = app.test_client()
+        sale = make_sale(client, stock=10_000_000, per_user_limit=PER_USER_LIMIT)
+        tokens = [client.post("/api/v1/users", json={"name": f"b{n}"}).get_json()["token"]
+                  for n in range(buyers)]
+    return sale["id"], tokens
+
+
+def worker_cpu_seconds(master_pid: int) -> float:
+    total = 0.0
+    children = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True,
+                              text=True).stdout.split()
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def run_target(name: str, url: str, script: Path, env: dict, work: Path, args) -> dict:
+    """One fresh gunicorn (one gevent worker), a warm-up, then a measured wrk run."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
+            "--worker-connections", "4096", "-b", f"127.0.0.1:{port}", "--no-control-socket",
+            "spillway.wsgi:app"]
+    profile_base = work / f"{name.replace(' ', '-')}-{time.monotonic_ns()}.prof"
+    if args.profile:
+        argv[-1:-1] = ["-c", str(work / "profile_hooks.py")]
+        env = {**env, "BENCH_PROFILE": str(profile_base)}
+    with open(work / "gunicorn.log", "ab") as log:
+        server = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=log,
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not answers(f"http://127.0.0.1:{port}/healthz"):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"gunicorn did not start; see {work / 'gunicorn.log'}")
+            time.sleep(0.2)
+        wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", str(script)]
+        target = url.replace("PORT", str(port))
+        # Fresh Idempotency-Keys every run (printable ASCII, no spaces: API.md).
+        tag = f"{''.join(c for c in name if c.isalnum())}-{time.monotonic_ns()}"
+        subprocess.run(wrk + ["-d2s", target, "--", tag + "w"], capture_output=True, check=True)
+        before = worker_cpu_seconds(server.pid)
+        report = subprocess.run(wrk + [f"-d{args.seconds}s", target, "--", tag],
+                                capture_output=True, text=True, check=True).stdout
+        cpu = worker_cpu_seconds(server.pid) - before
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    result = parse_wrk(report)
+    return {"name": name, "rps": result.rps, "non_2xx": result.non_2xx,
+            "p99_ms": result.p99_ms, "cpu_us": cpu / max(result.requests, 1) * 1e6,
+            "profile": profile_base}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--close", action="store_true", help="one request per connection")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="spillway-bench-purchase-cpu-"))
+    redis_server, memcached = start_redis(work), start_memcached(work)
+    env = {"SPILLWAY_RATE_LIMITS": "off", "SPILLWAY_LOG_LEVEL": "WARNING",
+           "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "SPILLWAY_ENV": "prd",
+           "SPILLWAY_SECRET_KEY": "bench-" + "k" * 40, "SPILLWAY_PROXY_HOPS": "0",
+           "SPILLWAY_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
+           "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
+           "DATABASE_URL": f"sqlite:///{work / 'bench.db'}"}
+    (work / "profile_hooks.py").write_text(PROFILE_HOOKS)
+    results = []
+    try:
+        # Every purchase takes one unit from a buyer: enough buyers that none reaches the limit.
+        purchases = 2 * args.rounds * (args.seconds + 2) * TOP_RATE
+        sale_id, tokens = prepare(work, env, max(1000, purchases // PER_USER_LIMIT))
+        quoted = ",".join(f'"{token}"' for token in tokens)
+        extra = '["Connection"] = "close", ' if args.close else ""
+        scripts = {}
+        for method, body in (("POST", "'{\"quantity\": 1}'"), ("GET", "nil")):
+            text = WRK_SCRIPT % {"tokens": quoted, "method": method, "body": body}
+            scripts[method] = work / f"{method}.lua"
+            scripts[method].write_text(text.replace('["Content-Type"]', extra + '["Content-Type"]'))
+        purchase = f"http://127.0.0.1:PORT/api/v1/sales/{sale_id}/orders"
+        targets = [("bare hello", "http://127.0.0.1:PORT/demo/index", scripts["GET"], {}),
+                   ("purchase, batching on", purchase, scripts["POST"], {}),
+                   ("purchase, batching off", purchase, scripts["POST"],
+                    {"SPILLWAY_REDIS_BATCHING": "off"})]
+        for round_ in range(1, args.rounds + 1):
+            for name, url, script, own_env in targets:
+                result = run_target(name, url, script, {**env, **own_env}, work, args)
+                results.append(result)
+                print(f"round {round_}: {name}: {result['rps']:,.0f} req/s, "
+                      f"{result['cpu_us']:.0f} CPU µs/req, non-2xx {result['non_2xx']}",
+                      flush=True)
+    finally:
+        memcached.stop()
+        redis_server.stop()
+    best = {name: min((r for r in results if r["name"] == name), key=lambda r: r["cpu_us"])
+            for name, *_ in targets}
+    hello = best["bare hello"]
+    print("\nbest of each (lowest CPU per request):")
+    print(table(["target", "req/s", "CPU µs/req", "hello CPU ÷ this", "req/s ÷ hello"],
+                [[name, f"{r['rps']:,.0f}", f"{r['cpu_us']:.0f}",
+                  f"{hello['cpu_us'] / r['cpu_us']:.2f}", f"{r['rps'] / hello['rps']:.2f}"]
+                 for name, r in best.items()]))
+    if any(r["non_2xx"] for r in results):
+        print("\nsome answers were not 2xx: the figures are not of real reservations")
+        return 1
+    if args.profile:
+        for name, result in best.items():
+            stream = io.StringIO()
+            dumps = sorted(str(p) for p in work.glob(result["profile"].name + ".*"))
+            pstats.Stats(*dumps, stream=stream).sort_stats("tottime").print_stats(25)
+            print(f"\n===== {name}\n{stream.getvalue()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
