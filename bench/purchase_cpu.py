@@ -20,6 +20,7 @@ import argparse
 import io
 import os
 import pstats
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,17 @@ def answers(url: str) -> bool:
         return False
 
 
+def batch_counts(port: int) -> tuple[float, float]:
+    """(commands, writes) the worker's redis batcher has sent so far, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = dict.fromkeys(("sum", "count"), 0.0)
+    for suffix in values:
+        if match := re.search(rf"^spillway_redis_batch_commands_{suffix} (\S+)$", text, re.M):
+            values[suffix] = float(match.group(1))
+    return values["sum"], values["count"]
+
+
 def run_target(name: str, url: str, script: Path, env: dict, work: Path, args) -> dict:
     """One fresh gunicorn (one gevent worker), a warm-up, then a measured wrk run."""
     port = free_port()
@@ -113,17 +125,19 @@ def run_target(name: str, url: str, script: Path, env: dict, work: Path, args) -
         # Fresh Idempotency-Keys every run (printable ASCII, no spaces: API.md).
         tag = f"{''.join(c for c in name if c.isalnum())}-{time.monotonic_ns()}"
         subprocess.run(wrk + ["-d2s", target, "--", tag + "w"], capture_output=True, check=True)
+        batches_before = batch_counts(port)
         before = worker_cpu_seconds(server.pid)
         report = subprocess.run(wrk + [f"-d{args.seconds}s", target, "--", tag],
                                 capture_output=True, text=True, check=True).stdout
         cpu = worker_cpu_seconds(server.pid) - before
+        commands, batches = (a - b for a, b in zip(batch_counts(port), batches_before))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     result = parse_wrk(report)
     return {"name": name, "rps": result.rps, "non_2xx": result.non_2xx,
             "p99_ms": result.p99_ms, "cpu_us": cpu / max(result.requests, 1) * 1e6,
-            "profile": profile_base}
+            "per_write": commands / batches if batches else None, "profile": profile_base}
 
 
 def main() -> int:
@@ -174,9 +188,11 @@ def main() -> int:
             for name, *_ in targets}
     hello = best["bare hello"]
     print("\nbest of each (lowest CPU per request):")
-    print(table(["target", "req/s", "CPU µs/req", "hello CPU ÷ this", "req/s ÷ hello"],
+    print(table(["target", "req/s", "CPU µs/req", "hello CPU ÷ this", "req/s ÷ hello",
+                 "purchases per redis write"],
                 [[name, f"{r['rps']:,.0f}", f"{r['cpu_us']:.0f}",
-                  f"{hello['cpu_us'] / r['cpu_us']:.2f}", f"{r['rps'] / hello['rps']:.2f}"]
+                  f"{hello['cpu_us'] / r['cpu_us']:.2f}", f"{r['rps'] / hello['rps']:.2f}",
+                  f"{r['per_write']:.1f}" if r["per_write"] else "–"]
                  for name, r in best.items()]))
     if any(r["non_2xx"] for r in results):
         print("\nsome answers were not 2xx: the figures are not of real reservations")

@@ -22,6 +22,8 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from spillway.metrics import registry as metrics
+
 MAX_BATCH = 128  # commands per write: bounds the reply a batch waits for
 
 
@@ -61,6 +63,7 @@ class CommandBatcher:
     def _send(self, batch: list[tuple[tuple, AsyncResult]]) -> bool:
         """Send ``batch``, give each command its reply or error; False when the connection
         failed (every command of the batch then has that error)."""
+        metrics.redis_batch(len(batch))
         connection = None
         try:
             connection = self.pool.get_connection()

@@ -15,6 +15,7 @@ import sys
 import gevent
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import ResponseError
@@ -69,6 +70,16 @@ def test_concurrent_commands_share_batches_and_each_gets_its_reply(redis_server,
     assert sum(counted_sends) == 300
     assert len(counted_sends) <= 300 // redis_batch.MAX_BATCH + 1  # together, not one by one
     assert max(counted_sends) == redis_batch.MAX_BATCH
+
+
+def test_batch_sizes_are_measured(redis_server):
+    """spillway_redis_batch_commands: _sum ÷ _count is the commands per round trip."""
+    def sample(suffix):
+        return REGISTRY.get_sample_value(f"spillway_redis_batch_commands_{suffix}") or 0.0
+
+    before = sample("sum"), sample("count")
+    run_all(CommandBatcher(client_for(redis_server.port)), [("PING",)] * 10)
+    assert (sample("sum") - before[0], sample("count") - before[1]) == (10, 1)
 
 
 def test_an_error_reply_fails_only_its_own_command(redis_server, counted_sends):

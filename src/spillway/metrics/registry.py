@@ -28,6 +28,10 @@ CACHE_MISSES = Counter("spillway_cache_misses_total", "App-side cache lookups th
 RESERVATIONS = Counter(
     "spillway_reservations_total",
     "Purchase attempts by what admission decided (reserve.lua's outcome).", ["outcome"])
+REDIS_BATCH_COMMANDS = Histogram(
+    "spillway_redis_batch_commands",
+    "Commands per auto-pipelined redis write (spillway/redis_batch.py); _sum over _count is "
+    "how many purchases share one round trip.", buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 TASK_DURATION = Histogram(
     "spillway_celery_task_duration_seconds",
     "Celery task run time in the worker, by task and final state.", ["task", "state"],
@@ -72,6 +76,10 @@ def cache_lookup(tier: str, namespace: str, hit: bool) -> None:
 
 def reservation(outcome: str) -> None:
     _reservations[(OUTCOME_NAMES.get(outcome, outcome),)].inc()
+
+
+def redis_batch(commands: int) -> None:
+    REDIS_BATCH_COMMANDS.observe(commands)
 
 
 def task_finished(task: str, state: str, seconds: float) -> None:
