@@ -2,8 +2,8 @@
 reached directly (no nginx), with redis auto-pipelining on and off, side by side.
 
 Why this bench: the harness's purchase ÷ bare hello ratio goes through nginx on a shared
-2-core machine, where every figure moves with the neighbours. One worker's own CPU time
-per answered request (from /proc, user + system) is steadier, and the targets run in
+2-core machine, where every figure moves with the neighbours. The gunicorn tree's own CPU
+time per answered request (harness/cpu.py, from /proc) is steadier, and the targets run in
 alternating rounds (hello, purchase with batching on, purchase with batching off), each on a
 fresh gunicorn, so drift weighs on all alike. Each purchase round uses fresh Idempotency-Keys
 and buyers with room under their limit, so every answer is a real 202 reservation.
@@ -21,8 +21,6 @@ import io
 import os
 import pstats
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +30,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
-from foundation import parse_wrk  # noqa: E402
 from foundation import table  # noqa: E402
+from harness import wrk  # noqa: E402
 from sale import WRK_SCRIPT  # noqa: E402
 from tests.factories import ADMIN_TOKEN  # noqa: E402
+from tests.factories import eventually  # noqa: E402
+from tests.servers import Server  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 from tests.servers import start_memcached  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
@@ -72,16 +72,6 @@ def prepare(work: Path, env: dict, buyers: int) -> tuple[str, list[str]]:
     return sale["id"], tokens
 
 
-def worker_cpu_seconds(master_pid: int) -> float:
-    total = 0.0
-    children = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True,
-                              text=True).stdout.split()
-    for pid in children:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1):
@@ -111,32 +101,22 @@ def run_target(name: str, url: str, script: Path, env: dict, work: Path, args) -
     if args.profile:
         argv[-1:-1] = ["-c", str(work / "profile_hooks.py")]
         env = {**env, "BENCH_PROFILE": str(profile_base)}
-    with open(work / "gunicorn.log", "ab") as log:
-        server = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=log,
-                                  start_new_session=True)
+    server = Server("gunicorn", argv, port, work, env={**os.environ, **env}).start(timeout=20)
     try:
-        deadline = time.monotonic() + 20
-        while not answers(f"http://127.0.0.1:{port}/healthz"):
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"gunicorn did not start; see {work / 'gunicorn.log'}")
-            time.sleep(0.2)
-        wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", str(script)]
+        eventually(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=20)
         target = url.replace("PORT", str(port))
         # Fresh Idempotency-Keys every run (printable ASCII, no spaces: API.md).
         tag = f"{''.join(c for c in name if c.isalnum())}-{time.monotonic_ns()}"
-        subprocess.run(wrk + ["-d2s", target, "--", tag + "w"], capture_output=True, check=True)
+        wrk.run("purchase-cpu", name, target, args.connections, 2, script,
+                script_args=(tag + "w",))
         batches_before = batch_counts(port)
-        before = worker_cpu_seconds(server.pid)
-        report = subprocess.run(wrk + [f"-d{args.seconds}s", target, "--", tag],
-                                capture_output=True, text=True, check=True).stdout
-        cpu = worker_cpu_seconds(server.pid) - before
+        result = wrk.run("purchase-cpu", name, target, args.connections, args.seconds, script,
+                         script_args=(tag,), server_pid=server.process.pid)
         commands, batches = (a - b for a, b in zip(batch_counts(port), batches_before))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    result = parse_wrk(report)
+        server.stop()
     return {"name": name, "rps": result.rps, "non_2xx": result.non_2xx,
-            "p99_ms": result.p99_ms, "cpu_us": cpu / max(result.requests, 1) * 1e6,
+            "p99_ms": result.p99_ms, "cpu_us": result.cpu_us_per_request,
             "per_write": commands / batches if batches else None, "profile": profile_base}
 
 
