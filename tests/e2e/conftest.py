@@ -43,11 +43,15 @@ class Stack:
         return int(self.supervisorctl("pid", program).strip())
 
     def wait_for_app(self, timeout: float = 30) -> None:
-        """Wait until the app answers through nginx (after a restart of gunicorn)."""
+        """Wait until the app answers through nginx (after a restart of gunicorn); a
+        booting worker may keep the first requests waiting a while on a loaded machine."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if requests.get(f"{self.base_url}/healthz", timeout=5).status_code == 200:
-                return
+            try:
+                if requests.get(f"{self.base_url}/healthz", timeout=10).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
             time.sleep(0.3)
         raise AssertionError("the app did not come back")
 

@@ -7,7 +7,6 @@ test-artifacts/screenshots/.
 
 import os
 import re
-import time
 import uuid
 from datetime import datetime
 from datetime import timedelta
@@ -90,20 +89,6 @@ def sign_up(page, name: str) -> None:
     page.get_by_label("Your name").fill(name)
     page.get_by_role("button", name="Sign up").click()
     expect(page.locator("#buyer-name")).to_have_text(name)
-
-
-def app_answers(stack, timeout: float = 60) -> None:
-    """Wait until gunicorn answers through nginx again; a booting worker may keep the
-    first requests waiting for a while on a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{stack.base_url}/healthz", timeout=10).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("the app did not come back")
 
 
 def test_page_lists_a_sale_and_stock_counts_down_live(page, stack):
@@ -197,7 +182,7 @@ def test_unavailable_then_a_retry_reuses_the_key(page, stack):
         assert len(key) == 1, "the failed attempt keeps its key for the retry"
     finally:
         stack.supervisorctl("start", "gunicorn")
-        app_answers(stack)
+        stack.wait_for_app(timeout=60)
     expect(card.get_by_role("button", name="Buy now")).to_be_enabled()
     card.get_by_role("button", name="Buy now").click()
     expect(card.locator(".order")).to_have_attribute("data-order-status", "confirmed")
