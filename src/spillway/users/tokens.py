@@ -11,6 +11,7 @@ from spillway.errors import ApiError
 
 TOKEN_SALT = "spillway.buyer"
 TOKEN_MAX_AGE_SECONDS = 30 * 24 * 3600
+EXPIRED = "The token has expired; sign up again."
 # Verified tokens remembered per process. Checking a signature (an HMAC and three base64
 # decodes) was the purchase path's largest cost of its own, and a buyer in a flash sale
 # sends the same token many times a second. Only tokens that verified get in, so forged
@@ -50,7 +51,7 @@ def user_id_of(token: str) -> str | None:
     user_id, signed_at = known
     # Expiry is judged on every use, cached or not, exactly as itsdangerous judges it.
     if time.time() - signed_at > TOKEN_MAX_AGE_SECONDS:
-        raise ApiError(401, "The token has expired; sign up again.")
+        raise ApiError(401, EXPIRED)
     return user_id
 
 
@@ -63,7 +64,7 @@ def _verify(token: str) -> tuple[str, float] | None:
         payload, signed_at = _serializer().loads(token, max_age=TOKEN_MAX_AGE_SECONDS,
                                                  return_timestamp=True)
     except SignatureExpired:
-        raise ApiError(401, "The token has expired; sign up again.") from None
+        raise ApiError(401, EXPIRED) from None
     except BadSignature:
         return None
     uid = payload.get("uid") if isinstance(payload, dict) else None
