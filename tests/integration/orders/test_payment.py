@@ -9,42 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from spillway.extensions import db
 from spillway.ops import counters
-from spillway.orders.models import Order
 from spillway.sales import stock
-from tests.factories import buy
 from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
-from tests.integration.orders.conftest import PAYING_GRACE_MS
-
-
-def confirmed_order(client, sale: dict, buyer: dict) -> str:
-    """A new order of one unit, once the worker has persisted it (payable)."""
-    order_id = buy(client, sale, buyer).get_json()["order_id"]
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
-               .get_json()["status"] == "confirmed")
-    return order_id
+from tests.integration.orders.orders import confirmed_order
+from tests.integration.orders.orders import ledger_status
+from tests.integration.orders.orders import live_status
+from tests.integration.orders.orders import resolution_due_ms
 
 
 def pay(client, order_id: str, buyer: dict):
     return client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
-
-
-def live_status(order_id: str) -> str:
-    """The order's status in redis, 'paying' included (the API shows it as confirmed)."""
-    return stock.order_state(order_id)["status"]
-
-
-def ledger_status(order_id: str) -> str:
-    db.session.rollback()  # a fresh snapshot: the worker writes from another process
-    return db.session.get(Order, order_id).status
-
-
-def resolution_due_ms(order_id: str) -> int:
-    """When the sweeper may first ask the gateway about a paying order."""
-    return int(stock.order_state(order_id)["deadline_ms"]) + int(PAYING_GRACE_MS)
 
 
 @pytest.mark.parametrize("gateway_knobs", [["--latency", "0", "--lose-answers", "1"]])
