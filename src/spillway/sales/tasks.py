@@ -1,6 +1,7 @@
 """The queue behind admission: persist the outbox in batches, re-drive what no worker
 finished, settle orders at their payment deadline."""
 
+import contextlib
 import logging
 import os
 import socket
@@ -8,6 +9,7 @@ import time
 
 from celery import shared_task
 from flask import current_app
+from redis.exceptions import LockError
 
 from spillway.ops import counters
 from spillway.orders import ledger
@@ -25,6 +27,7 @@ BATCH = 1000
 DRAIN_BUDGET_SECONDS = 20.0
 # One expiry tick stops taking new orders after this long (gateway calls can be slow).
 EXPIRY_BUDGET_SECONDS = 20.0
+EXPIRY_LOCK = "spillway:expire-payments:running"
 
 
 def ensure_group() -> None:
@@ -128,10 +131,23 @@ def expire_payments() -> int:
 
     Every due order is looked at, page by page: orders left due (a payment in its grace,
     a gateway that did not answer) must not hide those behind them. After one gateway
-    failure the tick asks it nothing more; the next tick tries again.
+    failure the tick asks it nothing more; the next tick tries again. A tick that finds
+    another running returns 0 at once.
     """
-    now = service.now_ms()
-    stop_at = time.monotonic() + EXPIRY_BUDGET_SECONDS
+    # One tick at a time: beat sends one a second, and ticks waiting on a slow gateway
+    # must not pile up in every worker process while the outbox waits to be drained.
+    hold = EXPIRY_BUDGET_SECONDS + current_app.config["GATEWAY_TIMEOUT_S"] + 5
+    lock = redis_store.lock(EXPIRY_LOCK, timeout=hold, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        return _expire_due(service.now_ms(), time.monotonic() + EXPIRY_BUDGET_SECONDS)
+    finally:
+        with contextlib.suppress(LockError):  # held past its timeout: another tick has it
+            lock.release()
+
+
+def _expire_due(now: int, stop_at: float) -> int:
     settled = left_due = 0
     ask_gateway = True
     while time.monotonic() < stop_at:
@@ -182,9 +198,12 @@ def settle_expired(order_id: str, now: int, ask_gateway: bool = True) -> str:
         if outcome == "changed":
             ledger.set_status(order_id, "cancelled")
             return "cancelled"
+        if outcome == "unchanged":  # cancelled meanwhile by another tick
+            return "gone"
     if status != "paying":
         return "kept"
-    if not ask_gateway or now < int(state["deadline_ms"]) + current_app.config["PAYING_GRACE_MS"]:
+    grace_ends = int(state["deadline_ms"]) + current_app.config["PAYING_GRACE_MS"]
+    if now < grace_ends or not ask_gateway:
         return "waiting"
     try:
         return resolve_abandoned(order_id, state) or "gone"
