@@ -4,13 +4,16 @@ only for an order that is paid, charged once whatever the retries, and an order 
 charge may have gone through is settled by the gateway's word, never by the clock."""
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from spillway.extensions import redis_store
 from spillway.ops import counters
 from spillway.sales import stock
+from spillway.sales import tasks
 from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
@@ -124,3 +127,25 @@ def test_a_declined_charge_is_409_and_never_paid(client, start_worker, gateway):
         "order_not_payable"
     assert "declined" in declined.get_json()["error"]["message"]
     assert live_status(order_id) == "paying"
+
+
+def test_payments_in_their_grace_do_not_hide_unpaid_orders(app, client):
+    """A page and more of payments in their grace at the head of the deadlines (each left
+    due) no longer hides the unpaid order behind them: one tick cancels it. A tick that
+    starts while another holds the sweeper's lock does nothing."""
+    sale = make_sale(client, stock=tasks.BATCH + 1, per_user_limit=1, payment_timeout_s=1)
+    now = int(time.time() * 1000)
+    orders = [(str(uuid.uuid4()), sale["id"], f"buyer-{n}") for n in range(tasks.BATCH + 1)]
+    for n, (order_id, sale_id, buyer) in enumerate(orders):
+        at = now + (500 if n == tasks.BATCH else 0)  # the unpaid one's deadline comes last
+        assert stock.reserve(int(sale_id), buyer, 1, "", at, order_id).outcome == "reserved"
+    stock.settle_many(orders, "confirmed", now, ("pending",))
+    stock.settle_many(orders[:-1], "paying", now, ("confirmed",))  # their pay is under way
+    unpaid = orders[-1][0]
+    assert redis_store.zrange(stock.DEADLINES, -1, -1) == [unpaid.encode()]
+    time.sleep(max(0.0, (now + 1800) / 1000 - time.time()))  # all deadlines passed, no grace
+    with redis_store.lock(tasks.EXPIRY_LOCK, timeout=30):
+        assert tasks.expire_payments() == 0 and live_status(unpaid) == "confirmed"
+    assert tasks.expire_payments() == 1
+    assert live_status(unpaid) == "cancelled"
+    assert {live_status(order_id) for order_id, *_ in orders[:-1]} == {"paying"}
