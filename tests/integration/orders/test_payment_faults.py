@@ -46,14 +46,13 @@ def pay_until_told(web, order_id: str, buyer: dict, give_up_s: float = 30) -> li
     return told
 
 
-def audit(sale: dict, orders: dict[str, dict], told: dict[str, list], gateway) -> dict:
+def audit(sale: dict, orders: dict[str, dict], told: dict[str, list], gateway) -> None:
     """Every order settled exactly one way, in redis and the ledger alike; what buyers were
     told, the gateway's captures, the stock, the holdings and the books all agree with it.
 
     :param orders: order id → its buyer's headers and id, for every order of the sale
         (one unit each).
     :param told: order id → what its buyer was told when paying.
-    :return: order id → its final status.
     """
     final = {order_id: live_status(order_id) for order_id in orders}
     db.session.rollback()
@@ -81,7 +80,6 @@ def audit(sale: dict, orders: dict[str, dict], told: dict[str, list], gateway) -
     for user_id, held in live.items():
         assert int(redis_store.hget(units, user_id) or 0) == held <= sale["per_user_limit"]
     assert reconcile(int(sale["id"])).ok
-    return final
 
 
 def buyer_with_id(client, name: str) -> dict:
