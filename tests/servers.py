@@ -127,3 +127,23 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class Gateway(Server):
+    """The stand-in payment gateway (spillway.gateway), with its test knobs as arguments."""
+
+    def __init__(self, log_dir: Path, *knobs: str, port: int | None = None):
+        port = port or free_port()
+        super().__init__(f"gateway-{port}", [sys.executable, "-m", "spillway.gateway",
+                                             "--port", str(port), *knobs], port, log_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def charges(self, key: str) -> dict:
+        """What the gateway knows of an idempotency key: status, charge_id, requests and
+        captures (GET /charges/<key>)."""
+        import requests
+
+        return requests.get(f"{self.url}/charges/{key}", timeout=5).json()

@@ -39,9 +39,20 @@ def load(config_name: str) -> dict:
         config = _read(env, config_name)
     except EnvError as exc:
         raise SettingsError(str(exc)) from None
+    _check_payment(config)
     if config_name == "prd":
         _refuse_unsafe_production(config)
     return config
+
+
+def _check_payment(config: dict) -> None:
+    """The grace must outlast a gateway call: a payment claimed just before its deadline
+    is then still waiting on its own call, not voided under it, when the sweeper comes."""
+    grace_ms, timeout_s = config["PAYING_GRACE_MS"], config["GATEWAY_TIMEOUT_S"]
+    if grace_ms <= timeout_s * 1000:
+        raise SettingsError(
+            f"SPILLWAY_PAYING_GRACE_MS ({grace_ms}) must exceed SPILLWAY_GATEWAY_TIMEOUT_S "
+            f"({timeout_s:g} s, so more than {timeout_s * 1000:.0f} ms)")
 
 
 def _read(env: Env, config_name: str) -> dict:
@@ -75,6 +86,13 @@ def _read(env: Env, config_name: str) -> dict:
         # A new sale's stock is split over this many redis keys (sales/stock.py).
         "STOCK_SHARDS": env.int("SPILLWAY_STOCK_SHARDS", 1, validate=Range(1, 64)),
         "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", "http://127.0.0.1:8099").rstrip("/"),
+        # One call to the gateway, connect to last byte (orders/payment.py).
+        "GATEWAY_TIMEOUT_S": env.float("SPILLWAY_GATEWAY_TIMEOUT_S", 15.0,
+                                       validate=Range(min=0.1, max=300)),
+        # A payment still 'paying' this long after its order's deadline is resolved with
+        # the gateway (void: captured → paid, voided → cancelled); see _check_payment.
+        "PAYING_GRACE_MS": env.int("SPILLWAY_PAYING_GRACE_MS", 60_000,
+                                   validate=Range(min=1, max=86_400_000)),
         # Live stock streams: how often a process reads watched sales, how often an idle
         # stream sends a keep-alive comment (below nginx's proxy_read_timeout).
         "STREAM_POLL_MS": env.int("SPILLWAY_STREAM_POLL_MS", 200),

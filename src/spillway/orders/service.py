@@ -1,4 +1,5 @@
-"""Order rules: who may see an order, and payment with an atomic deadline check."""
+"""Order rules: who may see an order, and payment: an atomic deadline check before the
+charge, and the gateway's word, never a guess, on how each charge ended."""
 
 import logging
 import re
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from spillway.errors import ApiError
 from spillway.extensions import db
 from spillway.extensions import redis_store
+from spillway.ops import counters
 from spillway.orders import ledger
 from spillway.orders import payment
 from spillway.orders.models import Order
@@ -56,36 +58,99 @@ def of_buyer(user_id: str) -> list[dict]:
 
 
 def pay(order_id: str, user_id: str) -> dict:
-    """Charge the buyer and mark the order paid, before its deadline only.
+    """Charge the buyer and mark the order paid; a payment starts before the deadline only.
 
     The order is first claimed for payment ('paying') by an atomic check of status and
-    deadline, so the timeout sweeper cannot cancel it while the gateway is charging; a
-    failed charge releases the claim.
+    deadline, so the deadline sweeper leaves it alone. From then on only the gateway's word
+    settles it: an approval makes it paid; while nobody knows whether a charge went
+    through, it stays 'paying', and a retry asks the gateway again with the same
+    idempotency key, which answers without charging twice. What nobody retries, the
+    sweeper resolves (``resolve_abandoned``). Never 'paid' for an order that is not.
 
-    :raise ApiError: 404 not the buyer's order, 409 order_not_payable, 503 gateway down.
+    :raise ApiError: 404 not the buyer's order, 409 order_not_payable, 503 the gateway is
+        down or the payment's outcome is not known yet.
     """
     order = find(order_id, "buyer", user_id)
     sale_id = order["sale_id"]
     buyer = order["user_id"]
     outcome, before = stock.settle(order_id, sale_id, "paying", now_ms(), ("confirmed",),
                                    when="before", user_id=buyer)
-    if outcome == "unchanged" or before == "paid":
-        return {"status": "paid"} if before == "paid" else _refuse(order_id, "paying")
-    if outcome != "changed":
-        return _refuse(order_id, before)
+    if before == "paid":
+        return _recorded_paid(order_id)
+    if outcome not in ("changed", "unchanged"):  # unchanged: paying, a retry or a twin
+        _refuse(order_id, before)
+    # The order stays 'paying' whatever fails below: even a refused connection proves only
+    # that this attempt sent nothing, not that no other attempt with the key (a twin, a
+    # lost answer, a web process that died) is about to be captured.
     try:
-        payment.charge(order_id, order["quantity"])
-    except payment.GatewayError as exc:
-        stock.settle(order_id, sale_id, "confirmed", now_ms(), ("paying",), user_id=buyer)
-        log.warning("payment of %s failed: %s", order_id, exc)
+        charge_id = payment.charge(order_id, order["quantity"])
+    except payment.Declined as exc:
+        log.warning("payment of %s declined: %s", order_id, exc)
+        raise ApiError(409, f"Order {order_id} cannot be paid: the payment was declined.",
+                       "order_not_payable") from None
+    except payment.Unreachable as exc:
+        log.warning("payment of %s: the gateway is unreachable: %s", order_id, exc)
         raise ApiError(503, "The payment service is unavailable; retry.") from None
-    stock.settle(order_id, sale_id, "paid", now_ms(), ("paying",), user_id=buyer)
+    except payment.OutcomeUnknown as exc:
+        counters.incr("payments.outcome_unknown")
+        log.warning("payment of %s: outcome unknown: %s", order_id, exc)
+        raise ApiError(503, "The payment's outcome is not known yet; retry.") from None
+    outcome, before = stock.settle(order_id, sale_id, "paid", now_ms(), ("paying",),
+                                   user_id=buyer)
+    if outcome not in ("changed", "unchanged"):
+        _breach(order_id, charge_id, before)
+        _refuse(order_id, before)
+    return _recorded_paid(order_id)
+
+
+def resolve_abandoned(order_id: str, state: dict[str, str]) -> str:
+    """Settle a payment whose end nobody saw, by the gateway's word: void the order's key;
+    captured → paid, voided → cancelled (its stock returns to the sale once).
+
+    For the deadline sweeper, once the grace after the deadline has passed.
+
+    :param state: the order's live record (stock.order_state).
+    :return: "paid" or "cancelled" when this call settled it, "" when it was settled already.
+    :raise payment.Unreachable, payment.OutcomeUnknown: the gateway did not say; try later.
+    """
+    sale_id = state["sale_id"]
+    buyer = state["user_id"]
+    resolution = payment.void(order_id)
+    target = "paid" if resolution.status == "captured" else "cancelled"
+    outcome, before = stock.settle(order_id, sale_id, target, now_ms(), ("paying",),
+                                   user_id=buyer)
+    if outcome not in ("changed", "unchanged"):
+        if target == "paid":
+            _breach(order_id, resolution.charge_id, before)
+        else:
+            counters.incr("payments.invariant_breach")
+            log.error("payment of %s was voided, yet the order is %s", order_id, before)
+        return ""
+    ledger.set_status(order_id, target)
+    if outcome == "unchanged":
+        return ""
+    counters.incr(f"payments.resolved_{target}")
+    log.info("payment of %s resolved with the gateway: %s", order_id, resolution.status)
+    return target
+
+
+def _recorded_paid(order_id: str) -> dict:
+    # Again on a repeat: a retry heals a ledger write that failed after the settle.
     ledger.set_status(order_id, "paid")
     return {"status": "paid"}
+
+
+def _breach(order_id: str, charge_id: str | None, status: str | None) -> None:
+    """The gateway captured a charge for an order that cannot be paid: never by design;
+    logged for an operator to refund."""
+    counters.incr("payments.invariant_breach")
+    log.error("payment of %s was captured (charge %s) but the order is %s: refund it",
+              order_id, charge_id, status)
 
 
 def _refuse(order_id: str, status: str | None):
     why = {"pending": "is not confirmed yet; retry shortly",
            "cancelled": "was cancelled (its payment deadline passed)",
+           "confirmed": "can no longer be paid (its payment deadline passed)",
            "paying": "is being paid right now"}.get(status or "", "cannot be paid")
     raise ApiError(409, f"Order {order_id} {why}.", "order_not_payable")

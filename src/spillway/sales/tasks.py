@@ -1,6 +1,7 @@
 """The queue behind admission: persist the outbox in batches, re-drive what no worker
-finished, cancel unpaid orders at their deadline."""
+finished, settle orders at their payment deadline."""
 
+import contextlib
 import logging
 import os
 import socket
@@ -8,8 +9,12 @@ import time
 
 from celery import shared_task
 from flask import current_app
+from redis.exceptions import LockError
 
+from spillway.ops import counters
 from spillway.orders import ledger
+from spillway.orders import payment
+from spillway.orders.service import resolve_abandoned
 from spillway.sales import service
 from spillway.sales import stock
 from spillway.extensions import db
@@ -20,9 +25,9 @@ log = logging.getLogger(__name__)
 GROUP = "persisters"
 BATCH = 1000
 DRAIN_BUDGET_SECONDS = 20.0
-# A payment that started but never finished (the web process died mid-call) stops
-# protecting its order this long after the deadline.
-PAYING_GRACE_MS = 60_000
+# One expiry tick stops taking new orders after this long (gateway calls can be slow).
+EXPIRY_BUDGET_SECONDS = 20.0
+EXPIRY_LOCK = "spillway:expire-payments:running"
 
 
 def ensure_group() -> None:
@@ -120,10 +125,44 @@ def sweep_outbox() -> int:
 
 @shared_task(name="spillway.sales.tasks.expire_payments")
 def expire_payments() -> int:
-    """Cancel orders whose payment deadline passed; their stock returns to the sale once."""
-    now = service.now_ms()
-    due = redis_store.zrangebyscore(stock.DEADLINES, "-inf", now, start=0, num=BATCH)
-    return sum(cancel_if_unpaid(order_id.decode(), now) for order_id in due)
+    """Settle the orders whose payment deadline passed: cancel the unpaid ones (their stock
+    returns to the sale once); resolve with the gateway a payment still under way once
+    the grace after the deadline has passed. Returns how many orders this tick settled.
+
+    Every due order is looked at, page by page: orders left due (a payment in its grace,
+    a gateway that did not answer) must not hide those behind them. After one gateway
+    failure the tick asks it nothing more; the next tick tries again. A tick that finds
+    another running returns 0 at once.
+    """
+    # One tick at a time: beat sends one a second, and ticks waiting on a slow gateway
+    # must not pile up in every worker process while the outbox waits to be drained.
+    hold = EXPIRY_BUDGET_SECONDS + current_app.config["GATEWAY_TIMEOUT_S"] + 5
+    lock = redis_store.lock(EXPIRY_LOCK, timeout=hold, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        return _expire_due(service.now_ms(), time.monotonic() + EXPIRY_BUDGET_SECONDS)
+    finally:
+        with contextlib.suppress(LockError):  # held past its timeout: another tick has it
+            lock.release()
+
+
+def _expire_due(now: int, stop_at: float) -> int:
+    settled = left_due = 0
+    ask_gateway = True
+    while time.monotonic() < stop_at:
+        due = redis_store.zrangebyscore(stock.DEADLINES, "-inf", now, start=left_due,
+                                        num=BATCH)
+        if not due:
+            break
+        for order_id in due:
+            outcome = settle_expired(order_id.decode(), now, ask_gateway)
+            ask_gateway = ask_gateway and outcome != "unresolved"
+            settled += outcome in ("cancelled", "paid")
+            left_due += outcome in ("waiting", "unresolved", "kept")
+            if time.monotonic() >= stop_at:
+                break
+    return settled
 
 
 def cancel_if_unpaid(order_id: str, now: int) -> bool:
@@ -132,20 +171,47 @@ def cancel_if_unpaid(order_id: str, now: int) -> bool:
     settle.lua makes the cancel and the stock's return one atomic step that only the
     first caller can take, so a repeated or concurrent call returns nothing twice.
     """
+    return settle_expired(order_id, now) == "cancelled"
+
+
+def settle_expired(order_id: str, now: int, ask_gateway: bool = True) -> str:
+    """Settle one order whose deadline passed, as ``expire_payments`` does.
+
+    A 'paying' order is never cancelled on the clock alone: its charge may have gone
+    through. Once the grace (PAYING_GRACE_MS, longer than a gateway call) has passed,
+    the gateway is asked, and only its "voided" cancels the order.
+
+    :return: "cancelled" or "paid" (settled by this call); "waiting" (a payment in its
+        grace, or the gateway not to be asked now), "unresolved" (the gateway did not
+        answer), "kept" (nothing to do here) or "gone" (no longer due: redis knows no
+        such order, or another caller settled it).
+    """
     state = stock.order_state(order_id)
     if state is None:
         redis_store.zrem(stock.DEADLINES, order_id)
-        return False
-    sale_id = state["sale_id"]
-    outcome, _ = stock.settle(order_id, sale_id, "cancelled", now, ("pending", "confirmed"),
-                              when="deadline", user_id=state["user_id"])
-    if outcome != "changed" and state["status"] == "paying":
-        outcome, _ = stock.settle(order_id, sale_id, "cancelled", now - PAYING_GRACE_MS,
-                                  ("paying",), when="deadline", user_id=state["user_id"])
-    if outcome != "changed":
-        return False
-    ledger.set_status(order_id, "cancelled")
-    return True
+        return "gone"
+    status = state["status"]
+    if status in ("pending", "confirmed"):
+        outcome, status = stock.settle(order_id, state["sale_id"], "cancelled", now,
+                                       ("pending", "confirmed"), when="deadline",
+                                       user_id=state["user_id"])
+        if outcome == "changed":
+            ledger.set_status(order_id, "cancelled")
+            return "cancelled"
+        if outcome == "unchanged":  # cancelled meanwhile by another tick
+            return "gone"
+    if status != "paying":
+        return "kept"
+    grace_ends = int(state["deadline_ms"]) + current_app.config["PAYING_GRACE_MS"]
+    if now < grace_ends or not ask_gateway:
+        return "waiting"
+    try:
+        return resolve_abandoned(order_id, state) or "gone"
+    except payment.GatewayError as exc:
+        counters.incr("payments.unresolved")
+        log.warning("payment of %s is past its grace and still unresolved (the gateway "
+                    "will be asked again): %s", order_id, exc)
+        return "unresolved"
 
 
 @shared_task(name="spillway.sales.tasks.reconcile_sales")

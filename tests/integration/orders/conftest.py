@@ -1,0 +1,57 @@
+"""Payment against a real stand-in gateway process: the app in-process, Celery workers and,
+for the tests that need it, gunicorn with gevent workers, all pointed at it, with a short
+gateway deadline and grace so that outcomes resolve in seconds. A test picks the gateway's
+behaviour by parametrizing ``gateway_knobs``, and the deadlines with ``payment_settings``."""
+
+import os
+import sys
+
+import pytest
+import requests
+
+from tests.factories import eventually
+from tests.servers import Gateway
+from tests.servers import Server
+from tests.servers import free_port
+
+
+@pytest.fixture
+def gateway_knobs() -> list[str]:
+    """The stand-in's command-line knobs (spillway/gateway.py): a quick, honest gateway."""
+    return ["--latency", "0.05"]
+
+
+@pytest.fixture
+def payment_settings() -> dict[str, str]:
+    """A gateway call's total deadline and the grace after an order's deadline."""
+    return {"SPILLWAY_GATEWAY_TIMEOUT_S": "1", "SPILLWAY_PAYING_GRACE_MS": "2000"}
+
+
+@pytest.fixture
+def gateway(gateway_knobs, tmp_path):
+    """The stand-in gateway as a subprocess on a free port."""
+    server = Gateway(tmp_path, *gateway_knobs).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def service_env(service_env, gateway, payment_settings):
+    """The suite's environment, pointed at this test's gateway, with short deadlines."""
+    return {**service_env, "SPILLWAY_PAYMENT_URL": gateway.url, **payment_settings}
+
+
+@pytest.fixture
+def web(app, service_env, tmp_path):
+    """gunicorn with gevent workers, as deployed, on this test's servers (the database is
+    migrated by ``app``); ``web.url`` is its base URL."""
+    port = free_port()
+    server = Server("gunicorn", [
+        sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class", "gevent",
+        "--workers", "2", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
+        "--no-control-socket", "--error-logfile", "-"], port, tmp_path,
+        env={**os.environ, **service_env, "SPILLWAY_ENV": "test"}).start(60)
+    server.url = f"http://127.0.0.1:{port}"
+    eventually(lambda: requests.get(f"{server.url}/readyz", timeout=10).status_code == 200)
+    yield server
+    server.stop()
