@@ -1,5 +1,7 @@
 """Every shared client, created here unbound and bound to an app only in the factory."""
 
+from datetime import datetime
+
 import redis
 from celery import Celery
 from celery import Task
@@ -13,12 +15,17 @@ from pymemcache.client.hash import HashClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import registry
 
+from spillway.clock import UtcDateTime
 from spillway.errors import ErrorSchema
 
 
 class Base(DeclarativeBase):
-    """Base of every model: SQLAlchemy 2 typed declarative mapping."""
+    """Base of every model: SQLAlchemy 2 typed declarative mapping; every datetime column
+    stores UTC (spillway.clock.UtcDateTime)."""
+
+    registry = registry(type_annotation_map={datetime: UtcDateTime})
 
 
 class _AppBound:

@@ -8,7 +8,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from spillway.catalog.models import utcnow
+from spillway.clock import utcnow
 from spillway.extensions import db
 
 

@@ -2,16 +2,17 @@
 admission through one Lua call."""
 
 import re
-import time
 import uuid
-from datetime import datetime
-from datetime import timezone
 
 from flask import current_app
 from sqlalchemy import func
 from sqlalchemy import select
 
 from spillway.catalog.models import Product
+from spillway.clock import epoch_ms
+from spillway.clock import iso  # noqa: F401  (orders.service reads it from here)
+from spillway.clock import now_ms
+from spillway.clock import utcnow
 from spillway.catalog.service import MAX_ID as MAX_PRODUCT_ID
 from spillway.errors import ApiError
 from spillway.extensions import db
@@ -23,23 +24,6 @@ from spillway.security import ratelimits
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 REFUSALS = {"sold_out": "has no stock left", "limit_exceeded": "allows no more units for you",
             "sale_not_active": "is not on now"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands datetimes back without their zone; every one stored here is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return _utc(moment).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(_utc(moment).timestamp() * 1000)
 
 
 def parse_sale_id(raw: str) -> int:
@@ -59,7 +43,7 @@ def create_sale(fields: dict) -> dict:
     # Beyond the database's integer range no product can exist (and SQLite would overflow).
     if product_id > MAX_PRODUCT_ID or db.session.get(Product, product_id) is None:
         raise ApiError(400, f"product_id: product {fields['product_id']} does not exist.")
-    starts_at = fields["starts_at"] or datetime.now(timezone.utc)
+    starts_at = fields["starts_at"] or utcnow()
     if fields["ends_at"] <= starts_at:
         raise ApiError(400, "ends_at: must be after starts_at.")
     sale = Sale(product_id=int(fields["product_id"]), stock=fields["stock"],
