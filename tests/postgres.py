@@ -99,6 +99,16 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return name
 
+    def copy_database(self, source: str, target: str) -> None:
+        """``target`` becomes a copy of ``source`` as it is now (a backup, or its restore):
+        whatever is connected to either is disconnected first."""
+        with self._admin() as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()",
+                         (source, target))
+            conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+
     def drop_database(self, name: str) -> None:
         """Drop it, closing whatever is still connected (a worker a test left behind)."""
         with self._admin() as conn:

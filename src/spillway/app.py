@@ -59,6 +59,7 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app)
     # Tasks register on the current Celery app when their module is imported.
     from spillway.ops import tasks  # noqa: F401
+    from spillway.sales import archive  # noqa: F401
     from spillway.sales import tasks as sale_tasks  # noqa: F401
 
 
@@ -89,8 +90,10 @@ def register_commands(app: Flask) -> None:
     """Add the app-bound CLI commands (the rest live on the ``spillway`` group)."""
     from spillway.catalog.commands import seed_demo_command
     from spillway.ops.commands import check_command
+    from spillway.sales.commands import ledger_group
     from spillway.sales.commands import reconcile_command
 
     app.cli.add_command(check_command)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(reconcile_command)
+    app.cli.add_command(ledger_group)

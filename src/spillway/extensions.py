@@ -1,5 +1,7 @@
 """Every shared client, created here unbound and bound to an app only in the factory."""
 
+from datetime import datetime
+
 import redis
 from celery import Celery
 from celery import Task
@@ -10,15 +12,27 @@ from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
+from sqlalchemy import BigInteger
+from sqlalchemy import Integer
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import registry
 
+from spillway.clock import UtcDateTime
 from spillway.errors import ErrorSchema
 
 
+# A 64-bit id (PostgreSQL's integer is 32 bits); SQLite's own INTEGER PRIMARY KEY is 64
+# bits already and must stay spelled so to remain the rowid.
+ID_COLUMN = BigInteger().with_variant(Integer, "sqlite")
+
+
 class Base(DeclarativeBase):
-    """Base of every model: SQLAlchemy 2 typed declarative mapping."""
+    """Base of every model: SQLAlchemy 2 typed declarative mapping; every datetime column
+    stores UTC (spillway.clock.UtcDateTime)."""
+
+    registry = registry(type_annotation_map={datetime: UtcDateTime})
 
 
 class _AppBound:
@@ -137,6 +151,9 @@ def _tune_sqlite(dbapi_connection, _record):
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+    # Enforced as on PostgreSQL: an order of a sale this ledger does not have is refused
+    # (and set aside: orders/ledger.py), not stored.
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 

@@ -9,9 +9,12 @@ from celery.signals import worker_process_init
 
 from spillway import create_app
 from spillway.extensions import db
+from spillway.sales.binding import verify_at_start
 
 flask_app = create_app(os.environ.get("SPILLWAY_ENV", "prd"))
 celery_app = flask_app.extensions["celery"]
+# Nothing drains or settles redis state that belongs to another ledger (RELIABILITY.md).
+verify_at_start(flask_app, "celery")
 
 
 @worker_process_init.connect

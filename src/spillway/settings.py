@@ -83,6 +83,10 @@ def _read(env: Env, config_name: str) -> dict:
         "REDIS_BATCHING": env.str("SPILLWAY_REDIS_BATCHING", "on").lower() != "off",
         # An outbox entry a worker took and never acknowledged for this long is re-driven.
         "OUTBOX_STUCK_MS": env.int("SPILLWAY_OUTBOX_STUCK_MS", 30_000),
+        # How long redis keeps what the ledger holds too: a final order's record, a sale's
+        # idempotency keys and holdings after its last payment deadline (sales/archive.py).
+        "REDIS_RETENTION_S": env.int("SPILLWAY_REDIS_RETENTION_S", 7 * 24 * 3600,
+                                     validate=Range(60, 365 * 24 * 3600)),
         # A new sale's stock is split over this many redis keys (sales/stock.py).
         "STOCK_SHARDS": env.int("SPILLWAY_STOCK_SHARDS", 1, validate=Range(1, 64)),
         "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", "http://127.0.0.1:8099").rstrip("/"),
@@ -211,6 +215,7 @@ def _celery_settings(env: Env, broker_url: str) -> dict:
             "sweep-outbox": _every(10.0, "spillway.sales.tasks.sweep_outbox"),
             "expire-payments": _every(1.0, "spillway.sales.tasks.expire_payments"),
             "reconcile": _every(60.0, "spillway.sales.tasks.reconcile_sales"),
+            "archive-sales": _every(600.0, "spillway.sales.archive.archive_sales"),
         },
     }
 

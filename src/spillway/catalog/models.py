@@ -1,18 +1,14 @@
 """Products: the read-mostly part of the store."""
 
 from datetime import datetime
-from datetime import timezone
 
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from spillway.clock import utcnow
 from spillway.extensions import db
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Product(db.Model):

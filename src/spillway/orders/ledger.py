@@ -4,6 +4,8 @@ import logging
 from datetime import datetime
 from datetime import timezone
 
+import sqlalchemy.exc
+from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -12,51 +14,122 @@ from spillway.extensions import db
 from spillway.extensions import redis_store
 from spillway.ops import counters
 from spillway.orders.models import Order
-from spillway.sales import stock
 from spillway.sales import service
+from spillway.sales import stock
+from spillway.sales.models import LedgerIdentity
 
 log = logging.getLogger(__name__)
 INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# Outbox entries whose order can never be persisted (its sale is not in this ledger, its
+# record is gone or malformed): kept here with the reason, for the operator, so that one
+# such entry never holds back the batch it came in (spillway ledger status lists them).
+DEAD_LETTERS = "spillway:outbox:dead"
+# A row the database refuses for what it is, not because the database is down.
+ROW_ERRORS = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.DataError)
 
 
 def persist(entries: list) -> int:
     """Make a batch of outbox entries durable orders, then acknowledge them.
 
     Safe to repeat: the order id is the primary key, so an entry delivered twice inserts
-    once. Redis is told 'confirmed' only after the commit.
+    once. Redis is told 'confirmed' only after the commit. An entry that can never become
+    an order is set aside as a dead letter, and the rest of its batch goes on.
     """
     order_ids = [fields[b"order"].decode() for _, fields in entries]
     pipe = redis_store.pipeline(transaction=False)
     for order_id in order_ids:
         pipe.hgetall(stock.order_key(order_id))
-    states = pipe.execute()
-    rows = []
-    for order_id, raw in zip(order_ids, states):
-        state = {k.decode(): v.decode() for k, v in raw.items()}
-        if not state:
-            log.error("outbox names order %s, which redis does not know", order_id)
-            continue
-        rows.append({
-            "id": order_id, "sale_id": int(state["sale_id"]), "user_id": int(state["user_id"]),
-            "quantity": int(state["quantity"]),
-            "status": "cancelled" if state["status"] == "cancelled" else "confirmed",
-            "created_at": datetime.fromtimestamp(int(state["created_ms"]) / 1000, timezone.utc),
-            "updated_at": datetime.now(timezone.utc),
-        })
+    rows, dead = [], []
+    for (entry_id, _), order_id, raw in zip(entries, order_ids, pipe.execute()):
+        try:
+            rows.append(_row(order_id, {k.decode(): v.decode() for k, v in raw.items()}))
+        except (KeyError, ValueError) as exc:
+            dead.append((entry_id, order_id, f"its record in redis is missing or malformed "
+                                             f"({type(exc).__name__}: {exc})"))
     if rows:
-        insert = INSERTS[db.engine.dialect.name]
-        db.session.execute(insert(Order).on_conflict_do_nothing(index_elements=["id"]), rows)
-        db.session.commit()
+        rows, refused = _insert(rows, max(entry_id for entry_id, _ in entries))
+        by_order = {order_id: entry_id for (entry_id, _), order_id in zip(entries, order_ids)}
+        dead += [(by_order[row["id"]], row["id"], reason) for row, reason in refused]
     confirm(rows)
+    _set_aside(dead)
     ids = [entry_id for entry_id, _ in entries]
     # One MULTI: redis killed between a separate XACK and XDEL left acknowledged entries
     # in the stream for good (tests/faults/test_redis_restart.py).
     done = redis_store.pipeline(transaction=True)
     done.xack(stock.OUTBOX, "persisters", *ids)
     done.xdel(stock.OUTBOX, *ids)
+    # In the ledger now: the buyer's set of orders only has to name those not yet in it.
+    for row in rows:
+        done.srem(stock.buyer_orders_key(row["user_id"]), row["id"])
     done.execute()
     counters.incr("orders.persisted", len(rows))  # the operator page's drain rate
     return len(rows)
+
+
+def _row(order_id: str, state: dict) -> dict:
+    """The ledger row of an order's redis record.
+
+    :raise KeyError, ValueError: the record is missing or malformed.
+    """
+    return {
+        "id": order_id, "sale_id": int(state["sale_id"]), "user_id": int(state["user_id"]),
+        "quantity": int(state["quantity"]),
+        "status": "cancelled" if state["status"] == "cancelled" else "confirmed",
+        "created_at": datetime.fromtimestamp(int(state["created_ms"]) / 1000, timezone.utc),
+        "updated_at": datetime.now(timezone.utc),
+        "idempotency_key": state.get("key") or None,
+    }
+
+
+def _insert(rows: list[dict], newest_entry: bytes) -> tuple[list[dict], list[tuple]]:
+    """Insert the rows in one transaction that also moves the ledger's outbox mark; when
+    the database refuses the batch for a row's sake, insert row by row (a transaction each:
+    a rare path, and SAVEPOINTs are unreliable on pysqlite) and return the rows it refuses
+    with why. A database that is down raises (the batch is retried whole)."""
+    insert = INSERTS[db.engine.dialect.name]
+    statement = insert(Order).on_conflict_do_nothing(index_elements=["id"])
+    try:
+        db.session.execute(statement, rows)
+        _move_mark(newest_entry)
+        db.session.commit()
+        return rows, []
+    except ROW_ERRORS:
+        db.session.rollback()
+    kept, refused = [], []
+    for row in rows:
+        try:
+            db.session.execute(statement, [row])
+            db.session.commit()
+            kept.append(row)
+        except ROW_ERRORS as exc:
+            db.session.rollback()
+            refused.append((row, f"the ledger refuses it: {str(exc.orig).splitlines()[0]}"))
+    _move_mark(newest_entry)
+    db.session.commit()
+    return kept, refused
+
+
+def _move_mark(entry_id: bytes) -> None:
+    """Record, with the inserts, the newest outbox entry this ledger now holds."""
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    mark = (int(ms), int(seq or 0))
+    db.session.execute(update(LedgerIdentity).where(
+        tuple_(LedgerIdentity.outbox_mark_ms, LedgerIdentity.outbox_mark_seq) < mark
+    ).values(outbox_mark_ms=mark[0], outbox_mark_seq=mark[1]))
+
+
+def _set_aside(dead: list[tuple]) -> None:
+    """Keep each dead letter with its reason; say so loudly (this is an order lost to
+    the ledger, though its 202 was answered: spillway ledger status shows them)."""
+    if not dead:
+        return
+    pipe = redis_store.pipeline(transaction=False)
+    for entry_id, order_id, reason in dead:
+        log.error("outbox entry %s (order %s) set aside, never persisted: %s",
+                  entry_id, order_id, reason)
+        pipe.xadd(DEAD_LETTERS, {"entry": entry_id, "order": order_id, "reason": reason[:500]})
+    pipe.execute()
+    counters.incr("orders.dead_letters", len(dead))
 
 
 def confirm(rows: list[dict]) -> None:

@@ -8,7 +8,8 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from spillway.catalog.models import utcnow
+from spillway.clock import utcnow
+from spillway.extensions import ID_COLUMN
 from spillway.extensions import db
 
 
@@ -22,9 +23,12 @@ class Order(db.Model):
                       Index("ix_orders_sale_status", "sale_id", "status"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"))
-    user_id: Mapped[int]
+    sale_id: Mapped[int] = mapped_column(ID_COLUMN, ForeignKey("sales.id"))
+    user_id: Mapped[int] = mapped_column(ID_COLUMN)
     quantity: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
+    # The buyer's Idempotency-Key, if any: with it the ledger alone can rebuild what redis
+    # must know to answer a replay (spillway ledger clear).
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

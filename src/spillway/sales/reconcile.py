@@ -36,15 +36,19 @@ class Report:
     # Lent by one shard, not yet deposited on another: normally zero between purchases; a
     # lasting value means a web process died mid-borrow (units undersold, not lost).
     in_transit: int = 0
+    # Its holdings left redis (sales/archive.py): the ledger's live units stand for them.
+    archived: bool = False
 
     @property
     def redis_balanced(self) -> bool:
-        return self.stock == self.remaining + self.held_in_redis
+        held = self.live_in_database if self.archived else self.held_in_redis
+        return self.stock == self.remaining + held
 
     @property
     def ledger_balanced(self) -> bool:
         # While entries wait in the outbox the ledger lags; only a drained queue must agree.
-        return self.outbox_depth > 0 or self.held_in_redis == self.live_in_database
+        return (self.archived or self.outbox_depth > 0
+                or self.held_in_redis == self.live_in_database)
 
     @property
     def ok(self) -> bool:
@@ -54,7 +58,8 @@ class Report:
         verdict = "ok" if self.ok else "DRIFT"
         return (f"sale {self.sale_id}: {verdict} stock={self.stock} remaining={self.remaining} "
                 f"held(redis)={self.held_in_redis} live(db)={self.live_in_database} "
-                f"outbox={self.outbox_depth} in_transit={self.in_transit}")
+                f"outbox={self.outbox_depth} in_transit={self.in_transit}"
+                + (" archived" if self.archived else ""))
 
 
 def reconcile(sale_id: int) -> Report:
@@ -65,7 +70,7 @@ def reconcile(sale_id: int) -> Report:
     in_db = db.session.scalar(select(func.coalesce(func.sum(Order.quantity), 0)).where(
         Order.sale_id == sale_id, Order.status != "cancelled"))
     report = Report(sale_id, sale.stock, live.get("remaining", sale.stock), held, int(in_db),
-                    outbox_backlog(), live.get("in_transit", 0))
+                    outbox_backlog(), live.get("in_transit", 0), live.get("archived") == 1)
     if not report.ok:
         counters.incr("sales.reconcile.drift")
         log.error("reconcile: %s", report.describe())

@@ -6,6 +6,8 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from spillway.clock import to_utc
+
 STATUSES = ("scheduled", "active", "sold_out", "ended")
 MAX_QUANTITY = 100  # units in one purchase
 
@@ -19,6 +21,23 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class UtcInstant(fields.AwareDateTime):
+    """An instant with an offset (any offset), taken in as UTC: ``10:00+02:00`` is 08:00Z.
+
+    The UTC instant must fall within years 1…9999: ``9999-12-31T23:00-05:00`` is in year
+    10000 in UTC, which no database column (nor Python) can hold.
+    """
+
+    default_error_messages = {"out_of_range": "Not an instant between years 1 and 9999 in UTC."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return to_utc(moment)
+        except OverflowError:
+            raise self.make_error("out_of_range") from None
+
+
 class SaleIn(Schema):
     """A new flash sale (admin)."""
 
@@ -26,8 +45,8 @@ class SaleIn(Schema):
                                error="Not the id of a product."))
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000_000))
     per_user_limit = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 100))
-    starts_at = fields.AwareDateTime(load_default=None)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = UtcInstant(load_default=None)
+    ends_at = UtcInstant(required=True)
     payment_timeout_s = fields.Integer(load_default=900, strict=True,
                                        validate=validate.Range(1, 86_400))
     # Stock shards for this sale; SPILLWAY_STOCK_SHARDS when absent (DEPLOYMENT.md).

@@ -1,17 +1,19 @@
 """Sale rules: creation with stock pre-warmed in redis, status from the server clock,
 admission through one Lua call."""
 
+import logging
 import re
-import time
 import uuid
-from datetime import datetime
-from datetime import timezone
 
 from flask import current_app
 from sqlalchemy import func
 from sqlalchemy import select
 
 from spillway.catalog.models import Product
+from spillway.clock import epoch_ms
+from spillway.clock import iso  # noqa: F401  (orders.service reads it from here)
+from spillway.clock import now_ms
+from spillway.clock import utcnow
 from spillway.catalog.service import MAX_ID as MAX_PRODUCT_ID
 from spillway.errors import ApiError
 from spillway.extensions import db
@@ -20,26 +22,10 @@ from spillway.sales import stock
 from spillway.sales.models import Sale
 from spillway.security import ratelimits
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 REFUSALS = {"sold_out": "has no stock left", "limit_exceeded": "allows no more units for you",
             "sale_not_active": "is not on now"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands datetimes back without their zone; every one stored here is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return _utc(moment).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(_utc(moment).timestamp() * 1000)
 
 
 def parse_sale_id(raw: str) -> int:
@@ -51,30 +37,65 @@ def parse_sale_id(raw: str) -> int:
 
 
 def create_sale(fields: dict) -> dict:
-    """Create a sale and pre-warm its stock in redis.
+    """Create a sale, its stock in redis first as a draft that opens once the row commits.
 
-    :raise ApiError: 400 when the product does not exist.
+    :raise ApiError: 400 when the product does not exist; 503 when redis holds another
+        sale under the new id (redis and the database have parted ways).
     """
     product_id = int(fields["product_id"])
     # Beyond the database's integer range no product can exist (and SQLite would overflow).
     if product_id > MAX_PRODUCT_ID or db.session.get(Product, product_id) is None:
         raise ApiError(400, f"product_id: product {fields['product_id']} does not exist.")
-    starts_at = fields["starts_at"] or datetime.now(timezone.utc)
+    starts_at = fields["starts_at"] or utcnow()
     if fields["ends_at"] <= starts_at:
         raise ApiError(400, "ends_at: must be after starts_at.")
-    sale = Sale(product_id=int(fields["product_id"]), stock=fields["stock"],
+    sale = Sale(product_id=product_id, stock=fields["stock"],
                 per_user_limit=fields["per_user_limit"], starts_at=starts_at,
                 ends_at=fields["ends_at"], payment_timeout_s=fields["payment_timeout_s"],
                 requires_purchase_token=fields.get("requires_purchase_token", False))
     db.session.add(sale)
     db.session.flush()
-    # Stock reaches redis before the row commits: a sale nobody can see yet is harmless,
-    # a visible sale without stock would refuse its first buyers.
-    stock.prewarm(sale.id, sale.stock, sale.per_user_limit, epoch_ms(starts_at),
-                  epoch_ms(sale.ends_at), sale.payment_timeout_s,
-                  shards=fields.get("shards") or current_app.config["STOCK_SHARDS"])
-    db.session.commit()
+    definition = definition_of(sale, fields.get("shards") or current_app.config["STOCK_SHARDS"])
+    # A draft first: a visible sale without stock would refuse its first buyers, and a
+    # draft whose commit fails admits nobody (reserve.lua answers not_found for it).
+    try:
+        stock.prewarm(definition, current_app.config["REDIS_RETENTION_S"])
+    except stock.StaleSale as exc:
+        db.session.rollback()
+        log.error("sale creation refused: %s", exc)
+        raise ApiError(503, "The sale could not be created: redis and the database disagree; "
+                       "the operator must run `spillway ledger status`.") from None
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        _discard(definition)
+        raise
+    _open(definition)
     return describe(sale)
+
+
+def definition_of(sale: Sale, shards: int) -> stock.SaleDefinition:
+    """What redis keeps of a sale."""
+    return stock.SaleDefinition(
+        sale_id=sale.id, product_id=sale.product_id, stock=sale.stock,
+        per_user_limit=sale.per_user_limit, starts_ms=epoch_ms(sale.starts_at),
+        ends_ms=epoch_ms(sale.ends_at), payment_timeout_s=sale.payment_timeout_s,
+        requires_purchase_token=sale.requires_purchase_token, shards=shards)
+
+
+def _discard(definition: stock.SaleDefinition) -> None:
+    try:
+        stock.discard_draft(definition.sale_id, definition.shards)
+    except Exception as exc:  # the draft admits nobody; the next prewarm replaces it
+        log.warning("could not discard the draft of sale %s: %s", definition.sale_id, exc)
+
+
+def _open(definition: stock.SaleDefinition) -> None:
+    try:
+        stock.open_sale(definition.sale_id, definition.shards)
+    except Exception as exc:  # committed: describe() opens it when redis is back
+        log.warning("sale %s committed, not yet open in redis: %s", definition.sale_id, exc)
 
 
 def status_of(sale: Sale, remaining: int, at_ms: int) -> str:
@@ -94,6 +115,8 @@ def status_at(starts_ms: int, ends_ms: int, remaining: int, at_ms: int) -> str:
 def describe(sale: Sale) -> dict:
     """The API's sale document, with live remaining stock from redis."""
     live = stock.sale_state(sale.id) or {}
+    if live.get("open") == 0:  # committed, but its draft was never opened: open it now
+        stock.open_sale(sale.id, live.get("shards", 1))
     remaining = live.get("remaining", sale.stock)
     return {"id": str(sale.id), "product_id": str(sale.product_id), "stock": sale.stock,
             "remaining": remaining, "per_user_limit": sale.per_user_limit,
@@ -147,14 +170,22 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
     if admission.outcome in REFUSALS:
         raise ApiError(409, f"Sale {sale_id} {REFUSALS[admission.outcome]}.", admission.outcome)
     if admission.outcome == "duplicate":
-        state = stock.order_state(admission.order_id) or {}
-        return 200, {"order_id": admission.order_id,
-                     "status": public_status(state.get("status", "pending"))}
+        return 200, {"order_id": admission.order_id, "status": _status_of(admission.order_id)}
     if admission.wake_drainer:
         from spillway.sales.tasks import nudge_drain
 
         nudge_drain()
     return 202, {"order_id": admission.order_id, "status": "pending"}
+
+
+def _status_of(order_id: str) -> str:
+    """A known order's public status: from redis, or from the ledger once redis let a final
+    order's record go (SPILLWAY_REDIS_RETENTION_S)."""
+    state = stock.order_state(order_id)
+    if state is not None:
+        return public_status(state["status"])
+    order = db.session.get(Order, order_id)
+    return order.status if order is not None else "pending"
 
 
 def public_status(status: str) -> str:

@@ -12,6 +12,8 @@ that runs short borrows from the fullest other shards (lua/borrow.lua) and the p
 is tried once more; see DEPLOYMENT.md for what that costs.
 """
 
+import dataclasses
+import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from spillway.redis_batch import batcher_for
 OUTBOX = "spillway:outbox"
 DEADLINES = "spillway:payment-deadlines"
 DRAIN_NUDGED = "spillway:outbox:nudged"
+REGISTRY = "spillway:sales"
 LUA_DIR = Path(__file__).parent / "lua"
 _scripts: dict[str, Script] = {}
 
@@ -130,23 +133,108 @@ def _run(script: Script, keys: list, args: list):
         return batcher.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-def prewarm(sale_id: int, stock: int, per_user_limit: int, starts_ms: int, ends_ms: int,
-            payment_timeout_s: int, shards: int = 1) -> None:
-    """Put a new sale's stock in redis, before anyone can buy: split evenly over
-    ``shards`` shards, each with the sale's rules (a script reads only its own shard)."""
-    rules = {"per_user_limit": per_user_limit, "starts_ms": starts_ms, "ends_ms": ends_ms,
-             "payment_timeout_s": payment_timeout_s}
+@dataclass(frozen=True)
+class SaleDefinition:
+    """What redis must know of a sale to admit purchases for it; fixed at creation."""
+
+    sale_id: int
+    product_id: int
+    stock: int
+    per_user_limit: int
+    starts_ms: int
+    ends_ms: int
+    payment_timeout_s: int
+    requires_purchase_token: bool = False
+    shards: int = 1
+
+    def archive_ms(self, retention_s: int) -> int:
+        """When the sale's per-buyer keys may leave redis (sales/archive.py): every order
+        is final by the last payment deadline, and the ledger holds them by then."""
+        return self.ends_ms + (self.payment_timeout_s + retention_s) * 1000
+
+
+class StaleSale(RuntimeError):
+    """Redis already holds an open sale under a new sale's id: it and the database have
+    parted ways (spillway ledger status)."""
+
+
+def encode_definition(sale: SaleDefinition) -> str:
+    return json.dumps(dataclasses.asdict(sale))
+
+
+def registered_sales() -> dict[int, SaleDefinition]:
+    """Every sale redis holds, by id (the registry the ledger binding checks)."""
+    return {int(sale_id): SaleDefinition(**json.loads(raw))
+            for sale_id, raw in redis_store.hgetall(REGISTRY).items()}
+
+
+def prewarm(sale: SaleDefinition, retention_s: int, remaining: int | None = None,
+            holdings: dict[str, int] | None = None, is_open: bool = False) -> None:
+    """Write a sale's stock into redis as a draft: known, but refused as not found until
+    :func:`open_sale` (after the database commit), so a sale whose commit fails is never
+    purchasable. Split evenly over its shards, each with the sale's rules.
+
+    ``remaining`` and ``holdings`` (units per buyer id) rebuild a sale from the ledger
+    (spillway ledger clear); a new sale has all its stock and no holdings.
+
+    :raise StaleSale: redis holds an open sale under this id already.
+    """
+    previous = redis_store.hget(REGISTRY, sale.sale_id)
+    if previous is not None and redis_store.hget(sale_key(sale.sale_id), "open") != b"0":
+        raise StaleSale(f"redis already holds an open sale {sale.sale_id} this database "
+                        "does not have: run `spillway ledger status`")
+    rules = {"per_user_limit": sale.per_user_limit, "starts_ms": sale.starts_ms,
+             "ends_ms": sale.ends_ms, "payment_timeout_s": sale.payment_timeout_s,
+             "open": int(is_open), "archive_ms": sale.archive_ms(retention_s)}
     counters = dict.fromkeys(SUMMED, 0)
-    # No MULTI: shards may live on different cluster nodes. Order is enough: the sale
-    # becomes visible with its definition, written last.
+    shares = _shares(sale, remaining, holdings or {})
+    parts = [shard(sale.sale_id, index, sale.shards) for index in range(sale.shards)]
+    # One MULTI: a draft is written whole, with its registry entry, or not at all.
+    pipe = redis_store.pipeline(transaction=True)
+    pipe.delete(sale_key(sale.sale_id), *[key for part in parts for key in
+                                          (part.sale, part.units, part.idempotency)])
+    for part, (share, left, held) in zip(parts, shares):
+        pipe.hset(part.sale, mapping={**counters, **rules, "stock": share, "remaining": left})
+        if held:
+            pipe.hset(part.units, mapping=held)
+    if sale.shards > 1:
+        pipe.hset(sale_key(sale.sale_id), mapping={**counters, **rules, "stock": sale.stock,
+                                                   "shards": sale.shards})
+    pipe.hset(REGISTRY, sale.sale_id, encode_definition(sale))
+    pipe.execute()
+    current_app.extensions.setdefault("stock_shards", {})[sale.sale_id] = sale.shards
+
+
+def _shares(sale: SaleDefinition, remaining: int | None, holdings: dict[str, int]):
+    """(stock, remaining, holdings) of each shard: the stock evenly split; rebuilt from the
+    ledger, each shard holds its buyers' units and an even part of what is left."""
+    count = sale.shards
+    left = sale.stock if remaining is None else remaining
+    held = [{} for _ in range(count)]
+    for user_id, units in holdings.items():
+        if units:
+            held[home_shard(user_id, count)][user_id] = units
+    lefts = [left // count + (index < left % count) for index in range(count)]
+    return [(lefts[i] + sum(held[i].values()), lefts[i], held[i]) for i in range(count)]
+
+
+def open_sale(sale_id: int, shards: int) -> None:
+    """Let a committed sale's draft admit purchases."""
     pipe = redis_store.pipeline(transaction=False)
     for index in range(shards):
-        share = stock // shards + (index < stock % shards)
-        pipe.hset(shard(sale_id, index, shards).sale, mapping={
-            **counters, **rules, "stock": share, "remaining": share})
+        pipe.hset(shard(sale_id, index, shards).sale, "open", 1)
     if shards > 1:
-        pipe.hset(sale_key(sale_id), mapping={**counters, **rules, "stock": stock,
-                                              "shards": shards})
+        pipe.hset(sale_key(sale_id), "open", 1)
+    pipe.execute()
+
+
+def discard_draft(sale_id: int, shards: int) -> None:
+    """Forget a draft whose database commit failed (it never admitted anything)."""
+    parts = [shard(sale_id, index, shards) for index in range(shards)]
+    pipe = redis_store.pipeline(transaction=True)
+    pipe.delete(sale_key(sale_id), *[key for part in parts for key in
+                                     (part.sale, part.units, part.idempotency)])
+    pipe.hdel(REGISTRY, sale_id)
     pipe.execute()
 
 
@@ -300,7 +388,8 @@ def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str,
     home = order_shard(order_id, sale_id, user_id)
     reply = _script("settle")(
         keys=[order_key(order_id), home.sale, home.units, DEADLINES],
-        args=[target, now_ms, ",".join(allowed), when], client=redis_store.client)
+        args=[target, now_ms, ",".join(allowed), when, _retention_s()],
+        client=redis_store.client)
     return reply[0].decode(), reply[1].decode() if len(reply) > 1 else None
 
 
@@ -311,9 +400,14 @@ def settle_many(changes: list[tuple], target: str, now_ms: int,
     pipe = redis_store.pipeline(transaction=False)
     for (order_id, *_), home in zip(changes, homes):
         _script("settle")(keys=[order_key(order_id), home.sale, home.units, DEADLINES],
-                          args=[target, now_ms, ",".join(allowed), ""], client=pipe)
+                          args=[target, now_ms, ",".join(allowed), "", _retention_s()],
+                          client=pipe)
     return [(reply[0].decode(), reply[1].decode() if len(reply) > 1 else None)
             for reply in pipe.execute()]
+
+
+def _retention_s() -> int:
+    return current_app.config["REDIS_RETENTION_S"]
 
 
 def order_state(order_id: str) -> dict[str, str] | None:

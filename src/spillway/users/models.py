@@ -6,8 +6,10 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from spillway.catalog.models import utcnow
+from spillway.clock import utcnow
+from spillway.extensions import ID_COLUMN
 from spillway.extensions import db
+from spillway.ids import new_id
 
 
 class User(db.Model):
@@ -15,6 +17,7 @@ class User(db.Model):
 
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # Random, so that no other ledger's redis state can share it (spillway.ids).
+    id: Mapped[int] = mapped_column(ID_COLUMN, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -38,7 +38,11 @@ if key ~= '' then
   end
 end
 local f = redis.call('HMGET', sale, 'starts_ms', 'ends_ms', 'per_user_limit', 'remaining',
-                     'payment_timeout_s')
+                     'payment_timeout_s', 'open')
+-- A draft (its database commit has not happened, or failed) is no sale yet.
+if f[6] == '0' then
+  return {'not_found'}
+end
 if now < tonumber(f[1]) or now >= tonumber(f[2]) then
   redis.call('HINCRBY', sale, 'rejected_sale_not_active', 1)
   return {'sale_not_active'}
@@ -62,7 +66,7 @@ redis.call('HINCRBY', sale, 'remaining', -qty)
 redis.call('HINCRBY', units, buyer, qty)
 local deadline = now + tonumber(f[5]) * 1000
 redis.call('HSET', order, 'sale_id', sale_id, 'user_id', buyer, 'quantity', qty,
-           'status', 'pending', 'created_ms', now, 'deadline_ms', deadline)
+           'status', 'pending', 'created_ms', now, 'deadline_ms', deadline, 'key', key)
 if key ~= '' then
   redis.call('HSET', idem, buyer .. ':' .. key, order_id)
 end

@@ -4,9 +4,12 @@
 -- transition into 'cancelled', and only from a status that allows it.
 -- KEYS: order hash, sale hash, units-per-buyer hash, payment deadlines zset
 -- ARGV: target status, now (ms), allowed current statuses (comma separated),
---       'deadline' to require the deadline to have passed, 'before' to require it not to
+--       'deadline' to require the deadline to have passed, 'before' to require it not to,
+--       seconds a final (paid or cancelled) order's record stays in redis (the ledger
+--       answers for it afterwards)
 local order, sale, units, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local target, now, allowed, when = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local retention = tonumber(ARGV[5] or '0')
 
 local o = redis.call('HMGET', order, 'status', 'quantity', 'user_id', 'deadline_ms')
 local status = o[1]
@@ -31,11 +34,17 @@ redis.call('HSET', order, 'status', target)
 if target == 'cancelled' then
   local qty = tonumber(o[2])
   redis.call('HINCRBY', sale, 'remaining', qty)
-  redis.call('HINCRBY', units, o[3], -qty)
+  -- An archived sale's holdings are gone (sales/archive.py): nothing to give back there.
+  if redis.call('EXISTS', units) == 1 then
+    redis.call('HINCRBY', units, o[3], -qty)
+  end
   redis.call('HINCRBY', sale, 'orders_cancelled', 1)
   redis.call('ZREM', deadlines, string.match(order, '[^:]+$'))
 elseif target == 'paid' then
   redis.call('HINCRBY', sale, 'orders_paid', 1)
   redis.call('ZREM', deadlines, string.match(order, '[^:]+$'))
+end
+if retention > 0 and (target == 'cancelled' or target == 'paid') then
+  redis.call('EXPIRE', order, retention)
 end
 return {'changed', status}

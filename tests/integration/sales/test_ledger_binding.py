@@ -1,0 +1,263 @@
+"""Redis state is bound to its ledger: another ledger, an older database or an older redis
+is refused before anything trusts it, and each way out (adopt, clear) ends with balanced
+books (issue #19)."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import select
+
+from spillway.app import create_app
+from spillway.extensions import db
+from spillway.extensions import redis_store
+from spillway.orders.models import Order
+from spillway.sales import binding
+from spillway.sales import repair
+from spillway.sales import stock
+from spillway.sales import tasks
+from spillway.sales.models import LedgerIdentity
+from spillway.sales.models import Sale
+from spillway.sales.reconcile import reconcile_all
+from tests.factories import buy
+from tests.factories import make_sale
+from tests.factories import signup
+
+
+class Backups:
+    """A backup of this test's database taken now, and its restore: a file copy through
+    SQLite's backup API, or a template copy of the PostgreSQL database."""
+
+    def __init__(self, database_url: str, database_server, tmp_path: Path):
+        self.url = database_url
+        self.server = database_server
+        self.path = tmp_path / "backup.db"
+
+    def take(self) -> None:
+        db.session.remove()
+        db.engine.dispose()
+        if self.server is None:
+            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as live, \
+                    sqlite3.connect(self.path) as copy:
+                live.backup(copy)
+        else:
+            self.server.copy_database(self.url.rpartition("/")[2], "backup")
+
+    def restore(self) -> None:
+        db.session.remove()
+        db.engine.dispose()
+        if self.server is None:
+            with sqlite3.connect(self.path) as copy, \
+                    sqlite3.connect(self.url.removeprefix("sqlite:///")) as live:
+                copy.backup(live)
+        else:
+            self.server.copy_database("backup", self.url.rpartition("/")[2])
+
+
+@pytest.fixture
+def backups(database_url, database_server, tmp_path):
+    return Backups(database_url, database_server, tmp_path)
+
+
+@pytest.fixture
+def other_ledger(database_server, tmp_path, service_env, monkeypatch):
+    """Build an app on a second, new database beside the same redis: another ledger."""
+    built = []
+
+    def build():
+        if database_server is None:
+            url = f"sqlite:///{tmp_path / 'other.db'}"
+        else:
+            url = database_server.url(database_server.create_database())
+        other = create_app("test", overrides={"SQLALCHEMY_DATABASE_URI": url})
+        with other.app_context():
+            upgrade()
+        built.append(other)
+        return other, url
+
+    yield build
+    for other in built:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def sell(client, sale, buyers, key: str) -> dict[str, int]:
+    """Each buyer buys one unit with ``key``: {order id: quantity} of the 202s."""
+    answers = [buy(client, sale, buyer, key=key) for buyer in buyers]
+    assert all(a.status_code == 202 for a in answers), [a.get_json() for a in answers]
+    return {a.get_json()["order_id"]: 1 for a in answers}
+
+
+def ledger_orders() -> dict[str, int]:
+    db.session.rollback()
+    return {o.id: o.quantity for o in db.session.scalars(select(Order))}
+
+
+def assert_books_balance():
+    reports = reconcile_all()
+    assert reports and all(report.ok for report in reports), [r.describe() for r in reports]
+
+
+def test_an_empty_redis_is_bound_to_the_first_ledger_that_checks(app):
+    """Nothing in redis: the check binds it to this database's identity."""
+    identity = db.session.scalars(select(LedgerIdentity)).one()
+    assert redis_store.hget(binding.MARKER, "id") is None
+    binding.verify()
+    assert redis_store.hget(binding.MARKER, "id").decode() == identity.id
+
+
+def test_ids_are_random_and_never_counted_from_one(client, app):
+    """Sale and buyer ids are random 16-digit numbers, not 1, 2, 3 … (spillway.ids)."""
+    sale = make_sale(client)
+    user = client.post("/api/v1/users", json={"name": "x"}).get_json()
+    for value in (sale["id"], user["user_id"]):
+        assert len(value) == 16 and value.isdigit(), value
+
+
+def test_a_second_ledger_on_the_same_redis_is_refused(client, app, other_ledger):
+    """Two deployments with different databases on one redis: the second is refused with
+    one line naming both ledgers, and the first one's state is untouched."""
+    binding.verify()
+    sale = make_sale(client, stock=5)
+    sell(client, sale, [signup(client)], "k")
+    other, _ = other_ledger()
+    with other.app_context():
+        theirs = db.session.scalars(select(LedgerIdentity)).one().id
+        with pytest.raises(binding.LedgerMismatch) as refused:
+            binding.verify()
+    ours = db.session.scalars(select(LedgerIdentity)).one().id
+    assert ours in str(refused.value) and theirs in str(refused.value)
+    assert "spillway ledger" in str(refused.value)
+    assert stock.sale_state(sale["id"])["remaining"] == 4
+
+
+def test_a_database_restored_from_an_older_backup_is_refused_then_adopted(
+        client, app, backups):
+    """Sales and orders made after the backup live on in redis: the restored database is
+    refused; adopt writes them into it; every 202 is then exactly one order."""
+    binding.verify()
+    first = make_sale(client, stock=20, per_user_limit=1)
+    accepted = sell(client, first, [signup(client, f"a{i}") for i in range(3)], "early")
+    assert tasks.drain_outbox() == 3
+    backups.take()
+    second = make_sale(client, stock=10, per_user_limit=1)
+    later = [signup(client, f"b{i}") for i in range(4)]
+    accepted |= sell(client, first, later, "late") | sell(client, second, later, "late")
+    assert tasks.drain_outbox() == 8
+    backups.restore()
+    with pytest.raises(binding.LedgerMismatch) as refused:
+        binding.verify()
+    assert "older than redis" in str(refused.value)
+    done = repair.adopt()
+    assert any("re-driven" in line for line in done)
+    binding.verify()
+    assert ledger_orders() == accepted
+    assert db.session.get(Sale, int(second["id"])) is not None
+    assert_books_balance()
+
+
+def test_a_database_restored_from_an_older_backup_can_clear_redis_instead(
+        client, app, backups):
+    """clear keeps the database as the truth: what came after the backup leaves redis,
+    redis is rebuilt from the ledger (stock, holdings, idempotency keys), and a replay of a
+    key the ledger knows still answers its order."""
+    binding.verify()
+    sale = make_sale(client, stock=20, per_user_limit=1)
+    early = signup(client, "early")
+    kept = sell(client, sale, [early], "early")
+    assert tasks.drain_outbox() == 1
+    backups.take()
+    sell(client, sale, [signup(client, f"late{i}") for i in range(5)], "late")
+    assert tasks.drain_outbox() == 5
+    backups.restore()
+    with pytest.raises(binding.LedgerMismatch):
+        binding.verify()
+    repair.clear()
+    binding.verify()
+    assert stock.sale_state(sale["id"])["remaining"] == 19
+    replay = buy(client, sale, early, key="early")
+    assert replay.status_code == 200 and replay.get_json()["order_id"] in kept
+    assert buy(client, sale, early, key="again").status_code == 409  # the limit is rebuilt
+    assert_books_balance()
+
+
+def test_a_redis_that_lost_its_data_is_refused_then_rebuilt(client, app):
+    """A redis emptied (a new host, an AOF lost) beside a ledger with sales and orders: the
+    stock it would offer is wrong, so it is refused; clear rebuilds it and nothing oversells."""
+    binding.verify()
+    sale = make_sale(client, stock=3, per_user_limit=1)
+    sell(client, sale, [signup(client, f"s{i}") for i in range(2)], "k")
+    assert tasks.drain_outbox() == 2
+    redis_store.flushdb()
+    with pytest.raises(binding.LedgerMismatch) as refused:
+        binding.verify()
+    assert "redis does not know" in str(refused.value)
+    repair.clear()
+    binding.verify()
+    buyers = [signup(client, f"t{i}") for i in range(3)]
+    answers = [buy(client, sale, buyer).status_code for buyer in buyers]
+    assert sorted(answers) == [202, 409, 409]
+    assert tasks.drain_outbox() == 1
+    assert_books_balance()
+
+
+def test_this_ledgers_state_from_before_binding_is_recognised(client, app):
+    """A redis written before binding existed (no marker, no registry) that matches this
+    ledger's sales and orders is bound without the operator: an upgrade just works."""
+    sale = make_sale(client, stock=5)
+    sell(client, sale, [signup(client)], "k")
+    assert tasks.drain_outbox() == 1
+    redis_store.delete(binding.MARKER, stock.REGISTRY)
+    db.session.execute(binding.update(LedgerIdentity).values(outbox_mark_ms=0,
+                                                             outbox_mark_seq=0))
+    db.session.commit()
+    binding.verify()
+    assert int(sale["id"]) in stock.registered_sales()
+    assert redis_store.hget(binding.MARKER, "id") is not None
+
+
+def test_another_ledgers_state_from_before_binding_is_refused(client, app, other_ledger):
+    """The issue's scenario: a redis written before binding existed, beside a new, empty
+    database. Its sales are not this ledger's: refused, never inherited."""
+    sale = make_sale(client, stock=137)
+    sell(client, sale, [signup(client)], "k")
+    redis_store.delete(binding.MARKER, stock.REGISTRY)
+    other, _ = other_ledger()
+    with other.app_context():
+        with pytest.raises(binding.LedgerMismatch) as refused:
+            binding.verify()
+    assert "before ledger binding" in str(refused.value)
+
+
+def run_cli(service_env, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
+    return subprocess.run([sys.executable, "-m", "spillway", "ledger", *args], env=env,
+                          capture_output=True, text=True, timeout=120, cwd="/")
+
+
+def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_env):
+    """check refuses in one line and exits 1; status shows both sides; clear without --yes
+    only says what would go; with --yes it repairs and check then passes."""
+    binding.verify()
+    sale = make_sale(client, stock=4)
+    sell(client, sale, [signup(client)], "k")
+    assert tasks.drain_outbox() == 1
+    redis_store.hset(binding.MARKER, "id", "not-this-ledger")
+    check = run_cli(service_env, "check")
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert len(check.stderr.strip().splitlines()) == 1, check.stderr
+    assert "not-this-ledger" in check.stderr
+    status = run_cli(service_env, "status")
+    assert status.returncode == 0 and "problem:" in status.stdout, status.stderr
+    dry = run_cli(service_env, "clear")
+    assert dry.returncode == 1 and "--yes" in dry.stderr
+    assert redis_store.hget(binding.MARKER, "id") == b"not-this-ledger"
+    done = run_cli(service_env, "clear", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run_cli(service_env, "check").returncode == 0
+    assert stock.sale_state(sale["id"])["remaining"] == 3
