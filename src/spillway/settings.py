@@ -14,6 +14,8 @@ from environs import EnvError
 from marshmallow import ValidationError
 from marshmallow.validate import Range
 
+from spillway.deploy.run_dir import RunDir
+
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
 # Values a tutorial or a template would leave behind; none of them is a secret.
@@ -48,7 +50,7 @@ def _read(env: Env, config_name: str) -> dict:
     run_dir = Path(env.str("SPILLWAY_RUN_DIR", "run")).resolve()
     redis_url = env.str("SPILLWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     broker_url = env.str("SPILLWAY_BROKER_URL", redis_url)
-    database_url = env.str("DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}")
+    database_url = env.str("DATABASE_URL", f"sqlite:///{RunDir(run_dir).database}")
     return {
         "ENV_NAME": config_name,
         "DEBUG": env.bool("SPILLWAY_DEBUG", config_name == "dev"),

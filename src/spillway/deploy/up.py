@@ -16,7 +16,9 @@ import click
 from sqlalchemy.engine import make_url
 
 from spillway.catalog.cache import PAGE_PREFIX
-from spillway.deploy.layout import RunDir
+from spillway.deploy.boundary import Owners
+from spillway.deploy.boundary import claim
+from spillway.deploy.boundary import root_file_modes
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import find_system_binaries
 from spillway.deploy.layout import free_loopback_port
@@ -24,8 +26,8 @@ from spillway.deploy.layout import load_or_create_secrets
 from spillway.deploy.layout import process_environment
 from spillway.deploy.layout import render_configs
 from spillway.deploy.layout import supervisor_environment
+from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
-from spillway.deploy.service_user import chown_tree
 from spillway.deploy.service_user import resolve_service_user
 from spillway.security.headers import CONTENT_SECURITY_POLICY
 from spillway.settings import SettingsError
@@ -36,6 +38,9 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # SPILLWAY_FLOWER_PORT), else any free port; the banner says which.
 DEFAULT_METRICS_PORT = 9181
 DEFAULT_FLOWER_PORT = 5555
+# What root runs, and what it runs as the service user, starts here: a directory only root
+# can write, so neither a cwd on sys.path nor a relative path can reach a planted file.
+NEUTRAL_CWD = "/"
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def run_stack(options: StackOptions) -> int:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
     click.echo(f"spillway up: starting supervisord ({run_dir.supervisord_conf})")
-    supervisord = subprocess.Popen(supervisord_cmd)
+    supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
     if wait_until_ready(options, supervisord):
@@ -102,8 +107,10 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     binaries = find_system_binaries()
     user = resolve_service_user()
     run_dir = RunDir(Path(options.run_dir).resolve())
-    run_dir.create()
-    run_dir.reset_metrics()
+    # Before anything is read or written there: root's paths are root's again and nothing
+    # the service user planted is followed (boundary.py). The default database moves out
+    # of an older layout's run directory; one the operator named stays where it is.
+    claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
     # The stand-in gateway runs unless the operator points at a real one.
     gateway_port = 0 if os.environ.get("SPILLWAY_PAYMENT_URL") else free_loopback_port()
     environment = process_environment(
@@ -133,17 +140,14 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         # Flower keeps its own metrics in memory, out of the app's multiprocess directory.
         "flower_environment": supervisor_environment(
             {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}),
-        "common": program_options(user),
-        "common_root": program_options(None),
-    })
-    chown_tree(run_dir.root, user)
-    # supervisord reads its config as root; it holds the secrets, so only root may read it.
-    os.chown(run_dir.supervisord_conf, os.geteuid(), os.getegid())
+        "common": program_options(user, run_dir),
+        "common_root": program_options(None, run_dir),
+    }, root_file_modes(run_dir, Owners.of(user)))
     click.echo("spillway up: migrating the database")
     result = run_cli(["db", "upgrade"], environment, user)
     if result.returncode != 0:
         raise StackError(f"database migration failed:\n{result.stderr.strip()}")
-    return run_dir, [sys.executable, "-m", "supervisor.supervisord", "-c",
+    return run_dir, [sys.executable, "-P", "-m", "supervisor.supervisord", "-c",
                      str(run_dir.supervisord_conf)], environment, user
 
 
@@ -154,15 +158,16 @@ def max_open_files() -> int:
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
-def program_options(user: ServiceUser | None) -> str:
+def program_options(user: ServiceUser | None, run_dir: RunDir) -> str:
     """supervisord options shared by every program; ``user=`` drops root privileges."""
     lines = [
+        f"directory={NEUTRAL_CWD}",
         "autorestart=true",
         "startsecs=1",
         "stopasgroup=true",
         "killasgroup=true",
         "redirect_stderr=true",
-        "stdout_logfile=%(here)s/logs/%(program_name)s.log",
+        f"stdout_logfile={run_dir.logs}/%(program_name)s.log",
         "stdout_logfile_maxbytes=50MB",
         "stdout_logfile_backups=3",
     ]
@@ -173,11 +178,12 @@ def program_options(user: ServiceUser | None) -> str:
 
 def run_cli(args: list[str], environment: dict[str, str],
             user: ServiceUser | None) -> subprocess.CompletedProcess:
-    """Run a `spillway` command as the stack's processes run: same environment and user."""
+    """Run a `spillway` command as the stack's processes run: same environment and user,
+    from a directory it cannot write, with no directory of its choosing on sys.path (-P)."""
     ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
-    return subprocess.run([sys.executable, "-m", "spillway", *args], env=environment,
-                          cwd=environment["SPILLWAY_RUN_DIR"], capture_output=True,
-                          text=True, check=False, **ids)
+    return subprocess.run([sys.executable, "-P", "-m", "spillway", *args], env=environment,
+                          cwd=NEUTRAL_CWD, capture_output=True, text=True, check=False,
+                          **ids)
 
 
 def seed_demo(environment: dict[str, str], user: ServiceUser | None) -> None:
@@ -222,7 +228,7 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
         f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only)",
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
-        f"  redis         redis-cli -s {run_dir.root}/redis.sock",
+        f"  redis         redis-cli -s {run_dir.redis_socket}",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     {sys.executable} -m supervisor.supervisorctl "
         f"-c {run_dir.supervisord_conf} status",

@@ -136,12 +136,13 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     from jinja2 import StrictUndefined
 
     from spillway.deploy.layout import TEMPLATES_DIR
+    from spillway.deploy.run_dir import RunDir
     from spillway.security.headers import CONTENT_SECURITY_POLICY
     from spillway.settings import nginx_rate_limits
 
     template = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
                            undefined=StrictUndefined).get_template("nginx.conf")
-    context = dict(user="", group="", nginx_workers=1, run_dir=tmp_path, log_dir=tmp_path,
+    context = dict(user="", group="", nginx_workers=1, paths=RunDir(tmp_path), log_dir=tmp_path,
                    max_body_bytes=65536, cache_prefix="p", host="127.0.0.1", port=1,
                    static_dir=tmp_path, content_security_policy=CONTENT_SECURITY_POLICY,
                    metrics_port=2)
