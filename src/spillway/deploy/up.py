@@ -16,6 +16,7 @@ import click
 from sqlalchemy.engine import make_url
 
 from spillway.catalog.cache import PAGE_PREFIX
+from spillway.deploy import nginx_answers
 from spillway.deploy.boundary import Owners
 from spillway.deploy.boundary import claim
 from spillway.deploy.boundary import root_file_modes
@@ -29,7 +30,7 @@ from spillway.deploy.layout import supervisor_environment
 from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import resolve_service_user
-from spillway.security.headers import CONTENT_SECURITY_POLICY
+from spillway.settings import MAX_BODY_BYTES
 from spillway.settings import SettingsError
 from spillway.settings import nginx_rate_limits
 
@@ -129,7 +130,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "memcached_mb": 128,
         "gateway_port": gateway_port,
         "cache_prefix": PAGE_PREFIX,
-        "content_security_policy": CONTENT_SECURITY_POLICY,
+        **nginx_answers.template_context(MAX_BODY_BYTES),
         **nginx_rate_limits(),
         "max_open_files": max_open_files(),
         "log_level": options.log_level,

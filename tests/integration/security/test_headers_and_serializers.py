@@ -136,16 +136,15 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     from jinja2 import StrictUndefined
 
     from spillway.deploy.layout import TEMPLATES_DIR
+    from spillway.deploy.nginx_answers import template_context
     from spillway.deploy.run_dir import RunDir
-    from spillway.security.headers import CONTENT_SECURITY_POLICY
     from spillway.settings import nginx_rate_limits
 
     template = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
                            undefined=StrictUndefined).get_template("nginx.conf")
     context = dict(user="", group="", nginx_workers=1, paths=RunDir(tmp_path), log_dir=tmp_path,
                    max_body_bytes=65536, cache_prefix="p", host="127.0.0.1", port=1,
-                   static_dir=tmp_path, content_security_policy=CONTENT_SECURITY_POLICY,
-                   metrics_port=2)
+                   static_dir=tmp_path, metrics_port=2, **template_context(65536))
     rendered = {}
     for mode in ("on", "off"):
         monkeypatch.setenv("SPILLWAY_RATE_LIMITS", mode)
@@ -154,4 +153,5 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     assert "limit_req zone=per_ip burst=40 nodelay;" in rendered["on"]
     assert "rate=20r/s" in rendered["on"]
     for config in rendered.values():
-        assert config.count("error_page 429 = @rate_limited;") == 3  # server + 2 locations
+        # Both servers, and the memcached location (its own error_page lines).
+        assert config.count("error_page 429 =429 /_spillway/errors/429;") == 3
