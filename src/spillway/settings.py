@@ -163,6 +163,10 @@ def nginx_rate_limits() -> dict:
             "nginx_rate_per_ip": env.str("SPILLWAY_NGINX_RATE_PER_IP", "20r/s",
                                          validate=_nginx_rate),
             "nginx_burst_per_ip": env.int("SPILLWAY_NGINX_BURST_PER_IP", 40),
+            # Requests in progress at once per address (limit_conn): a held stream or a
+            # slow upload is one each; a browser opens about six.
+            "nginx_conn_per_ip": env.int("SPILLWAY_NGINX_CONN_PER_IP", 64,
+                                         validate=Range(1, 1_000_000)),
         }
     except EnvError as exc:
         raise SettingsError(str(exc)) from None

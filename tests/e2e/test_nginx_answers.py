@@ -1,15 +1,20 @@
 """What nginx answers by itself, through the real nginx of a `spillway up` stack, over raw
 sockets (no client library to tidy a request up): every error in the API's JSON shape with
-the security headers, and the JSON 503 with Retry-After while the app is down."""
+the security headers, the JSON 503 with Retry-After while the app is down, and the JSON 429
+once one address holds too many requests open."""
 
 import json
 import re
 import socket
+import time
+from contextlib import ExitStack
 
 import pytest
 import requests
 
 from spillway.security.headers import SECURITY_HEADERS
+
+CONN_PER_IP = 6
 
 # The JSON shape of every error, with what a well-behaved client would never send.
 # (name, request, status, code)
@@ -45,6 +50,15 @@ HOSTILE_REQUESTS = [
     ("an error page asked for by name", b"GET /_spillway/errors/400 HTTP/1.1\r\nHost: x\r\n"
      b"\r\n", 404, "not_found"),
 ]
+
+
+@pytest.fixture(scope="module")
+def stack_env() -> dict:
+    """Limits on, as in production: limit_req far above what these tests send, limit_conn
+    low enough to reach with a handful of sockets."""
+    return {"SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_NGINX_RATE_PER_IP": "1000r/s",
+            "SPILLWAY_NGINX_BURST_PER_IP": "1000",
+            "SPILLWAY_NGINX_CONN_PER_IP": str(CONN_PER_IP)}
 
 
 def exchange(stack, request: bytes) -> tuple[int, dict[str, list[str]], bytes]:
@@ -122,3 +136,44 @@ def test_with_the_app_down_every_answer_is_a_json_503(stack):
         stack.supervisorctl("start", "gunicorn")
     stack.wait_for_app()
     assert requests.get(url, timeout=10).json()["name"] == "Not cached"
+
+
+def hold_request_open(stack) -> socket.socket:
+    """A POST whose promised body never comes: nginx holds it, reading, for up to 60 s
+    (client_body_timeout), counted in limit_conn, before any Python runs."""
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    return sock
+
+
+def get_static_file(stack) -> requests.Response:
+    """A request nginx answers alone (no Python): what a limit refuses is nginx's doing."""
+    return requests.get(f"{stack.base_url}/static/site.css", timeout=10)
+
+
+def test_one_address_holding_too_many_requests_gets_a_json_429(stack):
+    """With SPILLWAY_NGINX_CONN_PER_IP requests held open from one address, its next
+    request is refused by nginx (limit_conn) with the JSON 429 and Retry-After; once they
+    are closed it passes again."""
+    with ExitStack() as held:
+        for _ in range(CONN_PER_IP):
+            held.callback(hold_request_open(stack).close)
+        deadline = time.monotonic() + 10
+        refused = get_static_file(stack)
+        while refused.status_code != 429 and time.monotonic() < deadline:
+            time.sleep(0.1)  # nginx may not have read every held request's headers yet
+            refused = get_static_file(stack)
+        assert refused.status_code == 429, refused.status_code
+        assert refused.headers["Content-Type"] == "application/json"
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert refused.headers["Retry-After"] == "1"
+        for name, value in SECURITY_HEADERS:
+            assert refused.headers[name] == value, name
+    deadline = time.monotonic() + 10
+    answer = get_static_file(stack)
+    while answer.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)  # nginx notices the closed sockets on its next read of each
+        answer = get_static_file(stack)
+    assert answer.status_code == 200
