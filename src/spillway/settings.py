@@ -172,6 +172,26 @@ def nginx_rate_limits() -> dict:
         raise SettingsError(str(exc)) from None
 
 
+def _redis_size(value: str) -> None:
+    if not re.fullmatch(r"[1-9][0-9]*(b|kb?|mb?|gb?)?", value, flags=re.IGNORECASE):
+        raise ValidationError(f"not a redis memory size such as '1gb' or '512mb': {value!r}")
+
+
+def redis_maxmemory() -> str:
+    """redis's memory ceiling for `spillway up` to render: SPILLWAY_REDIS_MAXMEMORY, else a
+    quarter of the machine's memory (room for the app, memcached and the fork that
+    rewrites the AOF, which can need as much again).
+
+    :raise SettingsError: a malformed value.
+    """
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    default = f"{max(physical // 4 // 2**20, 64)}mb"
+    try:
+        return Env().str("SPILLWAY_REDIS_MAXMEMORY", default, validate=_redis_size)
+    except EnvError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _celery_settings(env: Env, broker_url: str) -> dict:
     # JSON only: a worker that accepts pickle runs whatever a broker client sends it.
     # acks_late + reject_on_worker_lost + prefetch 1: a task a worker dies in is delivered

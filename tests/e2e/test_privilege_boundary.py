@@ -31,7 +31,7 @@ from spillway.deploy.run_dir import RunDir
 from tests.e2e.conftest import running_stack
 
 SERVICE_USER = os.environ.get("SPILLWAY_USER", "spillway")
-STACK_ENV: dict = {}
+STACK_ENV = {"SPILLWAY_REDIS_MAXMEMORY": "256mb"}
 OLD_SECRET_KEY = "k" * 43
 OLD_ADMIN_TOKEN = "t" * 43
 VICTIM_TEXT = "root's own file: nothing may write, chown or chmod it\n"
@@ -327,3 +327,27 @@ def test_beat_keeps_no_schedule_file_and_still_ticks(boundary):
     finally:
         client.close()
 
+
+def test_redis_gets_its_memory_ceiling_and_never_evicts(boundary):
+    """SPILLWAY_REDIS_MAXMEMORY is rendered into redis.conf; the policy stays noeviction."""
+    client = redis.Redis(unix_socket_path=str(boundary.paths.redis_socket))
+    try:
+        assert client.config_get("maxmemory") == {"maxmemory": str(256 * 2**20)}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        client.close()
+
+
+def test_flower_asks_for_the_admin_token(boundary):
+    """Flower answers 401 without credentials, and its page with user admin and the admin
+    token as password, as the banner says; the password is in no process argument."""
+    banner = boundary.stack.log_path.read_text()
+    line = next(line for line in banner.splitlines() if line.strip().startswith("flower"))
+    assert "user admin, password: the admin token" in line
+    url = line.split()[1]
+    assert requests.get(url, timeout=10).status_code == 401
+    assert requests.get(url, auth=("admin", "wrong"), timeout=10).status_code == 401
+    answer = requests.get(url, auth=("admin", OLD_ADMIN_TOKEN), timeout=10)
+    assert answer.status_code == 200 and "Flower" in answer.text
+    flower = boundary.stack.program_pid("flower")
+    assert OLD_ADMIN_TOKEN.encode() not in Path(f"/proc/{flower}/cmdline").read_bytes()

@@ -33,12 +33,15 @@ from spillway.deploy.service_user import resolve_service_user
 from spillway.settings import MAX_BODY_BYTES
 from spillway.settings import SettingsError
 from spillway.settings import nginx_rate_limits
+from spillway.settings import redis_maxmemory
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Loopback-only listeners: used when free and not chosen (SPILLWAY_METRICS_PORT,
 # SPILLWAY_FLOWER_PORT), else any free port; the banner says which.
 DEFAULT_METRICS_PORT = 9181
 DEFAULT_FLOWER_PORT = 5555
+# Flower's basic-auth user; the password is the admin token.
+FLOWER_USER = "admin"
 # What root runs, and what it runs as the service user, starts here: a directory only root
 # can write, so neither a cwd on sys.path nor a relative path can reach a planted file.
 NEUTRAL_CWD = "/"
@@ -132,15 +135,14 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "cache_prefix": PAGE_PREFIX,
         **nginx_answers.template_context(MAX_BODY_BYTES),
         **nginx_rate_limits(),
+        "redis_maxmemory": redis_maxmemory(),
         "max_open_files": max_open_files(),
         "log_level": options.log_level,
         "log_level_lower": options.log_level.lower(),
         "environment": supervisor_environment(environment),
         "metrics_port": options.metrics_port,
         "flower_port": options.flower_port,
-        # Flower keeps its own metrics in memory, out of the app's multiprocess directory.
-        "flower_environment": supervisor_environment(
-            {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}),
+        "flower_environment": supervisor_environment(flower_environment(environment)),
         "common": program_options(user, run_dir),
         "common_root": program_options(None, run_dir),
     }, root_file_modes(run_dir, Owners.of(user)))
@@ -150,6 +152,20 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         raise StackError(f"database migration failed:\n{result.stderr.strip()}")
     return run_dir, [sys.executable, "-P", "-m", "supervisor.supervisord", "-c",
                      str(run_dir.supervisord_conf)], environment, user
+
+
+def flower_environment(environment: dict[str, str]) -> dict[str, str]:
+    """Flower's: the app's, with basic auth (user admin, the admin token), and its metrics
+    kept in its own memory, out of the app's multiprocess directory.
+
+    :raise StackError: the admin token holds a comma (Flower splits credentials on it).
+    """
+    token = environment["SPILLWAY_ADMIN_TOKEN"]
+    if "," in token:
+        raise StackError("SPILLWAY_ADMIN_TOKEN must not contain a comma: it is Flower's "
+                         "password too, and Flower splits its credentials on commas")
+    flower = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    return {**flower, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{token}"}
 
 
 def max_open_files() -> int:
@@ -227,7 +243,8 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"  admin token   {token_source}",
         f"  operator page {probe_url(options, '/ops')}   (asks for the admin token)",
         f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
-        f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only)",
+        f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only; "
+        f"user {FLOWER_USER}, password: the admin token)",
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
         f"  redis         redis-cli -s {run_dir.redis_socket}",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
