@@ -1,7 +1,8 @@
 """Abuse defences end to end, through nginx, on a `spillway up` stack with its rate limits
 ON: nginx's per-address limit_req (429 JSON), the per-buyer purchase limit behind it,
 security headers on every answer (static, the operator page, memcached, proxied, nginx's
-own errors) exactly once, nginx's 413 as JSON, and the /docs page under the strict Content-Security-Policy."""
+own errors) exactly once, nginx's 413 as JSON, and the /docs page under the strict
+Content-Security-Policy."""
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime

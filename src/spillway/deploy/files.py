@@ -39,7 +39,7 @@ def read_regular(path: Path) -> str | None:
     a link, a hard-linked name or anything else (it is then never opened through)."""
     try:
         fd = os.open(path, NO_FOLLOW_READ)
-    except (FileNotFoundError, OSError):
+    except OSError:  # missing, or a link (O_NOFOLLOW: ELOOP)
         return None
     with os.fdopen(fd, encoding="utf-8", errors="replace") as source:
         info = os.fstat(source.fileno())
