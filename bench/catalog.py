@@ -33,6 +33,7 @@ from foundation import ms
 from foundation import ratio
 from foundation import run_wrk
 from foundation import table
+from spillway.deploy.run_dir import RunDir
 from tests.servers import free_port
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "catalog.md"
@@ -71,7 +72,7 @@ def warm_and_check(base_url: str, admin: dict) -> None:
 
 
 def admin_headers(run_dir: Path) -> dict:
-    secrets = dict(line.split("=", 1) for line in (run_dir / "secrets.env").read_text().split())
+    secrets = dict(line.split("=", 1) for line in RunDir(run_dir).secrets_file.read_text().split())
     return {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"}
 
 

@@ -47,6 +47,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # for tests.servers, whichever directory we run from
 
+from spillway.deploy.run_dir import RunDir  # noqa: E402
 from tests.servers import Server  # noqa: E402
 from tests.servers import binary  # noqa: E402
 from tests.servers import free_port  # noqa: E402
@@ -202,8 +203,13 @@ class Stack:
         self.process: subprocess.Popen | None = None
 
     @property
+    def paths(self) -> RunDir:
+        """Every path inside the stack's run directory."""
+        return RunDir(self.run_dir)
+
+    @property
     def gunicorn_log(self) -> Path:
-        return self.run_dir / "logs" / "gunicorn.log"
+        return self.paths.logs / "gunicorn.log"
 
     def start(self) -> "Stack":
         env = {**os.environ, **self.env}
@@ -227,14 +233,14 @@ class Stack:
                 break
             time.sleep(0.5)
         raise RuntimeError(f"spillway up did not come up; its output:\n{self.output_tail()}\n"
-                           f"logs: {self.run_dir / 'logs'}/\n{self.logs_tail()}")
+                           f"logs: {self.paths.logs}/\n{self.logs_tail()}")
 
     def output_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def logs_tail(self, lines: int = 15) -> str:
         parts = []
-        for path in sorted((self.run_dir / "logs").glob("*.log")):
+        for path in sorted(self.paths.logs.glob("*.log")):
             tail = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {path.name}\n" + "\n".join(tail))
         return "\n".join(parts)
@@ -284,7 +290,7 @@ def keepalive_nginx(stack: Stack, work_dir: Path, log_dir: Path) -> Server:
     own_dir = work_dir / "nginx-keepalive"
     own_dir.mkdir()
     config = own_dir / "nginx.conf"
-    config.write_text(keepalive_variant((stack.run_dir / "nginx.conf").read_text(),
+    config.write_text(keepalive_variant((stack.paths.nginx_conf).read_text(),
                                         port, own_dir))
     argv = [binary("nginx"), "-c", str(config), "-e", str(own_dir / "error.log")]
     return Server("nginx-keepalive", argv, port, log_dir)

@@ -44,8 +44,8 @@ from sale import create_sale
 from sale import signup_many
 from sale import stack_supervisorctl
 from sale import wrk
-from spillway.deploy.layout import RunDir
 from spillway.deploy.layout import process_environment
+from spillway.deploy.run_dir import RunDir
 from tests.servers import Server
 from tests.servers import free_port
 
@@ -70,7 +70,7 @@ def cpu_seconds(pid: int) -> float:
 def side_server(name: str, stack: Stack, work: Path, metrics_on: bool) -> Server:
     """A one-worker gunicorn on the stack's redis, memcached and database."""
     secrets = dict(line.split("=", 1) for line in
-                   (stack.run_dir / "secrets.env").read_text().split())
+                   (stack.paths.secrets_file).read_text().split())
     env = {**os.environ, **process_environment(RunDir(stack.run_dir), "WARNING", secrets,
                                                "http://127.0.0.1:9")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -121,7 +121,7 @@ def marginal_cost(calls: int = 200_000) -> dict:
 
 def measure_marginal(stack: Stack, work: Path) -> dict:
     secrets = dict(line.split("=", 1) for line in
-                   (stack.run_dir / "secrets.env").read_text().split())
+                   (stack.paths.secrets_file).read_text().split())
     shared = work / "metrics-marginal"
     shared.mkdir()
     env = {**os.environ, **process_environment(RunDir(stack.run_dir), "WARNING", secrets,
@@ -158,7 +158,7 @@ def main() -> int:
         stack_supervisorctl(stack)("stop", "celery-beat", "celery-worker")
         base = f"http://127.0.0.1:{stack.port}"
         secrets = dict(line.split("=", 1) for line in
-                       (stack.run_dir / "secrets.env").read_text().split())
+                       (stack.paths.secrets_file).read_text().split())
         call, admin = api(base, {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"})
         sale_id = create_sale(call, admin, stock=10_000_000, per_user_limit=100)
         print(f"[2] signing up {BUYERS} buyers; starting the two side servers", flush=True)

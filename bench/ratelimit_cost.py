@@ -43,7 +43,7 @@ def prepare(stack: Stack, work: Path, name: str) -> tuple[str, Path]:
     """A sale with ten million units and 2,000 buyers; the wrk script that buys from it."""
     base = f"http://127.0.0.1:{stack.port}"
     secrets = dict(line.split("=", 1) for line in
-                   (stack.run_dir / "secrets.env").read_text().split())
+                   (stack.paths.secrets_file).read_text().split())
     call, admin = api(base, {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"})
     sale_id = create_sale(call, admin, stock=10_000_000, per_user_limit=100)
     tokens = ",".join(f'"{t}"' for t in signup_many(call, 2000))

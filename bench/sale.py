@@ -136,11 +136,11 @@ def round_trips_per_purchase(base: str, sale_id: str, tokens: list[str], socket_
 def fill_outbox(stack: Stack, sale_id: str, count: int) -> None:
     """``count`` reservations through reserve.lua itself, as the web tier makes them."""
     secrets = dict(line.split("=", 1) for line in
-                   (stack.run_dir / "secrets.env").read_text().split())
-    os.environ.update(secrets, SPILLWAY_REDIS_URL=f"unix://{stack.run_dir}/redis.sock?db=0",
-                      SPILLWAY_BROKER_URL=f"redis+socket://{stack.run_dir}/redis.sock"
-                      "?virtual_host=1", DATABASE_URL=f"sqlite:///{stack.run_dir}/spillway.db",
-                      SPILLWAY_MEMCACHED_SERVERS=f"{stack.run_dir}/memcached.sock",
+                   (stack.paths.secrets_file).read_text().split())
+    os.environ.update(secrets, SPILLWAY_REDIS_URL=f"unix://{stack.paths.redis_socket}?db=0",
+                      SPILLWAY_BROKER_URL=f"redis+socket://{stack.paths.redis_socket}"
+                      "?virtual_host=1", DATABASE_URL=f"sqlite:///{stack.paths.database}",
+                      SPILLWAY_MEMCACHED_SERVERS=f"{stack.paths.memcached_socket}",
                       SPILLWAY_LOG_LEVEL="WARNING")
     from spillway.app import create_app
     from spillway.sales import stock
@@ -184,7 +184,7 @@ def wait_drained(client: redis.Redis, timeout: float = 120) -> None:
 def stack_supervisorctl(stack: Stack):
     def ctl(*args):
         subprocess.run([PYTHON, "-m", "supervisor.supervisorctl", "-c",
-                        str(stack.run_dir / "supervisord.conf"), *args],
+                        str(stack.paths.supervisord_conf), *args],
                        capture_output=True, timeout=120, check=False)
     return ctl
 
@@ -256,7 +256,7 @@ def main() -> int:
         naive_proxy = naive_behind_nginx(work, naive.port)
         base = f"http://127.0.0.1:{port}"
         secrets = dict(line.split("=", 1) for line in
-                       (stack.run_dir / "secrets.env").read_text().split())
+                       (stack.paths.secrets_file).read_text().split())
         call, admin = api(base, {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"})
         sale_id = create_sale(call, admin, stock=10_000_000, per_user_limit=100)
         print("[2] signing up 4,000 buyers", flush=True)
@@ -278,7 +278,7 @@ def main() -> int:
             "naive purchase, via nginx": (f"http://127.0.0.1:{naive_proxy.port}/purchase",
                                           script),
         }
-        outbox = redis.Redis(unix_socket_path=str(stack.run_dir / "redis.sock"))
+        outbox = redis.Redis(unix_socket_path=str(stack.paths.redis_socket))
         run = 0
         for round_number in range(1, rounds + 1):
             for connections in (64, 256):
@@ -298,7 +298,7 @@ def main() -> int:
         print("[4] redis commands per purchase (workers stopped)", flush=True)
         stack_supervisorctl(stack)("stop", "celery-beat", "celery-worker")
         per_purchase = round_trips_per_purchase(base, sale_id, tokens,
-                                                stack.run_dir / "redis.sock")
+                                                stack.paths.redis_socket)
         stack_supervisorctl(stack)("start", "celery-worker", "celery-beat")
         print(f"[5] drain: {drain_count:,} reservations queued, then a worker", flush=True)
         total, persisting = drain(stack, call, admin, drain_count)

@@ -84,14 +84,14 @@ def main() -> int:
         stack.start()
         base = f"http://127.0.0.1:{port}"
         secrets = dict(line.split("=", 1) for line in
-                       (stack.run_dir / "secrets.env").read_text().split())
+                       (stack.paths.secrets_file).read_text().split())
         call, admin = api(base, {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"})
         print(f"[2] signing up {BUYERS:,} buyers", flush=True)
         tokens = signup_many(call, BUYERS)
         script = work / "purchase.lua"
         script.write_text(WRK_SCRIPT % {"tokens": ",".join(f'"{t}"' for t in tokens),
                                         "method": "POST", "body": "'{\"quantity\": 1}'"})
-        outbox = redis.Redis(unix_socket_path=str(stack.run_dir / "redis.sock"))
+        outbox = redis.Redis(unix_socket_path=str(stack.paths.redis_socket))
         for round_number in range(1, rounds + 1):
             order = SHARD_COUNTS if round_number % 2 else tuple(reversed(SHARD_COUNTS))
             for shards, (scenario, stock) in ((n, s) for n in order for s in SCENARIOS.items()):

@@ -138,7 +138,7 @@ def raise_fd_limit(needed: int) -> None:
 def worker_pid(stack: Stack) -> int:
     """The one gunicorn worker: the child of the gunicorn master supervisord runs."""
     master = subprocess.run(
-        [PYTHON, "-m", "supervisor.supervisorctl", "-c", str(stack.run_dir / "supervisord.conf"),
+        [PYTHON, "-m", "supervisor.supervisorctl", "-c", str(stack.paths.supervisord_conf),
          "pid", "gunicorn"], capture_output=True, text=True, timeout=60).stdout.strip()
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     if len(children) != 1:
@@ -155,7 +155,7 @@ def rss_mb(pid: int) -> float:
 
 def admin_headers(stack: Stack) -> dict:
     secrets = dict(line.split("=", 1) for line in
-                   (stack.run_dir / "secrets.env").read_text().split())
+                   (stack.paths.secrets_file).read_text().split())
     return {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"}
 
 

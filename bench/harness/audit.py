@@ -64,7 +64,7 @@ def wait_drained(lab, sale_id: str, expected: int) -> float:
     be admitted after it exits, and an audit taken before they land would see them only in
     redis."""
     started = time.monotonic()
-    client = redis.Redis(unix_socket_path=str(lab.stack.run_dir / "redis.sock"))
+    client = redis.Redis(unix_socket_path=str(lab.stack.paths.redis_socket))
     last, still_since = None, started
     while time.monotonic() - started < DRAIN_TIMEOUT_S:
         books = (client.hget(sale_key(sale_id), "remaining"), count_orders(lab, sale_id))
@@ -79,7 +79,7 @@ def wait_drained(lab, sale_id: str, expected: int) -> float:
 
 def database(lab):
     """The stack's SQLite ledger, read-only, closed after the ``with`` block."""
-    path = lab.stack.run_dir / "spillway.db"
+    path = lab.stack.paths.database
     return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30))
 
 
@@ -140,7 +140,7 @@ def audit_burst(lab, burst: str, sale: dict, accepted: list[str], replayed: list
 
 def check_idempotency(lab, result: Audit, sale_id: str, persisted: set[str]) -> None:
     """Every request carried a key: the orders are exactly the keys' orders, one each."""
-    client = redis.Redis(unix_socket_path=str(lab.stack.run_dir / "redis.sock"))
+    client = redis.Redis(unix_socket_path=str(lab.stack.paths.redis_socket))
     mapped = [value.decode() for value in client.hvals(idempotency_key(sale_id))]
     result.check(len(mapped) == len(set(mapped)), "one order id is mapped from two keys")
     result.check(set(mapped) == persisted,

@@ -25,8 +25,8 @@ import foundation
 import sale
 from foundation import PYTHON
 from foundation import REPO_ROOT
-from spillway.deploy.layout import RunDir
 from spillway.deploy.layout import process_environment
+from spillway.deploy.run_dir import RunDir
 from tests.servers import Server
 from tests.servers import binary
 from tests.servers import free_port
@@ -125,7 +125,7 @@ class Lab:
 
     @property
     def secrets(self) -> dict[str, str]:
-        text = (self.stack.run_dir / "secrets.env").read_text()
+        text = (self.stack.paths.secrets_file).read_text()
         return dict(line.split("=", 1) for line in text.split())
 
     def environment(self) -> dict[str, str]:
@@ -198,9 +198,9 @@ class Lab:
     def peer_url(self) -> str:
         def start() -> str:
             socket_path = self.work / "peer.sock"
-            env = {**os.environ, "PEER_REDIS_SOCKET": str(self.stack.run_dir / "redis.sock"),
-                   "PEER_MEMCACHED_SOCKET": str(self.stack.run_dir / "memcached.sock"),
-                   "PEER_DATABASE": str(self.stack.run_dir / "spillway.db"),
+            env = {**os.environ, "PEER_REDIS_SOCKET": str(self.stack.paths.redis_socket),
+                   "PEER_MEMCACHED_SOCKET": str(self.stack.paths.memcached_socket),
+                   "PEER_DATABASE": str(self.stack.paths.database),
                    "SPILLWAY_SECRET_KEY": self.secrets["SPILLWAY_SECRET_KEY"],
                    "PYTHONPATH": str(REPO_ROOT / "bench")}
             argv = [PYTHON, "-m", "uvicorn", "peer.app:app", "--workers", str(WEB_WORKERS),
@@ -231,7 +231,7 @@ class Lab:
             port = free_port()
             config = own / "nginx.conf"
             config.write_text(foundation.keepalive_variant(
-                (self.stack.run_dir / "nginx.conf").read_text(), port, own))
+                (self.stack.paths.nginx_conf).read_text(), port, own))
             server = Server("nginx-keepalive", [binary("nginx"), "-c", str(config), "-e",
                                                 str(own / "error.log")], port, self.logs)
             self._started.append(server)
@@ -284,10 +284,10 @@ class Lab:
         """The root process of a server whose CPU per request is measured: "gunicorn" and
         "nginx" are the stack's, anything else a server this lab started, by name."""
         if server == "nginx":
-            return int((self.stack.run_dir / "nginx.pid").read_text())
+            return int((self.stack.paths.nginx_pid).read_text())
         if server == "gunicorn":
             done = subprocess.run([PYTHON, "-m", "supervisor.supervisorctl", "-c",
-                                   str(self.stack.run_dir / "supervisord.conf"), "pid",
+                                   str(self.stack.paths.supervisord_conf), "pid",
                                    "gunicorn"], capture_output=True, text=True, timeout=60)
             return int(done.stdout.strip()) if done.stdout.strip().isdigit() else None
         found = [s.process.pid for s in self._started

@@ -250,7 +250,7 @@ def drain(lab, profile: Profile, progress, results: dict) -> None:
 
 
 def fill_outbox(lab, sale_id: int, count: int, buyers: int) -> list[str]:
-    client = redis.Redis(unix_socket_path=str(lab.stack.run_dir / "redis.sock"))
+    client = redis.Redis(unix_socket_path=str(lab.stack.paths.redis_socket))
     script = client.register_script((LUA_DIR / "reserve.lua").read_bytes())
     now_ms = int(time.time() * 1000)
     order_ids = []

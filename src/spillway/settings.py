@@ -14,6 +14,8 @@ from environs import EnvError
 from marshmallow import ValidationError
 from marshmallow.validate import Range
 
+from spillway.deploy.run_dir import RunDir
+
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
 # Values a tutorial or a template would leave behind; none of them is a secret.
@@ -59,7 +61,7 @@ def _read(env: Env, config_name: str) -> dict:
     run_dir = Path(env.str("SPILLWAY_RUN_DIR", "run")).resolve()
     redis_url = env.str("SPILLWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     broker_url = env.str("SPILLWAY_BROKER_URL", redis_url)
-    database_url = env.str("DATABASE_URL", f"sqlite:///{run_dir / 'spillway.db'}")
+    database_url = env.str("DATABASE_URL", f"sqlite:///{RunDir(run_dir).database}")
     return {
         "ENV_NAME": config_name,
         "DEBUG": env.bool("SPILLWAY_DEBUG", config_name == "dev"),
@@ -183,7 +185,31 @@ def nginx_rate_limits() -> dict:
             "nginx_rate_per_ip": env.str("SPILLWAY_NGINX_RATE_PER_IP", "20r/s",
                                          validate=_nginx_rate),
             "nginx_burst_per_ip": env.int("SPILLWAY_NGINX_BURST_PER_IP", 40),
+            # Requests in progress at once per address (limit_conn): a held stream or a
+            # slow upload is one each; a browser opens about six.
+            "nginx_conn_per_ip": env.int("SPILLWAY_NGINX_CONN_PER_IP", 64,
+                                         validate=Range(1, 1_000_000)),
         }
+    except EnvError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _redis_size(value: str) -> None:
+    if not re.fullmatch(r"[1-9][0-9]*(b|kb?|mb?|gb?)?", value, flags=re.IGNORECASE):
+        raise ValidationError(f"not a redis memory size such as '1gb' or '512mb': {value!r}")
+
+
+def redis_maxmemory() -> str:
+    """redis's memory ceiling for `spillway up` to render: SPILLWAY_REDIS_MAXMEMORY, else a
+    quarter of the machine's memory (room for the app, memcached and the fork that
+    rewrites the AOF, which can need as much again).
+
+    :raise SettingsError: a malformed value.
+    """
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    default = f"{max(physical // 4 // 2**20, 64)}mb"
+    try:
+        return Env().str("SPILLWAY_REDIS_MAXMEMORY", default, validate=_redis_size)
     except EnvError as exc:
         raise SettingsError(str(exc)) from None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from spillway.deploy.run_dir import RunDir
 from tests.servers import free_port
 
 READY_TIMEOUT = 120
@@ -32,10 +33,15 @@ class Stack:
     base_url: str
     log_path: Path
 
+    @property
+    def paths(self) -> RunDir:
+        """Every path inside the run directory (sockets, configs, logs, data)."""
+        return RunDir(self.run_dir)
+
     def supervisorctl(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "supervisor.supervisorctl", "-c",
-             str(self.run_dir / "supervisord.conf"), *args],
+             str(self.paths.supervisord_conf), *args],
             capture_output=True, text=True, timeout=60)
         return result.stdout
 
@@ -58,7 +64,7 @@ class Stack:
     def admin_headers(self) -> dict:
         """The admin token `spillway up` generated for this run."""
         secrets = dict(line.split("=", 1) for line in
-                       (self.run_dir / "secrets.env").read_text().split())
+                       self.paths.secrets_file.read_text().split())
         return {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"}
 
     def stop(self, timeout: float = 90) -> int:
@@ -93,13 +99,19 @@ def stack(stack_env):
 
 
 @contextmanager
-def running_stack(extra_env: dict | None = None):
+def running_stack(extra_env: dict | None = None, run_dir: Path | None = None):
     """`spillway up` (its own SQLite file, unless ``extra_env`` names a DATABASE_URL), with
-    rate limits off unless ``extra_env`` turns them on: tests come from one address."""
-    run_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-"))
-    run_dir.chmod(0o755)  # the service user must reach the sockets inside
+    rate limits off unless ``extra_env`` turns them on: tests come from one address.
+
+    In a fresh run directory, removed afterwards; or in ``run_dir``, left in place (a test
+    that starts the stack twice in one directory). `spillway up` sets its owners and modes.
+    """
+    owned = run_dir is None
+    run_dir = run_dir or Path(tempfile.mkdtemp(prefix="spillway-e2e-"))
     port = free_port()
-    log_path = Path(tempfile.gettempdir()) / f"{run_dir.name}.log"
+    log_fd, log_name = tempfile.mkstemp(prefix=f"{run_dir.name}-", suffix=".log")
+    os.close(log_fd)
+    log_path = Path(log_name)
     env = {**os.environ, "SPILLWAY_HEARTBEAT_SECONDS": "1", "SPILLWAY_RATE_LIMITS": "off"}
     for name in ("SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "DATABASE_URL"):
         env.pop(name, None)
@@ -120,8 +132,9 @@ def running_stack(extra_env: dict | None = None):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         artifacts = Path(os.environ.get("SPILLWAY_TEST_ARTIFACTS", "test-artifacts"))
-        shutil.copytree(run_dir / "logs", artifacts / run_dir.name, dirs_exist_ok=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(RunDir(run_dir).logs, artifacts / run_dir.name, dirs_exist_ok=True)
+        if owned:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def sale_burst(stack: Stack, stock: int, buyers: int, workers: int, prefix: str,

@@ -5,7 +5,7 @@ from pymemcache.client.base import Client
 
 
 def memcached_hits(stack) -> int:
-    client = Client(str(stack.run_dir / "memcached.sock"))
+    client = Client(str(stack.paths.memcached_socket))
     try:
         return int(client.stats()[b"get_hits"])
     finally:

@@ -85,12 +85,15 @@ def test_metrics_and_flower_listen_on_loopback_only(stack):
 
 
 def test_flower_is_up_and_sees_the_worker(stack):
-    """Flower answers on loopback, reads the broker from the same settings and lists the worker."""
+    """Flower answers on loopback, reads the broker from the same settings and lists the
+    worker (to its user admin, with the admin token as password)."""
     port = banner_port(stack, "flower")
     assert requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10).text == "OK"
+    login = ("admin", stack.admin_headers()["Authorization"].removeprefix("Bearer "))
 
     def workers():
-        answer = requests.get(f"http://127.0.0.1:{port}/workers?json=1", timeout=10)
+        answer = requests.get(f"http://127.0.0.1:{port}/workers?json=1", auth=login,
+                              timeout=10)
         return answer.status_code == 200 and answer.json().get("data")
 
     assert any(w["hostname"].startswith("worker@") for w in _eventually(workers))

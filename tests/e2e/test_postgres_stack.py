@@ -32,7 +32,7 @@ def test_stack_on_postgresql(pg_stack):
     """No SQLite file; 60 buyers race for 20 units; the ledger in PostgreSQL has exactly the
     20 orders; a payment lands there; each process holds its own connections."""
     stack, dsn = pg_stack
-    assert not (stack.run_dir / "spillway.db").exists()
+    assert not stack.paths.database.exists()
     base = stack.base_url
     assert requests.get(f"{base}/readyz", timeout=10).json()["checks"]["database"] == "ok"
     sale, buyers, answers = sale_burst(stack, stock=20, buyers=60, workers=30, prefix="p",

@@ -1,7 +1,8 @@
 """Abuse defences end to end, through nginx, on a `spillway up` stack with its rate limits
 ON: nginx's per-address limit_req (429 JSON), the per-buyer purchase limit behind it,
-security headers on every answer (static, memcached, proxied, nginx's own errors) exactly
-once, nginx's 413 as JSON, and the /docs page under the strict Content-Security-Policy."""
+security headers on every answer (static, the operator page, memcached, proxied, nginx's
+own errors) exactly once, nginx's 413 as JSON, and the /docs page under the strict
+Content-Security-Policy."""
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -36,12 +37,19 @@ def test_security_headers_on_every_kind_of_answer(stack):
     requests.get(product_url, timeout=10)  # the app fills memcached; nginx answers next
     answers = [requests.get(f"{base}/static/site.css", timeout=10),
                requests.get(f"{base}/", timeout=10),
+               requests.get(f"{base}/ops", timeout=10),  # where the admin token is typed
                requests.get(f"{base}/docs", timeout=10),
                requests.get(f"{base}/api/v1/sales", timeout=10),
                requests.get(f"{base}/static/missing.css", timeout=10),
                requests.get(f"{base}/no/such/thing", timeout=10),
                requests.post(f"{base}/api/v1/users", data=b"x" * (70 * 1024), timeout=10,
-                             headers={"Content-Type": "application/json"})]
+                             headers={"Content-Type": "application/json"}),
+               # nginx's own JSON error pages (tests/e2e/test_nginx_answers.py has them all)
+               requests.request("TRACE", f"{base}/", timeout=10),
+               requests.get(f"{base}/{'a' * 10 * 1024}", timeout=10),
+               requests.get(f"{base}/static/site.css", headers={"Range": "bytes=99999999-"},
+                            timeout=10)]
+    assert [a.status_code for a in answers[-3:]] == [405, 414, 416]
     from_memcached = requests.get(product_url, timeout=10)
     assert from_memcached.headers.get("X-Served-By") == "nginx-memcached"
     for response in [*answers, from_memcached]:

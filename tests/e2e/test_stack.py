@@ -70,7 +70,7 @@ def test_gunicorn_and_celery_do_not_run_as_root(stack):
 
 def test_beat_schedules_and_worker_runs_tasks(stack):
     """Celery beat's heartbeat reaches the worker, which records it in redis."""
-    client = redis.Redis(unix_socket_path=str(stack.run_dir / "redis.sock"))
+    client = redis.Redis(unix_socket_path=str(stack.paths.redis_socket))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and client.get("spillway:worker:heartbeat") is None:
         time.sleep(0.5)
@@ -120,7 +120,7 @@ def test_sigterm_stops_everything(stack):
     pids = [stack.program_pid(p) for p in
             ("nginx", "gunicorn", "celery-worker", "celery-beat", "redis", "memcached")]
     pids += [child for pid in pids for child in children_of(pid)]
-    supervisord_pid = int((stack.run_dir / "supervisord.pid").read_text())
+    supervisord_pid = int(stack.paths.supervisord_pid.read_text())
     assert stack.stop() == 0
     time.sleep(0.5)
     alive = [pid for pid in [supervisord_pid, *pids] if Path(f"/proc/{pid}").exists()]

@@ -5,19 +5,19 @@ import socket
 
 import pytest
 
-from spillway.deploy.layout import RunDir
+from spillway.deploy.boundary import claim
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import process_environment
+from spillway.deploy.run_dir import RunDir
 from spillway.deploy.up import loopback_port
 
 
 def test_reset_leaves_an_empty_directory(tmp_path):
     """Files a previous run left are gone; the directory exists for the new processes."""
-    run_dir = RunDir(tmp_path)
-    run_dir.create()
-    run_dir.metrics.mkdir()
+    run_dir = RunDir(tmp_path / "run")
+    claim(run_dir, None, move_legacy_database=False)
     (run_dir.metrics / "counter_1234.db").write_bytes(b"stale")
-    run_dir.reset_metrics()
+    claim(run_dir, None, move_legacy_database=False)
     assert run_dir.metrics.is_dir() and list(run_dir.metrics.iterdir()) == []
 
 

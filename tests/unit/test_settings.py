@@ -1,5 +1,7 @@
 """Settings come from the environment; prd refuses unsafe ones in one line."""
 
+import os
+
 import pytest
 
 from spillway import settings
@@ -114,3 +116,17 @@ def test_postgresql_gets_a_bounded_pool_in_utc(monkeypatch):
     assert "timezone=UTC" in options["connect_args"]["options"]
     monkeypatch.setenv("DATABASE_URL", "sqlite:///x.db")
     assert settings.load("dev")["SQLALCHEMY_ENGINE_OPTIONS"] == {}
+
+
+def test_redis_gets_a_memory_ceiling(monkeypatch):
+    """SPILLWAY_REDIS_MAXMEMORY in redis's own syntax, else a quarter of the machine's
+    memory; anything else is refused, naming the variable."""
+    monkeypatch.delenv("SPILLWAY_REDIS_MAXMEMORY", raising=False)
+    physical_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert settings.redis_maxmemory() == f"{max(physical_mb // 4, 64)}mb"
+    monkeypatch.setenv("SPILLWAY_REDIS_MAXMEMORY", "2GB")
+    assert settings.redis_maxmemory() == "2GB"
+    for nonsense in ("0", "lots", "1tb", "-5mb", "1 gb"):
+        monkeypatch.setenv("SPILLWAY_REDIS_MAXMEMORY", nonsense)
+        with pytest.raises(SettingsError, match="SPILLWAY_REDIS_MAXMEMORY"):
+            settings.redis_maxmemory()

@@ -1,17 +1,20 @@
 """The run directory: where `spillway up` puts configs, sockets, data, secrets and logs."""
 
 import os
+import re
 import secrets
 import shutil
 import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment
 from jinja2 import FileSystemLoader
 from jinja2 import StrictUndefined
 
+from spillway.deploy.files import read_regular
+from spillway.deploy.files import write_atomically
+from spillway.deploy.run_dir import RunDir
 from spillway.settings import MAX_BODY_BYTES
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -26,45 +29,18 @@ PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SE
                   "SPILLWAY_DB_MAX_OVERFLOW", "SPILLWAY_DB_POOL_TIMEOUT",
                   "SPILLWAY_RATE_LIMIT_PER_IP",
                   "SPILLWAY_RATE_LIMIT_PER_BUYER", "SPILLWAY_PURCHASE_TOKEN_TTL",
-                  "SPILLWAY_PROXY_HOPS", "SPILLWAY_REDIS_BATCHING")
+                  "SPILLWAY_PROXY_HOPS", "SPILLWAY_REDIS_BATCHING",
+                  # An app of the operator's, importable by every process (never the cwd:
+                  # they run with `python -P` in /).
+                  "PYTHONPATH")
+GENERATED_SECRETS = ("SPILLWAY_SECRET_KEY", "SPILLWAY_ADMIN_TOKEN")
+# What secrets.token_urlsafe makes; anything else in secrets.env was not written by us
+# (an older layout let the service user edit it) and is generated again.
+GENERATED_SECRET = re.compile(r"[A-Za-z0-9_-]{32,128}")
 
 
 class StackError(RuntimeError):
     """The stack cannot start; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class RunDir:
-    """Paths inside one run directory."""
-
-    root: Path
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def supervisord_conf(self) -> Path:
-        return self.root / "supervisord.conf"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.root / "secrets.env"
-
-    @property
-    def metrics(self) -> Path:
-        """prometheus_client's multiprocess directory, shared by gunicorn and Celery."""
-        return self.root / "metrics"
-
-    def reset_metrics(self) -> None:
-        """Empty the metrics directory: a previous run's files would be summed into this
-        run's /metrics (and their pids may belong to live processes by now)."""
-        shutil.rmtree(self.metrics, ignore_errors=True)
-        self.metrics.mkdir()
-
-    def create(self) -> None:
-        for path in (self.root, self.logs, self.root / "redis", self.root / "nginx"):
-            path.mkdir(parents=True, exist_ok=True)
 
 
 def find_system_binaries() -> dict[str, str]:
@@ -82,19 +58,20 @@ def find_system_binaries() -> dict[str, str]:
 
 
 def load_or_create_secrets(run_dir: RunDir) -> dict[str, str]:
-    """Secret key and admin token: from the environment, else generated once and kept."""
+    """Secret key and admin token: from the environment, else generated once and kept
+    (root's, 0600, read without following a link)."""
     stored = {}
-    if run_dir.secrets_file.exists():
-        for line in run_dir.secrets_file.read_text().splitlines():
-            name, _, value = line.partition("=")
+    for line in (read_regular(run_dir.secrets_file) or "").splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() in GENERATED_SECRETS and GENERATED_SECRET.fullmatch(value.strip()):
             stored[name.strip()] = value.strip()
     values = {}
-    for name in ("SPILLWAY_SECRET_KEY", "SPILLWAY_ADMIN_TOKEN"):
+    for name in GENERATED_SECRETS:
         values[name] = os.environ.get(name) or stored.get(name) or secrets.token_urlsafe(32)
     generated = {k: v for k, v in values.items() if not os.environ.get(k)}
     if generated != {k: stored.get(k) for k in generated}:
-        run_dir.secrets_file.touch(mode=0o600)
-        run_dir.secrets_file.write_text("".join(f"{k}={v}\n" for k, v in generated.items()))
+        write_atomically(run_dir.secrets_file,
+                         "".join(f"{k}={v}\n" for k, v in generated.items()), 0o600)
     return values
 
 
@@ -111,18 +88,18 @@ def free_loopback_port(preferred: int = 0) -> int:
 def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
                         payment_url: str) -> dict[str, str]:
     """The environment every app process of the stack runs with."""
-    root = run_dir.root
     environment = {
         "PATH": SEARCH_PATH,
         "LANG": "C.UTF-8",
-        "HOME": str(root),
+        # root's: nothing the processes read from $HOME can be planted there.
+        "HOME": str(run_dir.root),
         "SPILLWAY_ENV": "prd",
-        "SPILLWAY_RUN_DIR": str(root),
+        "SPILLWAY_RUN_DIR": str(run_dir.root),
         "SPILLWAY_LOG_LEVEL": log_level,
-        "SPILLWAY_REDIS_URL": f"unix://{root}/redis.sock?db=0",
-        "SPILLWAY_BROKER_URL": f"redis+socket://{root}/redis.sock?virtual_host=1",
-        "SPILLWAY_MEMCACHED_SERVERS": f"{root}/memcached.sock",
-        "DATABASE_URL": f"sqlite:///{root}/spillway.db",
+        "SPILLWAY_REDIS_URL": f"unix://{run_dir.redis_socket}?db=0",
+        "SPILLWAY_BROKER_URL": f"redis+socket://{run_dir.redis_socket}?virtual_host=1",
+        "SPILLWAY_MEMCACHED_SERVERS": str(run_dir.memcached_socket),
+        "DATABASE_URL": f"sqlite:///{run_dir.database}",
         "SPILLWAY_PAYMENT_URL": payment_url,
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
         **stack_secrets,
@@ -131,22 +108,23 @@ def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
     return environment
 
 
-def render_configs(run_dir: RunDir, context: dict) -> None:
-    """Write nginx.conf, redis.conf and supervisord.conf into the run directory."""
+def render_configs(run_dir: RunDir, context: dict, modes: dict[Path, int]) -> None:
+    """Write nginx.conf, redis.conf and supervisord.conf into the run directory, each a new
+    file renamed into place (never written through whatever was there), with ``modes``."""
     jinja = Environment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined,
                         keep_trailing_newline=True, autoescape=False)
     full = {
-        "run_dir": run_dir.root,
+        "paths": run_dir,
         "log_dir": run_dir.logs,
         "static_dir": STATIC_DIR,
         "python": sys.executable,
         "max_body_bytes": MAX_BODY_BYTES,
         **context,
     }
-    for name in ("nginx.conf", "redis.conf", "supervisord.conf"):
-        target = run_dir.root / name
-        target.touch(mode=0o600)
-        target.write_text(jinja.get_template(name).render(full))
+    targets = {"nginx.conf": run_dir.nginx_conf, "redis.conf": run_dir.redis_conf,
+               "supervisord.conf": run_dir.supervisord_conf}
+    for name, target in targets.items():
+        write_atomically(target, jinja.get_template(name).render(full), modes[target])
 
 
 def supervisor_environment(environment: dict[str, str]) -> str:

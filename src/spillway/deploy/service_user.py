@@ -54,7 +54,7 @@ def _create_system_user(name: str) -> None:
 
 def _check_can_run_python(user: ServiceUser) -> None:
     """Fail early, and clearly, where the service user cannot reach the interpreter or code."""
-    result = subprocess.run([sys.executable, "-c", "import spillway.wsgi"], user=user.uid,
+    result = subprocess.run([sys.executable, "-P", "-c", "import spillway.wsgi"], user=user.uid,
                             group=user.gid, extra_groups=[], cwd="/", capture_output=True,
                             text=True, check=False, env={"SPILLWAY_ENV": "test"})
     if result.returncode != 0:
@@ -64,13 +64,3 @@ def _check_can_run_python(user: ServiceUser) -> None:
             f"project and its venv ({where}) where other users can read them (not under "
             f"/root) and build the venv from a system Python (make run does)\n"
             f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ''}")
-
-
-def chown_tree(path: Path, user: ServiceUser | None) -> None:
-    """Give the run directory to the service user (the stack writes sockets, data, logs)."""
-    if user is None:
-        return
-    for root, dirs, files in os.walk(path):
-        os.chown(root, user.uid, user.gid)
-        for name in files:
-            os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)

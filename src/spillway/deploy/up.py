@@ -16,7 +16,10 @@ import click
 from sqlalchemy.engine import make_url
 
 from spillway.catalog.cache import PAGE_PREFIX
-from spillway.deploy.layout import RunDir
+from spillway.deploy import nginx_answers
+from spillway.deploy.boundary import Owners
+from spillway.deploy.boundary import claim
+from spillway.deploy.boundary import root_file_modes
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import find_system_binaries
 from spillway.deploy.layout import free_loopback_port
@@ -24,18 +27,24 @@ from spillway.deploy.layout import load_or_create_secrets
 from spillway.deploy.layout import process_environment
 from spillway.deploy.layout import render_configs
 from spillway.deploy.layout import supervisor_environment
+from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
-from spillway.deploy.service_user import chown_tree
 from spillway.deploy.service_user import resolve_service_user
-from spillway.security.headers import CONTENT_SECURITY_POLICY
+from spillway.settings import MAX_BODY_BYTES
 from spillway.settings import SettingsError
 from spillway.settings import nginx_rate_limits
+from spillway.settings import redis_maxmemory
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Loopback-only listeners: used when free and not chosen (SPILLWAY_METRICS_PORT,
 # SPILLWAY_FLOWER_PORT), else any free port; the banner says which.
 DEFAULT_METRICS_PORT = 9181
 DEFAULT_FLOWER_PORT = 5555
+# Flower's basic-auth user; the password is the admin token.
+FLOWER_USER = "admin"
+# What root runs, and what it runs as the service user, starts here: a directory only root
+# can write, so neither a cwd on sys.path nor a relative path can reach a planted file.
+NEUTRAL_CWD = "/"
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ def run_stack(options: StackOptions) -> int:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
     click.echo(f"spillway up: starting supervisord ({run_dir.supervisord_conf})")
-    supervisord = subprocess.Popen(supervisord_cmd)
+    supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
     if wait_until_ready(options, supervisord):
@@ -102,8 +111,10 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     binaries = find_system_binaries()
     user = resolve_service_user()
     run_dir = RunDir(Path(options.run_dir).resolve())
-    run_dir.create()
-    run_dir.reset_metrics()
+    # Before anything is read or written there: root's paths are root's again and nothing
+    # the service user planted is followed (boundary.py). The default database moves out
+    # of an older layout's run directory; one the operator named stays where it is.
+    claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
     # The stand-in gateway runs unless the operator points at a real one.
     gateway_port = 0 if os.environ.get("SPILLWAY_PAYMENT_URL") else free_loopback_port()
     environment = process_environment(
@@ -122,29 +133,39 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "memcached_mb": 128,
         "gateway_port": gateway_port,
         "cache_prefix": PAGE_PREFIX,
-        "content_security_policy": CONTENT_SECURITY_POLICY,
+        **nginx_answers.template_context(MAX_BODY_BYTES),
         **nginx_rate_limits(),
+        "redis_maxmemory": redis_maxmemory(),
         "max_open_files": max_open_files(),
         "log_level": options.log_level,
         "log_level_lower": options.log_level.lower(),
         "environment": supervisor_environment(environment),
         "metrics_port": options.metrics_port,
         "flower_port": options.flower_port,
-        # Flower keeps its own metrics in memory, out of the app's multiprocess directory.
-        "flower_environment": supervisor_environment(
-            {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}),
-        "common": program_options(user),
-        "common_root": program_options(None),
-    })
-    chown_tree(run_dir.root, user)
-    # supervisord reads its config as root; it holds the secrets, so only root may read it.
-    os.chown(run_dir.supervisord_conf, os.geteuid(), os.getegid())
+        "flower_environment": supervisor_environment(flower_environment(environment)),
+        "common": program_options(user, run_dir),
+        "common_root": program_options(None, run_dir),
+    }, root_file_modes(run_dir, Owners.of(user)))
     click.echo("spillway up: migrating the database")
     result = run_cli(["db", "upgrade"], environment, user)
     if result.returncode != 0:
         raise StackError(f"database migration failed:\n{result.stderr.strip()}")
-    return run_dir, [sys.executable, "-m", "supervisor.supervisord", "-c",
+    return run_dir, [sys.executable, "-P", "-m", "supervisor.supervisord", "-c",
                      str(run_dir.supervisord_conf)], environment, user
+
+
+def flower_environment(environment: dict[str, str]) -> dict[str, str]:
+    """Flower's: the app's, with basic auth (user admin, the admin token), and its metrics
+    kept in its own memory, out of the app's multiprocess directory.
+
+    :raise StackError: the admin token holds a comma (Flower splits credentials on it).
+    """
+    token = environment["SPILLWAY_ADMIN_TOKEN"]
+    if "," in token:
+        raise StackError("SPILLWAY_ADMIN_TOKEN must not contain a comma: it is Flower's "
+                         "password too, and Flower splits its credentials on commas")
+    flower = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    return {**flower, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{token}"}
 
 
 def max_open_files() -> int:
@@ -154,15 +175,16 @@ def max_open_files() -> int:
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
-def program_options(user: ServiceUser | None) -> str:
+def program_options(user: ServiceUser | None, run_dir: RunDir) -> str:
     """supervisord options shared by every program; ``user=`` drops root privileges."""
     lines = [
+        f"directory={NEUTRAL_CWD}",
         "autorestart=true",
         "startsecs=1",
         "stopasgroup=true",
         "killasgroup=true",
         "redirect_stderr=true",
-        "stdout_logfile=%(here)s/logs/%(program_name)s.log",
+        f"stdout_logfile={run_dir.logs}/%(program_name)s.log",
         "stdout_logfile_maxbytes=50MB",
         "stdout_logfile_backups=3",
     ]
@@ -173,11 +195,12 @@ def program_options(user: ServiceUser | None) -> str:
 
 def run_cli(args: list[str], environment: dict[str, str],
             user: ServiceUser | None) -> subprocess.CompletedProcess:
-    """Run a `spillway` command as the stack's processes run: same environment and user."""
+    """Run a `spillway` command as the stack's processes run: same environment and user,
+    from a directory it cannot write, with no directory of its choosing on sys.path (-P)."""
     ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
-    return subprocess.run([sys.executable, "-m", "spillway", *args], env=environment,
-                          cwd=environment["SPILLWAY_RUN_DIR"], capture_output=True,
-                          text=True, check=False, **ids)
+    return subprocess.run([sys.executable, "-P", "-m", "spillway", *args], env=environment,
+                          cwd=NEUTRAL_CWD, capture_output=True, text=True, check=False,
+                          **ids)
 
 
 def seed_demo(environment: dict[str, str], user: ServiceUser | None) -> None:
@@ -220,9 +243,10 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"  admin token   {token_source}",
         f"  operator page {probe_url(options, '/ops')}   (asks for the admin token)",
         f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
-        f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only)",
+        f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only; "
+        f"user {FLOWER_USER}, password: the admin token)",
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
-        f"  redis         redis-cli -s {run_dir.root}/redis.sock",
+        f"  redis         redis-cli -s {run_dir.redis_socket}",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     {sys.executable} -m supervisor.supervisorctl "
         f"-c {run_dir.supervisord_conf} status",

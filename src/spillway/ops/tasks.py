@@ -7,6 +7,13 @@ from celery import shared_task
 from spillway.extensions import redis_store
 
 HEARTBEAT_KEY = "spillway:worker:heartbeat"
+# The only keys `mark` may set: anyone who can publish to the broker can call it, and a
+# task that set any key could rewrite a sale's stock or a buyer's holdings.
+SMOKE_PREFIX = "spillway:smoke:"
+
+
+class SmokeKeyRefused(ValueError):
+    """`mark` was asked to set a key outside SMOKE_PREFIX; nothing was written."""
 
 
 @shared_task(name="spillway.ops.tasks.heartbeat")
@@ -15,7 +22,13 @@ def heartbeat() -> None:
     redis_store.set(HEARTBEAT_KEY, f"{time.time():.3f}")
 
 
-@shared_task(name="spillway.ops.tasks.mark")
+# throws: an expected refusal, logged by Celery in one line without a traceback.
+@shared_task(name="spillway.ops.tasks.mark", throws=(SmokeKeyRefused,))
 def mark(key: str, value: str) -> None:
-    """Set a redis key: a harmless task for smoke tests of a worker."""
+    """Set a ``spillway:smoke:`` redis key: a harmless task for smoke tests of a worker.
+
+    :raise SmokeKeyRefused: any other key (it is not set).
+    """
+    if not isinstance(key, str) or not key.startswith(SMOKE_PREFIX):
+        raise SmokeKeyRefused(f"mark sets only {SMOKE_PREFIX}* keys, not {key!r}")
     redis_store.set(key, value)

@@ -156,7 +156,8 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
         assert buy_through(session, gunicorn, sale, name).status_code == 202
     assert sample_sum(scrape(gunicorn), "spillway_outbox_entries") == 2
     worker = start_worker(beat=True)
-    app.extensions["celery"].send_task("spillway.ops.tasks.mark", args=["metrics", "ok"])
+    app.extensions["celery"].send_task("spillway.ops.tasks.mark",
+                                       args=["spillway:smoke:metrics", "ok"])
 
     def drained():
         text = scrape(gunicorn)

@@ -119,13 +119,16 @@ def test_malformed_limit_settings_stop_the_process(monkeypatch):
         else:
             raise AssertionError(f"{variable}=lots was accepted")
         monkeypatch.delenv(variable)
-    monkeypatch.setenv("SPILLWAY_NGINX_RATE_PER_IP", "fast")
-    try:
-        settings.nginx_rate_limits()
-    except settings.SettingsError as exc:
-        assert "SPILLWAY_NGINX_RATE_PER_IP" in str(exc)
-    else:
-        raise AssertionError("SPILLWAY_NGINX_RATE_PER_IP=fast was accepted")
+    for variable, value in (("SPILLWAY_NGINX_RATE_PER_IP", "fast"),
+                            ("SPILLWAY_NGINX_CONN_PER_IP", "0")):
+        monkeypatch.setenv(variable, value)
+        try:
+            settings.nginx_rate_limits()
+        except settings.SettingsError as exc:
+            assert variable in str(exc)
+        else:
+            raise AssertionError(f"{variable}={value} was accepted")
+        monkeypatch.delenv(variable)
 
 
 def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path):
@@ -136,21 +139,23 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     from jinja2 import StrictUndefined
 
     from spillway.deploy.layout import TEMPLATES_DIR
-    from spillway.security.headers import CONTENT_SECURITY_POLICY
+    from spillway.deploy.nginx_answers import template_context
+    from spillway.deploy.run_dir import RunDir
     from spillway.settings import nginx_rate_limits
 
     template = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
                            undefined=StrictUndefined).get_template("nginx.conf")
-    context = dict(user="", group="", nginx_workers=1, run_dir=tmp_path, log_dir=tmp_path,
+    context = dict(user="", group="", nginx_workers=1, paths=RunDir(tmp_path), log_dir=tmp_path,
                    max_body_bytes=65536, cache_prefix="p", host="127.0.0.1", port=1,
-                   static_dir=tmp_path, content_security_policy=CONTENT_SECURITY_POLICY,
-                   metrics_port=2)
+                   static_dir=tmp_path, metrics_port=2, **template_context(65536))
     rendered = {}
     for mode in ("on", "off"):
         monkeypatch.setenv("SPILLWAY_RATE_LIMITS", mode)
         rendered[mode] = template.render(**context, **nginx_rate_limits())
-    assert "limit_req" not in rendered["off"]
+    assert "limit_req" not in rendered["off"] and "limit_conn" not in rendered["off"]
     assert "limit_req zone=per_ip burst=40 nodelay;" in rendered["on"]
     assert "rate=20r/s" in rendered["on"]
+    assert "limit_conn conn_per_ip 64;" in rendered["on"]
     for config in rendered.values():
-        assert config.count("error_page 429 = @rate_limited;") == 3  # server + 2 locations
+        # Both servers, and the memcached location (its own error_page lines).
+        assert config.count("error_page 429 =429 /_spillway/errors/429;") == 3

@@ -1,0 +1,134 @@
+"""Every path inside a run directory, named once: nothing else spells them by hand.
+
+Two kinds, never mixed in one directory (SECURITY.md, "The privilege boundary"): what
+root reads or writes (configs, secrets, pid files, supervisord's socket, the logs, the
+parent of nginx's temp paths) is root's; the service user owns only the directories it
+writes in (data, redis, sockets, metrics).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# nginx's *_temp_path directories, inside RunDir.nginx_temp (root's: nginx's master
+# mkdirs each, then stat()s and chown()s it to the worker user, following links).
+NGINX_TEMP_NAMES = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+DATABASE_NAME = "spillway.db"
+# SQLite's companions of a database file: they move with it.
+DATABASE_SUFFIXES = ("", "-wal", "-shm")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    root: Path
+
+    # -- root's: read or written by root (supervisord, nginx's master, `spillway up`)
+
+    @property
+    def logs(self) -> Path:
+        """Written by supervisord and nginx's master, as root."""
+        return self.root / "logs"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.root / "nginx.conf"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.root / "redis.conf"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.env"
+
+    @property
+    def supervisord_pid(self) -> Path:
+        return self.root / "supervisord.pid"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "supervisor.sock"
+
+    @property
+    def nginx_pid(self) -> Path:
+        return self.root / "nginx.pid"
+
+    @property
+    def nginx_temp(self) -> Path:
+        """The parent of nginx's temp paths (their contents are the workers')."""
+        return self.root / "nginx"
+
+    def nginx_temp_path(self, name: str) -> Path:
+        return self.nginx_temp / name
+
+    # -- the service user's: written by the processes that run as it
+
+    @property
+    def data(self) -> Path:
+        """The SQLite database and its journal files."""
+        return self.root / "data"
+
+    @property
+    def database(self) -> Path:
+        return self.data / DATABASE_NAME
+
+    @property
+    def redis_data(self) -> Path:
+        """redis's working directory: its AOF."""
+        return self.root / "redis"
+
+    @property
+    def sockets(self) -> Path:
+        """The unix sockets of redis, memcached and gunicorn."""
+        return self.root / "sockets"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.sockets / "redis.sock"
+
+    @property
+    def memcached_socket(self) -> Path:
+        return self.sockets / "memcached.sock"
+
+    @property
+    def gunicorn_socket(self) -> Path:
+        return self.sockets / "gunicorn.sock"
+
+    @property
+    def metrics(self) -> Path:
+        """prometheus_client's multiprocess directory, shared by gunicorn and Celery."""
+        return self.root / "metrics"
+
+    @property
+    def quarantine(self) -> Path:
+        """root's, closed: where the service user's files an older layout let it leave in
+        the run directory are moved (never deleted: they may be evidence)."""
+        return self.root / "quarantine"
+
+    @property
+    def layout_names(self) -> frozenset[str]:
+        """The names directly in the run directory that belong to the layout."""
+        paths = (self.logs, self.supervisord_conf, self.nginx_conf, self.redis_conf,
+                 self.secrets_file, self.supervisord_pid, self.supervisor_socket,
+                 self.nginx_pid, self.nginx_temp, self.data, self.redis_data, self.sockets,
+                 self.metrics, self.quarantine)
+        return frozenset(path.name for path in paths)
+
+    # -- what older layouts left directly in the run directory
+
+    @property
+    def legacy_database(self) -> Path:
+        return self.root / DATABASE_NAME
+
+    @property
+    def legacy_leftovers(self) -> tuple[Path, ...]:
+        """Sockets and Celery beat's pickle shelve: nothing reads them any more."""
+        names = ("redis.sock", "memcached.sock", "gunicorn.sock", "celerybeat-schedule",
+                 "celerybeat-schedule.db", "celerybeat-schedule.dat",
+                 "celerybeat-schedule.dir", "celerybeat-schedule.bak")
+        return tuple(self.root / name for name in names)
