@@ -18,6 +18,9 @@ from spillway.settings import SettingsError
 
 
 def _app_from_environment():
+    from spillway.deploy.local_stack import use_stack_addresses
+
+    use_stack_addresses()  # in a checkout with a stack: its sockets and database
     try:
         return create_app(os.environ.get("SPILLWAY_ENV", "dev"))
     except SettingsError as exc:

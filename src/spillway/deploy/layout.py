@@ -30,6 +30,8 @@ PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SE
                   "SPILLWAY_RATE_LIMIT_PER_IP",
                   "SPILLWAY_RATE_LIMIT_PER_BUYER", "SPILLWAY_PURCHASE_TOKEN_TTL",
                   "SPILLWAY_PROXY_HOPS", "SPILLWAY_REDIS_BATCHING",
+                  "SPILLWAY_GATEWAY_TIMEOUT_S", "SPILLWAY_PAYING_GRACE_MS",
+                  "SPILLWAY_REDIS_RETENTION_S",
                   # An app of the operator's, importable by every process (never the cwd:
                   # they run with `python -P` in /).
                   "PYTHONPATH")
@@ -85,6 +87,18 @@ def free_loopback_port(preferred: int = 0) -> int:
         return sock.getsockname()[1]
 
 
+def stack_addresses(run_dir: RunDir) -> dict[str, str]:
+    """Where the stack of ``run_dir`` listens and keeps its ledger (the operator's
+    DATABASE_URL wins, as for `spillway up`)."""
+    return {
+        "SPILLWAY_RUN_DIR": str(run_dir.root),
+        "SPILLWAY_REDIS_URL": f"unix://{run_dir.redis_socket}?db=0",
+        "SPILLWAY_BROKER_URL": f"redis+socket://{run_dir.redis_socket}?virtual_host=1",
+        "SPILLWAY_MEMCACHED_SERVERS": str(run_dir.memcached_socket),
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{run_dir.database}",
+    }
+
+
 def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
                         payment_url: str) -> dict[str, str]:
     """The environment every app process of the stack runs with."""
@@ -94,12 +108,8 @@ def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
         # root's: nothing the processes read from $HOME can be planted there.
         "HOME": str(run_dir.root),
         "SPILLWAY_ENV": "prd",
-        "SPILLWAY_RUN_DIR": str(run_dir.root),
         "SPILLWAY_LOG_LEVEL": log_level,
-        "SPILLWAY_REDIS_URL": f"unix://{run_dir.redis_socket}?db=0",
-        "SPILLWAY_BROKER_URL": f"redis+socket://{run_dir.redis_socket}?virtual_host=1",
-        "SPILLWAY_MEMCACHED_SERVERS": str(run_dir.memcached_socket),
-        "DATABASE_URL": f"sqlite:///{run_dir.database}",
+        **stack_addresses(run_dir),
         "SPILLWAY_PAYMENT_URL": payment_url,
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
         **stack_secrets,

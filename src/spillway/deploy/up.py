@@ -45,6 +45,7 @@ FLOWER_USER = "admin"
 # What root runs, and what it runs as the service user, starts here: a directory only root
 # can write, so neither a cwd on sys.path nor a relative path can reach a planted file.
 NEUTRAL_CWD = "/"
+LEDGER_NOT_YET = 3  # `spillway ledger check`: cannot be checked yet
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ def run_stack(options: StackOptions) -> int:
     supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
+    refusal = ledger_refusal(run_dir, environment, user, supervisord)
+    if refusal:
+        # The app's processes refuse by themselves too; nothing touched redis's state.
+        supervisord.terminate()
+        supervisord.wait()
+        click.echo(f"spillway up: {refusal}", err=True)
+        return 2
     if wait_until_ready(options, supervisord):
         if options.seed_demo:
             seed_demo(environment, user)
@@ -201,6 +209,26 @@ def run_cli(args: list[str], environment: dict[str, str],
     return subprocess.run([sys.executable, "-P", "-m", "spillway", *args], env=environment,
                           cwd=NEUTRAL_CWD, capture_output=True, text=True, check=False,
                           **ids)
+
+
+def ledger_refusal(run_dir: RunDir, environment: dict[str, str], user: ServiceUser | None,
+                   supervisord: subprocess.Popen, timeout: float = 30.0) -> str | None:
+    """Once redis answers, whether its state belongs to this database (RELIABILITY.md,
+    "Redis bound to its ledger"): None, or the one line saying why not and what to do."""
+    deadline = time.monotonic() + timeout
+    while not run_dir.redis_socket.exists():
+        if supervisord.poll() is not None or time.monotonic() > deadline:
+            return None  # redis did not start: the readiness report says so
+        time.sleep(0.1)
+    while True:
+        result = run_cli(["ledger", "check"], environment, user)
+        if result.returncode == 0:
+            return None
+        line = (result.stderr.strip().splitlines() or ["the ledger check failed"])[-1]
+        # 3: not checkable yet (redis still opening its socket or replaying its AOF).
+        if result.returncode != LEDGER_NOT_YET or time.monotonic() > deadline:
+            return line.removeprefix("Error: ")
+        time.sleep(0.5)
 
 
 def seed_demo(environment: dict[str, str], user: ServiceUser | None) -> None:

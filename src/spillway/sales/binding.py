@@ -196,12 +196,6 @@ def verify_at_start(app, who: str) -> None:
                         type(exc).__name__, exc)
 
 
-def ledger_facts() -> dict[str, int]:
-    """What the ledger holds, for the operator's status page."""
-    return {"sales": db.session.scalar(select(func.count(Sale.id))),
-            "orders": db.session.scalar(select(func.count(Order.id)))}
-
-
 def _outbox_info() -> dict:
     try:
         raw = redis_store.xinfo_stream(stock.OUTBOX)

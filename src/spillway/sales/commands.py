@@ -4,6 +4,9 @@ this database)."""
 import click
 from flask.cli import with_appcontext
 
+from spillway.deploy.local_stack import redis_of
+from spillway.deploy.local_stack import run_dir_of_checkout
+from spillway.errors import DEPENDENCY_ERRORS
 from spillway.sales import binding
 from spillway.sales import repair
 from spillway.sales.reconcile import reconcile
@@ -38,15 +41,27 @@ def ledger_group():
     """
 
 
+class NotYet(click.ClickException):
+    """The pair cannot be checked now (a dependency is starting or down): exit 3."""
+
+    exit_code = 3
+
+
 @ledger_group.command("check")
 @with_appcontext
 def ledger_check_command():
-    """Exit 0 if redis's state belongs to this database (binding an unbound redis), else
-    print why in one line and exit 1 (spillway up runs this before it starts anything)."""
+    """Exit 0 if redis's state belongs to this database (binding an unbound redis); else
+    print why in one line and exit 1, or 3 when it cannot be checked yet (spillway up runs
+    this once redis answers, before anything is served)."""
     try:
         binding.verify()
-    except (binding.LedgerMismatch, binding.NotCheckable) as exc:
+    except binding.LedgerMismatch as exc:
         raise click.ClickException(str(exc)) from None
+    except binding.NotCheckable as exc:
+        raise NotYet(str(exc)) from None
+    except DEPENDENCY_ERRORS as exc:
+        raise NotYet(f"cannot check the ledger binding yet: {type(exc).__name__}: "
+                     f"{exc}") from None
     click.echo("ledger: redis and the database belong together")
 
 
@@ -54,8 +69,7 @@ def ledger_check_command():
 @with_appcontext
 def ledger_status_command():
     """Show both sides, whether they agree, and what each holds that the other lacks."""
-    for line in _checked(repair.survey).lines():
-        click.echo(line)
+    _with_redis(lambda: _echo(repair.survey().lines()))
 
 
 @ledger_group.command("adopt")
@@ -65,10 +79,8 @@ def ledger_adopt_command(yes):
     """Take redis's state into this database: redis is the newer truth (the database was
     restored from an older backup). Sales and buyers only redis knows are written into the
     ledger, orders only redis knows are persisted, then every sale is reconciled."""
-    _confirm(yes, "adopt: redis's state is kept and written into this database")
-    for line in _checked(repair.adopt):
-        click.echo(line)
-    _reconcile_all()
+    _with_redis(lambda: _repair(repair.adopt, yes,
+                                "adopt: redis's state is kept and written into this database"))
 
 
 @ledger_group.command("clear")
@@ -78,32 +90,40 @@ def ledger_clear_command(yes):
     """Delete Spillway's state in redis and rebuild it from this database: the database is
     the truth (it is new, or redis is another's or older). What only redis knew is lost:
     the survey printed first says what."""
-    _confirm(yes, "clear: what only redis holds (above) is deleted")
-    for line in _checked(repair.clear):
-        click.echo(line)
-    _reconcile_all()
+    _with_redis(lambda: _repair(repair.clear, yes,
+                                "clear: what only redis holds (above) is deleted"))
 
 
-def _confirm(yes: bool, what: str) -> None:
-    survey = _checked(repair.survey)
-    for line in survey.lines():
-        click.echo(line)
+def _repair(way_out, yes: bool, what: str) -> None:
+    """Survey, refuse unless there is a mismatch and --yes, repair, reconcile."""
+    survey = repair.survey()
+    _echo(survey.lines())
     if not survey.found.problems:
         raise click.ClickException("redis and the database agree: nothing to repair")
     if not yes:
         raise click.ClickException(f"{what}; run again with --yes to do it")
-
-
-def _checked(step):
-    try:
-        return step()
-    except (binding.LedgerMismatch, binding.NotCheckable) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _reconcile_all() -> None:
+    _echo(way_out())
     reports = reconcile_all()
-    for report in reports:
-        click.echo(report.describe())
+    _echo(report.describe() for report in reports)
     if any(not report.ok for report in reports):
         raise SystemExit(1)
+
+
+def _with_redis(work) -> None:
+    """Run ``work`` with the checkout's redis up (the stack's, or one started for this
+    command: the stack is stopped while the operator repairs), failures as one line."""
+    run_dir = run_dir_of_checkout()
+    try:
+        if run_dir is None:
+            return work()
+        with redis_of(run_dir):
+            return work()
+    except (binding.LedgerMismatch, binding.NotCheckable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except DEPENDENCY_ERRORS as exc:
+        raise NotYet(f"{type(exc).__name__}: {exc}") from None
+
+
+def _echo(lines) -> None:
+    for line in lines:
+        click.echo(line)

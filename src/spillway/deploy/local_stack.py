@@ -1,0 +1,81 @@
+"""What a `spillway` command run beside a stack needs: the addresses of that stack.
+
+`spillway up` gives its processes an environment that points at the run directory's
+sockets and database; a command the operator types in the same checkout (`spillway check`,
+`spillway ledger status`, `spillway reconcile`) gets the same addresses, for every setting
+the operator has not set, so that it finds the stack by itself.
+"""
+
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from spillway.deploy.layout import find_system_binaries
+from spillway.deploy.layout import stack_addresses
+from spillway.deploy.run_dir import RunDir
+from spillway.deploy.service_user import resolve_service_user
+
+REDIS_START_SECONDS = 30.0
+
+
+def run_dir_of_checkout() -> RunDir | None:
+    """The run directory `spillway up` would use here, if a stack was ever set up in it."""
+    run_dir = RunDir(Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve())
+    return run_dir if run_dir.redis_conf.exists() else None
+
+
+def use_stack_addresses() -> RunDir | None:
+    """Point this process at the checkout's stack, for each setting not set already."""
+    run_dir = run_dir_of_checkout()
+    if run_dir is not None:
+        for name, value in stack_addresses(run_dir).items():
+            os.environ.setdefault(name, value)
+    return run_dir
+
+
+@contextmanager
+def redis_of(run_dir: RunDir):
+    """The run directory's redis for the length of a command: the stack's own if it is up;
+    else started from its config, as the service user, and stopped afterwards (an operator
+    repairing redis's state with the stack stopped)."""
+    client = redis.Redis(unix_socket_path=str(run_dir.redis_socket), socket_timeout=2)
+    try:
+        client.ping()
+        yield
+        return
+    except (redis.exceptions.ConnectionError, FileNotFoundError):
+        pass
+    finally:
+        client.close()
+    user = resolve_service_user()
+    ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    server = subprocess.Popen([find_system_binaries()["redis_server"], str(run_dir.redis_conf)],
+                              cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, **ids)
+    try:
+        _wait_for(run_dir, server)
+        yield
+    finally:
+        server.terminate()  # redis writes its AOF and exits
+        server.wait(timeout=60)
+
+
+def _wait_for(run_dir: RunDir, server: subprocess.Popen) -> None:
+    client = redis.Redis(unix_socket_path=str(run_dir.redis_socket), socket_timeout=2)
+    deadline = time.monotonic() + REDIS_START_SECONDS
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (redis.exceptions.ConnectionError, FileNotFoundError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the run directory's redis did not start "
+                                       f"({run_dir.redis_conf})") from None
+                time.sleep(0.1)
+    finally:
+        client.close()
