@@ -102,20 +102,35 @@ def load_json_body(schema):
 def parse_json_object(content_type: str, raw: bytes, schema):
     """A JSON object body, validated by a marshmallow ``schema``.
 
-    :raise ApiError: 415 not JSON, 400 malformed or invalid (naming the fields).
+    :raise ApiError: as :func:`decode_json_object`, and 400 invalid (naming the fields).
     """
-    if content_type.partition(";")[0].strip().lower() != "application/json":
-        raise ApiError(415, "Send the body as application/json.")
-    try:
-        data = json.loads(raw or b"null")
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
-        raise ApiError(400, "The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object.")
+    data = decode_json_object(content_type, raw)
     try:
         return schema.load(data)
     except ValidationError as exc:
         raise ApiError(400, fields_message(exc.messages)) from None
+
+
+def decode_json_object(content_type: str, raw: bytes) -> dict:
+    """The JSON object a request body holds: the one judge of every JSON body, the purchase
+    paths' and every webargs body route's (spillway.apidoc.BodyParser).
+
+    :raise ApiError: 400 an empty body, 415 not application/json, 400 not a JSON object.
+    """
+    if not raw:
+        raise ApiError(400, "The request needs a body: a JSON object.")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "Send the body as application/json.")
+    try:
+        # UTF-8 and nothing else (RFC 8259), so a byte order mark is malformed too.
+        data = json.loads(raw.decode("utf-8"))
+    # ValueError: malformed, not UTF-8, or an integer past Python's 4,300-digit limit;
+    # RecursionError: nested too deeply to decode.
+    except (ValueError, RecursionError):
+        raise ApiError(400, "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.")
+    return data
 
 
 def init_app(app: Flask) -> None:

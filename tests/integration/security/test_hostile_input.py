@@ -4,6 +4,7 @@ In process (the Flask test client, through both WSGI fast paths) and over raw HT
 live `spillway serve` for what a test client cannot send (CR/LF in headers, raw bytes,
 unnormalised paths)."""
 
+import io
 import json
 import socket
 import time
@@ -157,6 +158,67 @@ def test_bad_query_strings_are_400(client, app, query):
     """Through the catalog's fast path and the Flask views alike ("²" crashed the fast path)."""
     path = "/api/v1/sales" if query.startswith("status") else "/api/v1/products"
     assert_error(client.get(f"{path}?{query}"), 400, "invalid_request")
+
+
+# Python's limits and the database's: each of these was a 500 (audit, issue 20 item 2) -----
+
+HUGE = "9" * 4301  # one digit past Python's int-string limit: json.loads raises ValueError
+
+
+def chunked_purchase(client, sale, headers, body: bytes, extra: dict | None = None):
+    """A purchase with no Content-Length: the fast path leaves it to the Flask view."""
+    return client.post(f"/api/v1/sales/{sale['id']}/orders", input_stream=io.BytesIO(body),
+                       headers={**headers, "Content-Type": "application/json",
+                                "Transfer-Encoding": "chunked", **(extra or {})})
+
+
+@pytest.mark.parametrize("body", ['{"name": "x", "price_cents": HUGE}', '{"quantity": HUGE}',
+                                  '{"name": "x", "deep": [{"n": HUGE}]}', "HUGE"],
+                         ids=["field", "quantity", "nested", "bare"])
+def test_huge_integers_in_a_body_are_400_everywhere(client, app, body):
+    """A JSON integer of 4,301 digits anywhere in a body is invalid JSON (400) on every body
+    route, both purchase paths included: Python refuses to convert it, which was a 500."""
+    raw = body.replace("HUGE", HUGE).encode()
+    sale = make_sale(client)
+    buyer = signup(client)
+    for method, path, headers in (("post", "/api/v1/users", {}),
+                                  ("post", "/api/v1/products", admin_headers()),
+                                  ("patch", "/api/v1/products/1", admin_headers()),
+                                  ("post", "/api/v1/sales", admin_headers()),
+                                  ("post", f"/api/v1/sales/{sale['id']}/orders", buyer)):
+        response = getattr(client, method)(path, data=raw, content_type="application/json",
+                                           headers=headers)
+        assert_error(response, 400, "invalid_request")
+    assert_error(chunked_purchase(client, sale, buyer, raw), 400, "invalid_request")
+
+
+NOT_JSON = [("application/x-www-form-urlencoded", b"name=Changed&quantity=1", 415),
+            ("text/plain", b'{"name": "Changed", "quantity": 1}', 415),
+            ("multipart/form-data; boundary=b", b"--b\r\n\r\nChanged\r\n--b--", 415),
+            ("application/json", b"", 400), ("", b"", 400)]
+
+
+@pytest.mark.parametrize("content_type, body, status", NOT_JSON,
+                         ids=["form", "text", "multipart", "empty-json", "empty-untyped"])
+def test_every_json_body_route_refuses_other_media_and_empty_bodies(client, app, content_type,
+                                                                     body, status):
+    """A body that is not application/json is a 415 and an empty one a 400, on every JSON
+    body operation, in one place (apidoc.BodyParser): a PATCH with a form, text or nothing
+    used to answer 200 as an empty patch. Nothing changes."""
+    sale = make_sale(client)
+    buyer = signup(client)
+    for method, path, headers in (("post", "/api/v1/users", {}),
+                                  ("post", "/api/v1/products", admin_headers()),
+                                  ("patch", "/api/v1/products/1", admin_headers()),
+                                  ("post", "/api/v1/sales", admin_headers()),
+                                  ("post", f"/api/v1/sales/{sale['id']}/orders", buyer)):
+        response = getattr(client, method)(path, data=body, headers={
+            **headers, **({"Content-Type": content_type} if content_type else {})})
+        assert_error(response, status)
+    assert_error(chunked_purchase(client, sale, buyer, body, {"Content-Type": content_type}),
+                 status)
+    assert client.get("/api/v1/products/1").get_json()["name"] == "Lantern"
+    assert client.get("/api/v1/sales").get_json()["items"][0]["remaining"] == sale["remaining"]
 
 
 # Tokens ---------------------------------------------------------------------------------
@@ -330,3 +392,4 @@ def test_path_tricks_get_no_file_and_no_5xx(live_app, target):
     assert b"import " not in body and b"root:" not in body
     if status >= 400 and headers.get("content-type", [""])[0].startswith("application/json"):
         assert set(json.loads(body)["error"]) == {"code", "message"}
+
