@@ -6,6 +6,8 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from spillway.fields import Text
+
 STATUSES = ("scheduled", "active", "sold_out", "ended")
 MAX_QUANTITY = 100  # units in one purchase
 
@@ -22,8 +24,8 @@ class StrictBoolean(fields.Boolean):
 class SaleIn(Schema):
     """A new flash sale (admin)."""
 
-    product_id = fields.String(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,18}$",
-                               error="Not the id of a product."))
+    product_id = Text(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,18}$",
+                      error="Not the id of a product."))
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000_000))
     per_user_limit = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 100))
     starts_at = fields.AwareDateTime(load_default=None)
@@ -56,7 +58,7 @@ class SaleOut(Schema):
 
 
 class SaleListArgs(Schema):
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = Text(validate=validate.OneOf(STATUSES))
 
 
 class SaleList(Schema):
