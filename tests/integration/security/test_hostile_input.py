@@ -222,6 +222,22 @@ def test_text_no_database_can_store_is_400_naming_the_field(client, app, kind, m
     assert client.get("/api/v1/products").get_json()["total"] == 1
 
 
+@pytest.mark.parametrize("token", ["\u00b2.mac", "1\u00b2.mac", "\u00b9\u00b2\u00b3.x"],
+                         ids=["superscript-two", "digit-then-superscript", "three"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["fast-path", "flask-view"])
+def test_non_ascii_digits_in_a_purchase_token_are_403(client, app, token, chunked):
+    """"²" is a digit to str.isdigit and no number to int(): a token that starts with one
+    is purchase_token_invalid on both purchase paths, not a 500."""
+    sale = make_sale(client, requires_purchase_token=True)
+    buyer = signup(client)
+    headers = {"X-Purchase-Token": json.loads(f'"{token}"')}
+    if chunked:
+        response = chunked_purchase(client, sale, buyer, b'{"quantity": 1}', headers)
+    else:
+        response = buy(client, sale, {**buyer, **headers})
+    assert_error(response, 403, "purchase_token_invalid")
+
+
 NOT_JSON = [("application/x-www-form-urlencoded", b"name=Changed&quantity=1", 415),
             ("text/plain", b'{"name": "Changed", "quantity": 1}', 415),
             ("multipart/form-data; boundary=b", b"--b\r\n\r\nChanged\r\n--b--", 415),
