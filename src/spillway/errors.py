@@ -14,6 +14,8 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from pymemcache.exceptions import MemcacheError
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ DEPENDENCY_ERRORS = (
     ConnectionError,
     BrokerError,
 )
+NO_SUCH_PATH = "No such path (each is spelled one way: no doubled slashes)."
 CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -143,6 +146,15 @@ def init_app(app: Flask) -> None:
         limit = app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"The request body exceeds {limit} bytes.")
+
+    @app.before_request
+    def refuse_routing_redirects():
+        # Werkzeug answers a path spelled another way than its route (a doubled slash) with
+        # its own HTML 308, whose Location it builds from the client's Host header, and
+        # Flask hands routing exceptions past every error handler. Each path has one
+        # spelling: any other is a 404 like any unknown path.
+        if isinstance(request.routing_exception, RequestRedirect):
+            request.routing_exception = NotFound(NO_SUCH_PATH)
 
     app.register_error_handler(ApiError, response_for)
 

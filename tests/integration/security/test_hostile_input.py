@@ -450,3 +450,17 @@ def test_huge_page_numbers_over_http_are_400(live_app, query):
         response = requests.get(f"{live_app.base_url}{path}?{query}", timeout=30)
         assert response.status_code == 400, (path, response.status_code, response.text[:200])
         assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("target", [b"/api/v1//sales", b"/api/v1/sales//1", b"/demo//index",
+                                    b"/api//v1/products/1", b"/api/v1/sales/1//stats"])
+def test_doubled_slashes_are_a_json_404_never_a_redirect(live_app, target):
+    """Werkzeug used to answer these with an HTML 308 whose Location came from the
+    client's Host header; every spelling a route does not have is now a JSON 404."""
+    request = (b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\n"
+               b"Connection: close\r\n\r\n")
+    status, headers, body = raw_request(live_app, request)
+    assert status == 404, (status, headers, body[:200])
+    assert headers["content-type"][0].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == "not_found"
+    assert "location" not in headers and b"evil.example" not in body
