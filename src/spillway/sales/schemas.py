@@ -6,10 +6,12 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from spillway.catalog.schemas import PageArgs
 from spillway.fields import Text
 
 STATUSES = ("scheduled", "active", "sold_out", "ended")
 MAX_QUANTITY = 100  # units in one purchase
+SALES_PER_PAGE = 100  # the listing's default page: clients from before pages see every sale
 
 
 class StrictBoolean(fields.Boolean):
@@ -57,12 +59,25 @@ class SaleOut(Schema):
     requires_purchase_token = fields.Boolean(required=True)
 
 
-class SaleListArgs(Schema):
-    status = Text(validate=validate.OneOf(STATUSES))
+class SaleListArgs(PageArgs):
+    """Which sales: those with any of the statuses given (repeat ``status``; every sale
+    when none is), a page at a time, ordered by id."""
+
+    status = fields.List(Text(validate=validate.OneOf(STATUSES)),
+                         metadata={"description": "Repeat for several: status=active&"
+                                                  "status=scheduled."})
+    per_page = fields.Integer(load_default=SALES_PER_PAGE, validate=validate.Range(1, 100),
+                              metadata={"description": f"Sales a page; {SALES_PER_PAGE} by "
+                                                       "default."})
 
 
 class SaleList(Schema):
+    """One page of sales, ordered by id; ``total`` counts every page's."""
+
     items = fields.List(fields.Nested(SaleOut), required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
 
 
 class RejectedOut(Schema):

@@ -111,11 +111,6 @@ def get_sale(sale_id: int) -> Sale:
     return sale
 
 
-def list_sales(status: str | None) -> list[dict]:
-    documents = [describe(sale) for sale in db.session.scalars(select(Sale).order_by(Sale.id))]
-    return [d for d in documents if status is None or d["status"] == status]
-
-
 def stats(sale: Sale) -> dict:
     live = stock.sale_state(sale.id) or {}
     persisted = db.session.scalar(select(func.count(Order.id)).where(Order.sale_id == sale.id))

@@ -446,7 +446,7 @@ def test_path_tricks_get_no_file_and_no_5xx(live_app, target):
 def test_huge_page_numbers_over_http_are_400(live_app, query):
     """The catalog's fast path runs outside Flask: int() of a 4,301-digit page raised there,
     and the server answered its own bare 500. Such a query now goes to Flask: 400 JSON."""
-    for path in ("/api/v1/products",):
+    for path in ("/api/v1/products", "/api/v1/sales"):
         response = requests.get(f"{live_app.base_url}{path}?{query}", timeout=30)
         assert response.status_code == 400, (path, response.status_code, response.text[:200])
         assert response.json()["error"]["code"] == "invalid_request"
