@@ -19,6 +19,7 @@ MAX_BODY_BYTES = 64 * 1024
 # Values a tutorial or a template would leave behind; none of them is a secret.
 DEFAULT_SECRETS = {"", "dev", "secret", "changeme", "change-me", "dev-insecure-key"}
 MIN_SECRET_LENGTH = 16
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class SettingsError(RuntimeError):
@@ -213,3 +214,22 @@ def _refuse_unsafe_production(config: dict) -> None:
         )
     if not config["ADMIN_TOKEN"]:
         raise SettingsError("SPILLWAY_ADMIN_TOKEN is not set: prd needs an admin token")
+    weakness = _admin_token_weakness(config["ADMIN_TOKEN"], secret)
+    if weakness:
+        raise SettingsError(
+            f"SPILLWAY_ADMIN_TOKEN is {weakness}: set a random value of "
+            f"{MIN_ADMIN_TOKEN_LENGTH}+ characters for prd (spillway up generates one)"
+        )
+
+
+def _admin_token_weakness(token: str, secret: str) -> str | None:
+    # The admin token is typed into /ops and sent on every admin call, and it grants every
+    # admin right: as long as the random one `spillway up` generates (token_urlsafe(32), 43
+    # characters), and never the signing key, whose leak would then give away both.
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        return f"shorter than {MIN_ADMIN_TOKEN_LENGTH} characters"
+    if token.lower() in DEFAULT_SECRETS or len(set(token)) == 1:  # "xxxx…": a placeholder
+        return "a default or placeholder value"
+    if token == secret:
+        return "the same as SPILLWAY_SECRET_KEY"
+    return None
