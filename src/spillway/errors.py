@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import redis
 import sqlalchemy.exc
@@ -31,6 +32,13 @@ DEPENDENCY_ERRORS = (
     BrokerError,
 )
 NO_SUCH_PATH = "No such path (each is spelled one way: no doubled slashes)."
+# Redis up but refusing writes for a while: out of memory under noeviction (OOM), a failed
+# background save with stop-writes-on-bgsave-error (MISCONF), a read-only replica
+# (READONLY), too few replicas (NOREPLICAS). The write did not happen: 503, like a redis
+# that is down. (redis-py's BusyLoadingError, LOADING, is a ConnectionError already.)
+REDIS_REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+# Codes redis-py has no class for; searched, since a pipeline prefixes its own words.
+REDIS_REFUSAL_CODES = re.compile(r"\b(MISCONF|NOREPLICAS)\b")
 CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -176,12 +184,20 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, response_for)
 
 
+def is_dependency_down(exc: Exception) -> bool:
+    """Whether ``exc`` says a dependency is down or refuses writes for now (a 503)."""
+    if isinstance(exc, DEPENDENCY_ERRORS + REDIS_REFUSALS):
+        return True
+    return (isinstance(exc, redis.exceptions.ResponseError)
+            and REDIS_REFUSAL_CODES.search(str(exc)) is not None)
+
+
 def response_for(exc: Exception):
     """The answer to an exception a view raised: its refusal, 503 for a dependency that is
     down, 500 (logged, nothing leaked) for anything else."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.retry_after)
-    if isinstance(exc, DEPENDENCY_ERRORS):
+    if is_dependency_down(exc):
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
         if isinstance(exc, redis.exceptions.TimeoutError):
             # The command may have run after all (a frozen redis that resumed): only the
