@@ -81,6 +81,8 @@ def _read(env: Env, config_name: str) -> dict:
         "STREAM_POLL_MS": env.int("SPILLWAY_STREAM_POLL_MS", 200),
         "STREAM_HEARTBEAT_S": env.float("SPILLWAY_STREAM_HEARTBEAT_S", 15.0),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
+        # /readyz reuses a process's last checks this long: a flood costs one run a second.
+        "READYZ_CACHE_S": env.float("SPILLWAY_READYZ_CACHE_S", 1.0, validate=Range(0, 60)),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         "API_TITLE": "Spillway",
         "API_VERSION": "v1",
