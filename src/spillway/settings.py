@@ -133,6 +133,9 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
                                      validate=_rate_limits),
         "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER",
                                        "5 per second;60 per minute", validate=_rate_limits),
+        # A limit per buyer is a limit per account: this is what stops minting accounts.
+        "RATELIMIT_SIGNUP": env.str("SPILLWAY_SIGNUP_LIMIT_PER_IP", "5 per minute;50 per day",
+                                    validate=_rate_limits),
     }
 
 
