@@ -80,6 +80,20 @@ def _read(env: Env, config_name: str) -> dict:
         # stream sends a keep-alive comment (below nginx's proxy_read_timeout).
         "STREAM_POLL_MS": env.int("SPILLWAY_STREAM_POLL_MS", 200),
         "STREAM_HEARTBEAT_S": env.float("SPILLWAY_STREAM_HEARTBEAT_S", 15.0),
+        # Requests held open (spillway.security.concurrency): a stream ends after its
+        # lifetime and the browser reconnects; caps per worker process, and per client
+        # address while rate limits are on. A worker holds 10,000 streams in about 230 MB
+        # (bench/sse_fanout.py); keep the cap under its gunicorn worker connections.
+        "STREAM_MAX_LIFETIME_S": env.float("SPILLWAY_STREAM_MAX_LIFETIME_S", 600.0,
+                                           validate=Range(min=1)),
+        "STREAMS_PER_WORKER": env.int("SPILLWAY_STREAMS_PER_WORKER", 15_000,
+                                      validate=Range(min=1)),
+        "STREAMS_PER_ADDRESS": env.int("SPILLWAY_STREAMS_PER_ADDRESS", 32,
+                                       validate=Range(min=1)),
+        "DEMO_SLOW_PER_WORKER": env.int("SPILLWAY_DEMO_SLOW_PER_WORKER", 2_000,
+                                        validate=Range(min=1)),
+        "DEMO_SLOW_PER_ADDRESS": env.int("SPILLWAY_DEMO_SLOW_PER_ADDRESS", 20,
+                                         validate=Range(min=1)),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         # /readyz reuses a process's last checks this long: a flood costs one run a second.
         "READYZ_CACHE_S": env.float("SPILLWAY_READYZ_CACHE_S", 1.0, validate=Range(0, 60)),
