@@ -54,7 +54,11 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
-limiter = Limiter(key_func=client_address)
+# The per-address default is read from the app serving the request: Flask-Limiter keeps
+# the default limits of the first app it is bound to, and a process (a test run) may
+# build several apps with different settings.
+limiter = Limiter(key_func=client_address,
+                  default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]])
 
 
 def signup_limit():

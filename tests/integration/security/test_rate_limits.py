@@ -132,6 +132,19 @@ def test_limits_off_lets_everything_through(client, app, monkeypatch):
         assert buy(unlimited, sale, buyer).status_code == 202
 
 
+def test_each_app_keeps_its_own_per_address_limit(client, app, monkeypatch):
+    """The per-address limit is the serving app's setting, not that of the first app built
+    in the process (Flask-Limiter keeps the first app's defaults, and a prd app built by
+    another test made this module's limits those of prd)."""
+    from spillway.app import create_app
+
+    monkeypatch.setenv("SPILLWAY_RATE_LIMIT_PER_IP", "2 per minute")
+    stricter = create_app("test").test_client()
+    for _ in range(2):
+        assert stricter.get("/api/v1/sales", headers=from_address("10.0.0.3")).status_code == 200
+    assert_rate_limited(stricter.get("/api/v1/sales", headers=from_address("10.0.0.3")))
+
+
 def test_purchases_count_in_flask_limiters_own_storage(client, app):
     """The per-buyer counts kept inside the reservation's round trip are the `limits`
     fixed-window counters of Flask-Limiter's storage: its strategy reads the same numbers."""
