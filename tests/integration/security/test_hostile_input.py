@@ -175,6 +175,15 @@ def chunked_purchase(client, sale, headers, body: bytes, extra: dict | None = No
                                 "Transfer-Encoding": "chunked", **(extra or {})})
 
 
+def body_routes(sale: dict, buyer: dict) -> list[tuple[str, str, dict]]:
+    """(method, path, headers) of every operation with a JSON body, as its rightful caller
+    (product 1 exists: make_sale made it)."""
+    return [("post", "/api/v1/users", {}), ("post", "/api/v1/products", admin_headers()),
+            ("patch", "/api/v1/products/1", admin_headers()),
+            ("post", "/api/v1/sales", admin_headers()),
+            ("post", f"/api/v1/sales/{sale['id']}/orders", buyer)]
+
+
 @pytest.mark.parametrize("body", ['{"name": "x", "price_cents": HUGE}', '{"quantity": HUGE}',
                                   '{"name": "x", "deep": [{"n": HUGE}]}', "HUGE"],
                          ids=["field", "quantity", "nested", "bare"])
@@ -184,11 +193,7 @@ def test_huge_integers_in_a_body_are_400_everywhere(client, app, body):
     raw = body.replace("HUGE", HUGE).encode()
     sale = make_sale(client)
     buyer = signup(client)
-    for method, path, headers in (("post", "/api/v1/users", {}),
-                                  ("post", "/api/v1/products", admin_headers()),
-                                  ("patch", "/api/v1/products/1", admin_headers()),
-                                  ("post", "/api/v1/sales", admin_headers()),
-                                  ("post", f"/api/v1/sales/{sale['id']}/orders", buyer)):
+    for method, path, headers in body_routes(sale, buyer):
         response = getattr(client, method)(path, data=raw, content_type="application/json",
                                            headers=headers)
         assert_error(response, 400, "invalid_request")
@@ -254,11 +259,7 @@ def test_every_json_body_route_refuses_other_media_and_empty_bodies(client, app,
     used to answer 200 as an empty patch. Nothing changes."""
     sale = make_sale(client)
     buyer = signup(client)
-    for method, path, headers in (("post", "/api/v1/users", {}),
-                                  ("post", "/api/v1/products", admin_headers()),
-                                  ("patch", "/api/v1/products/1", admin_headers()),
-                                  ("post", "/api/v1/sales", admin_headers()),
-                                  ("post", f"/api/v1/sales/{sale['id']}/orders", buyer)):
+    for method, path, headers in body_routes(sale, buyer):
         response = getattr(client, method)(path, data=body, headers={
             **headers, **({"Content-Type": content_type} if content_type else {})})
         assert_error(response, status)
