@@ -39,7 +39,7 @@ from flask import current_app
 from flask import request
 from gevent.event import Event
 
-from spillway.errors import ErrorSchema
+from spillway import apidoc
 from spillway.errors import response_for
 from spillway.sales import stock
 from spillway.sales.service import epoch_ms
@@ -231,11 +231,12 @@ def open_stream(app: Flask, raw_sale_id: str, address: str) -> EventStream:
 @bp.response(200, content_type="text/event-stream", description=(
     "Server-sent events: `data: {\"remaining\": 7, \"status\": \"active\"}` at once and "
     "on every change of either (status also changes when the sale starts or ends, by the "
-    "server clock); a `: ping` comment every 15 s while nothing changes."))
+    "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
+    "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."))
 @bp.doc(responses={200: {"content": {"text/event-stream": {
     "schema": {"type": "string"},
     "example": 'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'}}}})
-@bp.alt_response(404, schema=ErrorSchema, description="No such sale (JSON error).")
+@apidoc.errors(bp, 404)  # and 429/503: this address's or this server's streams are at the cap
 def stream_sale(sale_id):
     """Follow a sale's remaining stock and status live (text/event-stream)."""
     # Requests normally reach StreamMiddleware below; this view documents the endpoint and
