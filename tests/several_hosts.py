@@ -25,7 +25,7 @@ from tests.servers import binary
 from tests.servers import free_port
 from tests.servers import wait_for_port
 
-ADMIN = "multihost-admin-token"
+ADMIN = "multihost-admin-token-0123456789abcdef"  # prd wants 32+ characters
 REDIS_PORT, MEMCACHED_PORT, APP_PORT = 6379, 11211, 8000
 BALANCER = """
 daemon off;

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import redis
 import sqlalchemy.exc
@@ -14,6 +15,8 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from pymemcache.exceptions import MemcacheError
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,14 @@ DEPENDENCY_ERRORS = (
     ConnectionError,
     BrokerError,
 )
+NO_SUCH_PATH = "No such path (each is spelled one way: no doubled slashes)."
+# Redis up but refusing writes for a while: out of memory under noeviction (OOM), a failed
+# background save with stop-writes-on-bgsave-error (MISCONF), a read-only replica
+# (READONLY), too few replicas (NOREPLICAS). The write did not happen: 503, like a redis
+# that is down. (redis-py's BusyLoadingError, LOADING, is a ConnectionError already.)
+REDIS_REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+# Codes redis-py has no class for; searched, since a pipeline prefixes its own words.
+REDIS_REFUSAL_CODES = re.compile(r"\b(MISCONF|NOREPLICAS)\b")
 CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -102,20 +113,35 @@ def load_json_body(schema):
 def parse_json_object(content_type: str, raw: bytes, schema):
     """A JSON object body, validated by a marshmallow ``schema``.
 
-    :raise ApiError: 415 not JSON, 400 malformed or invalid (naming the fields).
+    :raise ApiError: as :func:`decode_json_object`, and 400 invalid (naming the fields).
     """
-    if content_type.partition(";")[0].strip().lower() != "application/json":
-        raise ApiError(415, "Send the body as application/json.")
-    try:
-        data = json.loads(raw or b"null")
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
-        raise ApiError(400, "The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object.")
+    data = decode_json_object(content_type, raw)
     try:
         return schema.load(data)
     except ValidationError as exc:
         raise ApiError(400, fields_message(exc.messages)) from None
+
+
+def decode_json_object(content_type: str, raw: bytes) -> dict:
+    """The JSON object a request body holds: the one judge of every JSON body, the purchase
+    paths' and every webargs body route's (spillway.apidoc.BodyParser).
+
+    :raise ApiError: 400 an empty body, 415 not application/json, 400 not a JSON object.
+    """
+    if not raw:
+        raise ApiError(400, "The request needs a body: a JSON object.")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "Send the body as application/json.")
+    try:
+        # UTF-8 and nothing else (RFC 8259), so a byte order mark is malformed too.
+        data = json.loads(raw.decode("utf-8"))
+    # ValueError: malformed, not UTF-8, or an integer past Python's 4,300-digit limit;
+    # RecursionError: nested too deeply to decode.
+    except (ValueError, RecursionError):
+        raise ApiError(400, "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.")
+    return data
 
 
 def init_app(app: Flask) -> None:
@@ -128,6 +154,15 @@ def init_app(app: Flask) -> None:
         limit = app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"The request body exceeds {limit} bytes.")
+
+    @app.before_request
+    def refuse_routing_redirects():
+        # Werkzeug answers a path spelled another way than its route (a doubled slash) with
+        # its own HTML 308, whose Location it builds from the client's Host header, and
+        # Flask hands routing exceptions past every error handler. Each path has one
+        # spelling: any other is a 404 like any unknown path.
+        if isinstance(request.routing_exception, RequestRedirect):
+            request.routing_exception = NotFound(NO_SUCH_PATH)
 
     app.register_error_handler(ApiError, response_for)
 
@@ -149,12 +184,20 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, response_for)
 
 
+def is_dependency_down(exc: Exception) -> bool:
+    """Whether ``exc`` says a dependency is down or refuses writes for now (a 503)."""
+    if isinstance(exc, DEPENDENCY_ERRORS + REDIS_REFUSALS):
+        return True
+    return (isinstance(exc, redis.exceptions.ResponseError)
+            and REDIS_REFUSAL_CODES.search(str(exc)) is not None)
+
+
 def response_for(exc: Exception):
     """The answer to an exception a view raised: its refusal, 503 for a dependency that is
     down, 500 (logged, nothing leaked) for anything else."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.retry_after)
-    if isinstance(exc, DEPENDENCY_ERRORS):
+    if is_dependency_down(exc):
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
         if isinstance(exc, redis.exceptions.TimeoutError):
             # The command may have run after all (a frozen redis that resumed): only the

@@ -21,6 +21,7 @@ MAX_BODY_BYTES = 64 * 1024
 # Values a tutorial or a template would leave behind; none of them is a secret.
 DEFAULT_SECRETS = {"", "dev", "secret", "changeme", "change-me", "dev-insecure-key"}
 MIN_SECRET_LENGTH = 16
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class SettingsError(RuntimeError):
@@ -103,7 +104,23 @@ def _read(env: Env, config_name: str) -> dict:
         # stream sends a keep-alive comment (below nginx's proxy_read_timeout).
         "STREAM_POLL_MS": env.int("SPILLWAY_STREAM_POLL_MS", 200),
         "STREAM_HEARTBEAT_S": env.float("SPILLWAY_STREAM_HEARTBEAT_S", 15.0),
+        # Requests held open (spillway.security.concurrency): a stream ends after its
+        # lifetime and the browser reconnects; caps per worker process, and per client
+        # address while rate limits are on. A worker holds 10,000 streams in about 230 MB
+        # (bench/sse_fanout.py); keep the cap under its gunicorn worker connections.
+        "STREAM_MAX_LIFETIME_S": env.float("SPILLWAY_STREAM_MAX_LIFETIME_S", 600.0,
+                                           validate=Range(min=1)),
+        "STREAMS_PER_WORKER": env.int("SPILLWAY_STREAMS_PER_WORKER", 15_000,
+                                      validate=Range(min=1)),
+        "STREAMS_PER_ADDRESS": env.int("SPILLWAY_STREAMS_PER_ADDRESS", 32,
+                                       validate=Range(min=1)),
+        "DEMO_SLOW_PER_WORKER": env.int("SPILLWAY_DEMO_SLOW_PER_WORKER", 2_000,
+                                        validate=Range(min=1)),
+        "DEMO_SLOW_PER_ADDRESS": env.int("SPILLWAY_DEMO_SLOW_PER_ADDRESS", 20,
+                                         validate=Range(min=1)),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
+        # /readyz reuses a process's last checks this long: a flood costs one run a second.
+        "READYZ_CACHE_S": env.float("SPILLWAY_READYZ_CACHE_S", 1.0, validate=Range(0, 60)),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         "API_TITLE": "Spillway",
         "API_VERSION": "v1",
@@ -154,6 +171,9 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
                                      validate=_rate_limits),
         "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER",
                                        "5 per second;60 per minute", validate=_rate_limits),
+        # A limit per buyer is a limit per account: this is what stops minting accounts.
+        "RATELIMIT_SIGNUP": env.str("SPILLWAY_SIGNUP_LIMIT_PER_IP", "5 per minute;50 per day",
+                                    validate=_rate_limits),
     }
 
 
@@ -262,3 +282,22 @@ def _refuse_unsafe_production(config: dict) -> None:
         )
     if not config["ADMIN_TOKEN"]:
         raise SettingsError("SPILLWAY_ADMIN_TOKEN is not set: prd needs an admin token")
+    weakness = _admin_token_weakness(config["ADMIN_TOKEN"], secret)
+    if weakness:
+        raise SettingsError(
+            f"SPILLWAY_ADMIN_TOKEN is {weakness}: set a random value of "
+            f"{MIN_ADMIN_TOKEN_LENGTH}+ characters for prd (spillway up generates one)"
+        )
+
+
+def _admin_token_weakness(token: str, secret: str) -> str | None:
+    # The admin token is typed into /ops and sent on every admin call, and it grants every
+    # admin right: as long as the random one `spillway up` generates (token_urlsafe(32), 43
+    # characters), and never the signing key, whose leak would then give away both.
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        return f"shorter than {MIN_ADMIN_TOKEN_LENGTH} characters"
+    if token.lower() in DEFAULT_SECRETS or len(set(token)) == 1:  # "xxxx…": a placeholder
+        return "a default or placeholder value"
+    if token == secret:
+        return "the same as SPILLWAY_SECRET_KEY"
+    return None

@@ -74,7 +74,7 @@ def test_listener_sets_tcp_nodelay():
 
 def test_serve_refuses_debug_in_prd(env):
     """`spillway serve --debug` in prd stops with one line naming the variable."""
-    prd = {**env, "SPILLWAY_SECRET_KEY": "s" * 32, "SPILLWAY_ADMIN_TOKEN": "t"}
+    prd = {**env, "SPILLWAY_SECRET_KEY": "s" * 32, "SPILLWAY_ADMIN_TOKEN": "t0" * 16}
     result = subprocess.run([sys.executable, "-m", "spillway", "serve", "--env", "prd",
                              "--debug"], env=prd, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0

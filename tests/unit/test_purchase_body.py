@@ -25,6 +25,7 @@ def test_accepted_bodies(content_type, raw, quantity):
     b'{"quantity": "1"}', b'{"quantity": null}', b'{"quantity": 1, "extra": 1}',
     b'{"quantity": 1, "quantity": 200}', b'{}', b'[]', b'1', b'', b'{"quantity": 1',
     b'\xff', b'{"quantity": -1}',
+    b'{"quantity": ' + b"9" * 4301 + b"}",  # past Python's int-string limit: ValueError
 ])
 def test_refused_bodies_are_400(raw):
     with pytest.raises(ApiError) as refused:

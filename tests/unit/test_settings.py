@@ -8,7 +8,8 @@ from spillway import settings
 from spillway.app import create_app
 from spillway.settings import SettingsError
 
-SAFE_PRD = {"SPILLWAY_SECRET_KEY": "x" * 32, "SPILLWAY_ADMIN_TOKEN": "admin-token"}
+ADMIN_TOKEN = "Zq3vT9-admin-token-0123456789abcdef"  # 35 characters
+SAFE_PRD = {"SPILLWAY_SECRET_KEY": "x" * 32, "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def test_prd_builds_with_safe_settings(prd_env):
     """A secret key, an admin token and debug off are enough for prd."""
     app = create_app("prd")
     assert app.debug is False
-    assert app.config["ADMIN_TOKEN"] == "admin-token"
+    assert app.config["ADMIN_TOKEN"] == ADMIN_TOKEN
 
 
 @pytest.mark.parametrize("variable", ["SPILLWAY_DEBUG", "FLASK_DEBUG"])
@@ -52,6 +53,36 @@ def test_prd_refuses_missing_admin_token(prd_env):
     prd_env.delenv("SPILLWAY_ADMIN_TOKEN")
     with pytest.raises(SettingsError, match="SPILLWAY_ADMIN_TOKEN"):
         settings.load("prd")
+
+
+@pytest.mark.parametrize("token, weakness", [
+    ("admin-token", "shorter than 32"), ("t" * 31, "shorter than 32"),
+    ("x" * 40, "placeholder"), ("x" * 32, "placeholder"),  # also the secret key here
+    ("CHANGEME", "shorter than 32"),
+])
+def test_prd_refuses_a_weak_admin_token(prd_env, token, weakness):
+    """prd wants an admin token as strong as the one `spillway up` generates: 32+
+    characters, not a placeholder, not the secret key; one line naming the variable."""
+    prd_env.setenv("SPILLWAY_ADMIN_TOKEN", token)
+    with pytest.raises(SettingsError, match=f"SPILLWAY_ADMIN_TOKEN is .*{weakness}") as refused:
+        settings.load("prd")
+    assert "\n" not in str(refused.value)
+
+
+def test_prd_refuses_the_secret_key_as_admin_token(prd_env):
+    """The signing key and the admin token are two secrets, not one."""
+    prd_env.setenv("SPILLWAY_SECRET_KEY", ADMIN_TOKEN)
+    with pytest.raises(SettingsError, match="SPILLWAY_ADMIN_TOKEN is the same as "
+                                            "SPILLWAY_SECRET_KEY"):
+        settings.load("prd")
+
+
+def test_the_generated_admin_token_is_strong_enough(prd_env):
+    """What `spillway up` generates (secrets.token_urlsafe(32)) passes."""
+    import secrets
+
+    prd_env.setenv("SPILLWAY_ADMIN_TOKEN", secrets.token_urlsafe(32))
+    assert settings.load("prd")["ADMIN_TOKEN"]
 
 
 def test_error_message_is_one_line(prd_env):

@@ -1,5 +1,7 @@
 """A watched sale's state: which readings wake its streams, and what they are sent."""
 
+import time
+
 import gevent
 
 from spillway.sales.stream import SaleWatch
@@ -44,3 +46,14 @@ def test_a_stream_sends_the_state_then_changes_then_heartbeats():
     gevent.spawn_later(0.01, sale.update, 3, 1_600)
     assert next(stream) == b'data: {"remaining": 3, "status": "active"}\n\n'
     stream.close()
+
+
+def test_a_stream_ends_after_its_lifetime():
+    """Heartbeats while it lives, none past its end: the body simply stops (the browser
+    reconnects after retry:)."""
+    stream = events(watch(), heartbeat_s=0.05, lifetime_s=0.2)
+    started = time.monotonic()
+    sent = list(stream)
+    assert sent[0].startswith(b"retry: ") and sent[1].startswith(b"data: ")
+    assert set(sent[2:]) == {b": ping\n\n"}
+    assert 0.2 <= time.monotonic() - started < 1.0

@@ -16,6 +16,7 @@ from spillway.catalog import cache
 
 PRODUCT_PATH = re.compile(r"^/api/v1/products/([1-9][0-9]{0,18})$")
 LISTING_PATH = "/api/v1/products"
+MAX_NUMBER_DIGITS = 7  # the longest page a listing can have (catalog.schemas.PageArgs)
 HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-cache")]
 
 
@@ -59,9 +60,15 @@ def _listing_key(query: str) -> str | None:
     if set(args) - {"page", "per_page"} or any(len(v) != 1 for v in args.values()):
         return None
     page, per_page = args.get("page", ["1"])[0], args.get("per_page", ["20"])[0]
-    if not (page.isascii() and page.isdigit() and per_page.isascii() and per_page.isdigit()):
+    if not (_small_number(page) and _small_number(per_page)):
         return None
     return cache.listing_key(int(page), int(per_page))
+
+
+def _small_number(text: str) -> bool:
+    # isascii: "²" is a digit to str.isdigit and no number to int(). The length: int() of
+    # 4,301 digits raises, here outside Flask (a bare 500); no page that long is cached.
+    return text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS
 
 
 def init_app(app: Flask) -> None:

@@ -4,19 +4,21 @@ from marshmallow import Schema
 from marshmallow import fields
 from marshmallow import validate
 
+from spillway.fields import Text
+
 MAX_PRICE_CENTS = 1_000_000_000
 
 
 class ProductIn(Schema):
     """A new product (admin)."""
 
-    name = fields.String(required=True, validate=validate.Length(1, 200))
-    description = fields.String(load_default="", validate=validate.Length(max=5000))
+    name = Text(required=True, validate=validate.Length(1, 200))
+    description = Text(load_default="", validate=validate.Length(max=5000))
     price_cents = fields.Integer(required=True, strict=True,
                                  validate=validate.Range(0, MAX_PRICE_CENTS))
-    image_url = fields.String(load_default=None, allow_none=True,
-                              validate=[validate.Length(max=2048),
-                                        validate.URL(relative=True, require_tld=False)])
+    image_url = Text(load_default=None, allow_none=True,
+                     validate=[validate.Length(max=2048),
+                               validate.URL(relative=True, require_tld=False)])
 
 
 class ProductPatch(ProductIn):

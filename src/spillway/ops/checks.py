@@ -1,7 +1,18 @@
-"""Readiness probes: one short check per dependency, each reporting "ok" or why not."""
+"""Readiness probes: one short check per dependency, each reporting "ok" or why not.
+
+``/readyz`` is public and exempt from rate limits (load balancers must never be locked
+out), so what it costs is bounded here instead: each process reuses its last result for
+``READYZ_CACHE_S`` (1 s) and runs the checks for one caller at a time while the others
+wait for that result. A flood of probes costs one run of the checks a second per process,
+and a dependency that dies shows within about a second.
+"""
 
 import logging
+import math
+import threading
+import time
 
+from flask import Flask
 from flask import current_app
 from pymemcache.client.base import Client
 from sqlalchemy import text
@@ -58,3 +69,39 @@ def run_checks() -> dict[str, str]:
             log.warning("readiness: %s failed: %s", name, exc)
             results[name] = f"error: {type(exc).__name__}: {exc}"[:200]
     return results
+
+
+class ReadinessCache:
+    """This process's last readiness results, reused while younger than ``max_age_s``."""
+
+    def __init__(self, max_age_s: float):
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()  # gevent's under gevent: a waiting probe yields
+        self._results: dict[str, str] = {}
+        self._checked_at = -math.inf
+
+    def results(self) -> dict[str, str]:
+        """The cached results, or fresh ones (one caller runs the checks, the rest wait)."""
+        if not self._fresh():
+            with self._lock:
+                if not self._fresh():  # nobody refreshed them while this caller waited
+                    self._results = run_checks()
+                    self._checked_at = time.monotonic()
+        return self._results
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._checked_at < self.max_age_s
+
+
+def cached_checks(app: Flask) -> dict[str, str]:
+    """:func:`run_checks`, at most once per ``READYZ_CACHE_S`` in this process."""
+    cache = app.extensions.get("readiness")
+    if cache is None:
+        cache = app.extensions.setdefault("readiness", ReadinessCache(
+            app.config["READYZ_CACHE_S"]))
+    return cache.results()
+
+
+def public_view(results: dict[str, str]) -> dict[str, str]:
+    """Each dependency "ok" or "unavailable": why is for the log, the admin and the CLI."""
+    return {name: "ok" if result == "ok" else "unavailable" for name, result in results.items()}

@@ -4,8 +4,10 @@ from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 
+from spillway.auth import is_admin
 from spillway.errors import RETRY_AFTER_SECONDS
-from spillway.ops.checks import run_checks
+from spillway.ops.checks import cached_checks
+from spillway.ops.checks import public_view
 
 bp = Blueprint("ops", __name__)
 
@@ -30,10 +32,12 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Check every dependency; 503 if any is down."""
-    checks = run_checks()
+    """Say whether every dependency is up; 503 if one is not. Why one is down is told to
+    the admin token only (and to the log and `spillway check`)."""
+    checks = cached_checks(current_app)
     ready = all(result == "ok" for result in checks.values())
-    response = jsonify(status="ok" if ready else "unavailable", checks=checks)
+    response = jsonify(status="ok" if ready else "unavailable",
+                       checks=checks if is_admin() else public_view(checks))
     if not ready:
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -104,7 +104,8 @@ def check(sale_id: int, user_id: str, token: str | None) -> None:
                        f"/api/v1/sales/{sale_id}/purchase-token, send it as {HEADER}.",
                        "purchase_token_required")
     expires_text, _, mac = token.partition(".")
-    valid = (expires_text.isdigit() and len(expires_text) <= 12
+    # isascii: "²" is a digit to str.isdigit and no number to int() (it was a 500).
+    valid = (expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12
              and hmac.compare_digest(mac.encode(),
                                      _mac(sale_id, user_id, int(expires_text)).encode()))
     if not valid or int(expires_text) <= time.time():

@@ -6,10 +6,13 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from spillway.catalog.schemas import PageArgs
 from spillway.clock import to_utc
+from spillway.fields import Text
 
 STATUSES = ("scheduled", "active", "sold_out", "ended")
 MAX_QUANTITY = 100  # units in one purchase
+SALES_PER_PAGE = 100  # the listing's default page: clients from before pages see every sale
 
 
 class StrictBoolean(fields.Boolean):
@@ -41,8 +44,8 @@ class UtcInstant(fields.AwareDateTime):
 class SaleIn(Schema):
     """A new flash sale (admin)."""
 
-    product_id = fields.String(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,18}$",
-                               error="Not the id of a product."))
+    product_id = Text(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,18}$",
+                      error="Not the id of a product."))
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000_000))
     per_user_limit = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 100))
     starts_at = UtcInstant(load_default=None)
@@ -74,12 +77,25 @@ class SaleOut(Schema):
     requires_purchase_token = fields.Boolean(required=True)
 
 
-class SaleListArgs(Schema):
-    status = fields.String(validate=validate.OneOf(STATUSES))
+class SaleListArgs(PageArgs):
+    """Which sales: those with any of the statuses given (repeat ``status``; every sale
+    when none is), a page at a time, ordered by id."""
+
+    status = fields.List(Text(validate=validate.OneOf(STATUSES)),
+                         metadata={"description": "Repeat for several: status=active&"
+                                                  "status=scheduled."})
+    per_page = fields.Integer(load_default=SALES_PER_PAGE, validate=validate.Range(1, 100),
+                              metadata={"description": f"Sales a page; {SALES_PER_PAGE} by "
+                                                       "default."})
 
 
 class SaleList(Schema):
+    """One page of sales, ordered by id; ``total`` counts every page's."""
+
     items = fields.List(fields.Nested(SaleOut), required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
 
 
 class RejectedOut(Schema):

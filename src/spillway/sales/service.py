@@ -117,12 +117,17 @@ def describe(sale: Sale) -> dict:
     live = stock.sale_state(sale.id) or {}
     if live.get("open") == 0:  # committed, but its draft was never opened: open it now
         stock.open_sale(sale.id, live.get("shards", 1))
-    remaining = live.get("remaining", sale.stock)
+    return document(sale, live.get("remaining", sale.stock), now_ms())
+
+
+def document(sale: Sale, remaining: int, at_ms: int) -> dict:
+    """The API's sale document, given its live remaining stock (the listing reads the
+    stock of a page of sales in one round trip: sales/listing.py)."""
     return {"id": str(sale.id), "product_id": str(sale.product_id), "stock": sale.stock,
             "remaining": remaining, "per_user_limit": sale.per_user_limit,
             "starts_at": iso(sale.starts_at), "ends_at": iso(sale.ends_at),
             "payment_timeout_s": sale.payment_timeout_s,
-            "status": status_of(sale, remaining, now_ms()),
+            "status": status_of(sale, remaining, at_ms),
             "requires_purchase_token": sale.requires_purchase_token}
 
 
@@ -132,11 +137,6 @@ def get_sale(sale_id: int) -> Sale:
     if sale is None:
         raise ApiError(404, f"Sale {sale_id} does not exist.")
     return sale
-
-
-def list_sales(status: str | None) -> list[dict]:
-    documents = [describe(sale) for sale in db.session.scalars(select(Sale).order_by(Sale.id))]
-    return [d for d in documents if status is None or d["status"] == status]
 
 
 def stats(sale: Sale) -> dict:

@@ -13,10 +13,19 @@ its place, so one ``set`` wakes every stream of the sale and no stream can miss 
 ``STREAM_HEARTBEAT_S`` keeps proxies from closing an idle stream, and is also how a
 disconnected client is noticed: the write fails, the WSGI server closes the generator, and
 its ``finally`` unsubscribes.
+
+A stream holds a connection for as long as it is open, and this path runs before Flask's
+rate limiter, so it is bounded here: a stream ends after ``STREAM_MAX_LIFETIME_S`` (the
+browser reconnects by itself), and a process holds at most ``STREAMS_PER_WORKER`` streams,
+``STREAMS_PER_ADDRESS`` from one client address while rate limits are on
+(spillway.security.concurrency).
 """
 
+import functools
 import json
 import logging
+import math
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -27,9 +36,10 @@ import redis
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import request
 from gevent.event import Event
 
-from spillway.errors import ErrorSchema
+from spillway import apidoc
 from spillway.errors import response_for
 from spillway.sales import stock
 from spillway.sales.service import epoch_ms
@@ -38,6 +48,7 @@ from spillway.sales.service import now_ms
 from spillway.sales.service import parse_sale_id
 from spillway.sales.service import status_at
 from spillway.sales.views import bp
+from spillway.security.concurrency import cap_of
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,8 @@ STREAM_PATH = re.compile(r"^/api/v1/sales/([0-9]{1,18})/stream$")
 STREAM_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"),
                   ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 ERROR_LOG_EVERY_S = 10.0
+# A client refused a stream (its address's or this process's cap) may try again after this.
+STREAM_RETRY_AFTER_S = 10
 
 
 @dataclass
@@ -147,27 +160,32 @@ def broadcaster_of(app: Flask) -> StockBroadcaster:
     return app.extensions["sale_stream"]
 
 
-def events(watch: SaleWatch, heartbeat_s: float):
-    """The stream's body: the state now, then each change, and a heartbeat when idle."""
+def events(watch: SaleWatch, heartbeat_s: float, lifetime_s: float = math.inf):
+    """The stream's body: the state now, then each change, and a heartbeat when idle; it
+    ends after ``lifetime_s``, and the browser's EventSource reconnects after ``retry:``."""
     yield f"retry: {RECONNECT_MS}\n\n".encode()
+    ends = time.monotonic() + lifetime_s
     sent = None
-    while True:
+    while (left := ends - time.monotonic()) > 0:
         changed = watch.changed  # taken first: a change after this sets it
         if watch.frame is not sent:
             sent = watch.frame
             yield sent
-        elif not changed.wait(timeout=heartbeat_s):
+        elif not changed.wait(timeout=min(heartbeat_s, left)) and left > heartbeat_s:
             yield HEARTBEAT
 
 
 class EventStream:
-    """A response body that unsubscribes when the server closes it: after a failed write
-    (the client left), at shutdown, or before it was ever iterated."""
+    """A response body that unsubscribes, and frees its place under the stream caps, when
+    the server closes it: once it ended, after a failed write (the client left), at
+    shutdown, or before it was ever iterated."""
 
-    def __init__(self, broadcaster: StockBroadcaster, watch: SaleWatch, heartbeat_s: float):
+    def __init__(self, broadcaster: StockBroadcaster, watch: SaleWatch, heartbeat_s: float,
+                 lifetime_s: float, release):
         self.broadcaster = broadcaster
         self.watch = watch
-        self.events = events(watch, heartbeat_s)
+        self.events = events(watch, heartbeat_s, lifetime_s)
+        self.release = release
         self.closed = False
 
     def __iter__(self):
@@ -178,12 +196,14 @@ class EventStream:
             self.closed = True
             self.events.close()
             self.broadcaster.unsubscribe(self.watch)
+            self.release()
 
 
-def open_stream(app: Flask, raw_sale_id: str) -> EventStream:
-    """Subscribe a new stream to a sale.
+def open_stream(app: Flask, raw_sale_id: str, address: str) -> EventStream:
+    """Subscribe a new stream from ``address`` to a sale.
 
-    :raise ApiError: 404 when there is no such sale.
+    :raise ApiError: 404 when there is no such sale; 429 or 503 when the address or this
+        process holds as many streams as SPILLWAY_STREAMS_PER_ADDRESS or _PER_WORKER.
     """
     sale_id = parse_sale_id(raw_sale_id)
 
@@ -192,26 +212,37 @@ def open_stream(app: Flask, raw_sale_id: str) -> EventStream:
             sale = get_sale(sale_id)
             return epoch_ms(sale.starts_at), epoch_ms(sale.ends_at), sale.stock
 
-    broadcaster = broadcaster_of(app)
-    return EventStream(broadcaster, broadcaster.subscribe(sale_id, load_sale),
-                       app.config["STREAM_HEARTBEAT_S"])
+    cap = cap_of(app, "STREAMS", "live-stock streams", STREAM_RETRY_AFTER_S)
+    key = cap.acquire(address)
+    try:
+        broadcaster = broadcaster_of(app)
+        watch = broadcaster.subscribe(sale_id, load_sale)
+    except BaseException:
+        cap.release(key)
+        raise
+    # Streams opened together (a page of buyers at the opening second) end spread over the
+    # last tenth of their lifetime, so they do not all reconnect at once.
+    lifetime_s = app.config["STREAM_MAX_LIFETIME_S"] * random.uniform(0.9, 1.0)
+    return EventStream(broadcaster, watch, app.config["STREAM_HEARTBEAT_S"], lifetime_s,
+                       functools.partial(cap.release, key))
 
 
 @bp.get("/<sale_id>/stream")
 @bp.response(200, content_type="text/event-stream", description=(
     "Server-sent events: `data: {\"remaining\": 7, \"status\": \"active\"}` at once and "
     "on every change of either (status also changes when the sale starts or ends, by the "
-    "server clock); a `: ping` comment every 15 s while nothing changes."))
+    "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
+    "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."))
 @bp.doc(responses={200: {"content": {"text/event-stream": {
     "schema": {"type": "string"},
     "example": 'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'}}}})
-@bp.alt_response(404, schema=ErrorSchema, description="No such sale (JSON error).")
+@apidoc.errors(bp, 404)  # and 429/503: this address's or this server's streams are at the cap
 def stream_sale(sale_id):
     """Follow a sale's remaining stock and status live (text/event-stream)."""
     # Requests normally reach StreamMiddleware below; this view documents the endpoint and
     # serves what the middleware leaves to Flask.
-    return Response(open_stream(current_app._get_current_object(), sale_id),
-                    headers=STREAM_HEADERS)
+    return Response(open_stream(current_app._get_current_object(), sale_id,
+                                request.remote_addr or ""), headers=STREAM_HEADERS)
 
 
 class StreamMiddleware:
@@ -234,7 +265,7 @@ class StreamMiddleware:
         if match is None or environ["REQUEST_METHOD"] != "GET":
             return self.wsgi_app(environ, start_response)
         try:
-            body = open_stream(self.app, match.group(1))
+            body = open_stream(self.app, match.group(1), environ.get("REMOTE_ADDR", ""))
         except Exception as exc:  # the same answers Flask's error handlers give
             with self.app.app_context():
                 return response_for(exc)(environ, start_response)

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from spillway.auth import require_admin
 from spillway.errors import load_json_body
 from spillway.auth import require_buyer
+from spillway.sales import listing
 from spillway.sales import purchase_tokens
 from spillway.sales import service
 from spillway.sales.schemas import PurchaseIn
@@ -44,8 +45,8 @@ class Sales(MethodView):
     @apidoc.errors(bp, 400)
     @bp.response(200, SaleList)
     def get(self, args):
-        """List sales, optionally only those with a given status."""
-        return {"items": service.list_sales(args.get("status"))}
+        """List sales by id, a page at a time, optionally only those with given statuses."""
+        return listing.list_sales(args.get("status"), args["page"], args["per_page"])
 
     @require_admin
     @bp.arguments(SaleIn)

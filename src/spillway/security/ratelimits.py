@@ -1,4 +1,7 @@
-"""Rate limits on the shared redis: per client IP on every Flask route, per buyer on purchase.
+"""Rate limits on the shared redis: per client IP on every Flask route, per buyer on purchase,
+and per client IP on signup (minting buyers is what would defeat the per-buyer limit).
+
+A client's address is keyed by :func:`address_key`: IPv6 by its /64, not its /128.
 
 Flask-Limiter applies the per-IP default (RATELIMIT_DEFAULT) to every Flask route. The
 per-buyer purchase limit is counted inside the purchase's own reserve.lua round trip
@@ -7,6 +10,7 @@ per-buyer purchase limit is counted inside the purchase's own reserve.lua round 
 storage, so both paths count in the same redis buckets. ``SPILLWAY_RATE_LIMITS=off`` turns both off.
 """
 
+import ipaddress
 import logging
 import math
 import time
@@ -27,8 +31,40 @@ log = logging.getLogger(__name__)
 # Probes from load balancers and supervisors are never limited.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 BUYER_SCOPE = "purchase-per-buyer"
+IPV6_PREFIX = 64
 
-limiter = Limiter(key_func=get_remote_address)
+
+
+def client_address() -> str:
+    """The key of the request's client in every per-address limit: see address_key."""
+    return address_key(get_remote_address())
+
+
+def address_key(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 one as its /64, the block one subscriber is given
+    (keyed by /128, one host would have 2**64 fresh keys); an IPv4-mapped one as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a unix socket's peer): keyed as it is
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
+    return str(ip)
+
+
+# The per-address default is read from the app serving the request: Flask-Limiter keeps
+# the default limits of the first app it is bound to, and a process (a test run) may
+# build several apps with different settings.
+limiter = Limiter(key_func=client_address,
+                  default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]])
+
+
+def signup_limit():
+    """A view decorator: SPILLWAY_SIGNUP_LIMIT_PER_IP, on top of the per-address default."""
+    return limiter.limit(lambda: current_app.config["RATELIMIT_SIGNUP"], scope="signup",
+                         override_defaults=False)
 
 
 def init_app(app: Flask) -> None:

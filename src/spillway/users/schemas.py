@@ -4,11 +4,13 @@ from marshmallow import Schema
 from marshmallow import fields
 from marshmallow import validate
 
+from spillway.fields import Text
+
 
 class SignupIn(Schema):
     """A new buyer."""
 
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+    name = Text(required=True, validate=validate.Length(1, 200))
 
 
 class SignupOut(Schema):

@@ -3,6 +3,7 @@
 from flask_smorest import Blueprint
 
 from spillway.extensions import db
+from spillway.security.ratelimits import signup_limit
 from spillway.users import tokens
 from spillway.users.models import User
 from spillway.users.schemas import SignupIn
@@ -13,6 +14,7 @@ bp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Buyer
 
 
 @bp.post("")
+@signup_limit()
 @bp.arguments(SignupIn)
 @apidoc.errors(bp, *apidoc.WITH_BODY)
 @bp.response(201, SignupOut)

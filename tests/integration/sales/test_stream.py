@@ -27,9 +27,10 @@ HEARTBEAT_S = 0.3
 class EventReader:
     """One open `text/event-stream` response, read line by line."""
 
-    def __init__(self, port: int, path: str, timeout: float = 10.0):
+    def __init__(self, port: int, path: str, timeout: float = 10.0, headers=None):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        self.connection.request("GET", path, headers={"Accept": "text/event-stream"})
+        self.connection.request("GET", path, headers={"Accept": "text/event-stream",
+                                                      **(headers or {})})
         self.response = self.connection.getresponse()
 
     def next_event(self) -> dict:
@@ -55,12 +56,18 @@ def server_argv(kind: str, port: int) -> list[str]:
             "--workers", "1", "--bind", f"127.0.0.1:{port}", "--no-control-socket"]
 
 
+@pytest.fixture
+def stream_settings() -> dict:
+    """Extra environment for the server; a test parametrizes it to change a setting."""
+    return {}
+
+
 @pytest.fixture(params=["serve", "gunicorn"])
-def stream_server(request, app, service_env, tmp_path):
+def stream_server(request, app, service_env, tmp_path, stream_settings):
     """The app on a real gevent server (this test's redis and database); its port and pid."""
     port = free_port()
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test",
-           "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S)}
+           "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S), **stream_settings}
     with open(tmp_path / f"{request.param}.log", "wb") as log:
         process = subprocess.Popen(server_argv(request.param, port), env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -187,3 +194,78 @@ def test_disconnected_clients_are_unsubscribed(app, client, stream_server):
     eventually(lambda: server_connections(stream_server) == 0, timeout=30)
     # Once every watch is gone the poller ends: the count of reads stands still.
     eventually(redis_reads_stopped, timeout=30)
+
+
+@pytest.mark.parametrize("stream_settings", [{"SPILLWAY_STREAM_MAX_LIFETIME_S": "1.5"}])
+def test_a_stream_ends_cleanly_after_its_lifetime(app, client, stream_server):
+    """A stream that lived SPILLWAY_STREAM_MAX_LIFETIME_S (here 1.5 s, less a tenth at most
+    so that streams opened together do not reconnect together) ends as a complete answer;
+    the browser's EventSource reconnects after the `retry:` it was sent."""
+    sale = make_sale(client)
+    started = time.monotonic()
+    reader = EventReader(stream_server, f"/api/v1/sales/{sale['id']}/stream")
+    try:
+        assert reader.next_line() == b"retry: 2000\n"
+        lines = []
+        while line := reader.next_line():  # b"" once the server ends the body cleanly
+            lines.append(line)
+        lived = time.monotonic() - started
+        assert 1.3 <= lived < 6, lived
+        assert b": ping\n" in lines and any(line.startswith(b"data: ") for line in lines)
+    finally:
+        reader.close()
+    again = EventReader(stream_server, f"/api/v1/sales/{sale['id']}/stream")
+    try:
+        assert again.next_event()
+    finally:
+        again.close()
+
+
+def open_from(port: int, sale: dict, address: str) -> EventReader:
+    return EventReader(port, f"/api/v1/sales/{sale['id']}/stream",
+                       headers={"X-Forwarded-For": address})
+
+
+def assert_refused(reader: EventReader, status: int, code: str):
+    assert reader.response.status == status
+    assert reader.response.getheader("Content-Type").startswith("application/json")
+    assert reader.response.getheader("Retry-After") == "10"
+    assert json.loads(reader.response.read())["error"]["code"] == code
+    reader.close()
+
+
+@pytest.mark.parametrize("stream_settings", [{
+    "SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_STREAMS_PER_ADDRESS": "3",
+    "SPILLWAY_STREAMS_PER_WORKER": "5"}])
+def test_streams_are_capped_per_address_and_per_worker(app, client, stream_server):
+    """With limits on, one address holds at most SPILLWAY_STREAMS_PER_ADDRESS streams (429
+    beyond) and the process SPILLWAY_STREAMS_PER_WORKER (503 beyond), as JSON with
+    Retry-After; a stream that ends gives its place back."""
+    sale = make_sale(client)
+    held = [open_from(stream_server, sale, "10.0.0.1") for _ in range(3)]
+    for reader in held:
+        reader.next_event()
+    assert_refused(open_from(stream_server, sale, "10.0.0.1"), 429, "rate_limited")
+    held += [open_from(stream_server, sale, "10.0.0.2") for _ in range(2)]
+    for reader in held[3:]:
+        reader.next_event()
+    assert_refused(open_from(stream_server, sale, "10.0.0.3"), 503, "unavailable")
+    held.pop(0).close()  # noticed at its next heartbeat, then its place is free
+    reopened = eventually(lambda: (r := open_from(stream_server, sale, "10.0.0.1"))
+                          .response.status == 200 and r or r.close(), timeout=10)
+    assert reopened.next_event()
+    for reader in [*held, reopened]:
+        reader.close()
+
+
+@pytest.mark.parametrize("stream_settings", [{"SPILLWAY_STREAMS_PER_WORKER": "4"}])
+def test_with_limits_off_only_the_worker_cap_holds(app, client, stream_server):
+    """SPILLWAY_RATE_LIMITS=off (load tests from one address): no per-address cap, so one
+    address opens as many streams as the worker's cap allows."""
+    sale = make_sale(client)
+    held = [open_from(stream_server, sale, "10.0.0.1") for _ in range(4)]
+    for reader in held:
+        reader.next_event()
+    assert_refused(open_from(stream_server, sale, "10.0.0.1"), 503, "unavailable")
+    for reader in held:
+        reader.close()

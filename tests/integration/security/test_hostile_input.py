@@ -4,6 +4,7 @@ In process (the Flask test client, through both WSGI fast paths) and over raw HT
 live `spillway serve` for what a test client cannot send (CR/LF in headers, raw bytes,
 unnormalised paths)."""
 
+import io
 import json
 import socket
 import time
@@ -13,6 +14,7 @@ from datetime import timezone
 
 import itsdangerous
 import pytest
+import requests
 
 from spillway.users import tokens
 from tests.factories import ADMIN_TOKEN
@@ -111,9 +113,11 @@ def test_bad_products_are_400(client, app, fields):
 
 
 @pytest.mark.parametrize("name", ["ñandú", "名前", "🛒" * 200, "עברית\u202e", "e\u0301",
-                                  "\u0000nul", "' OR 1=1 --", "<script>alert(1)</script>"])
+                                  "\u0001\u001f\u007f", "' OR 1=1 --",
+                                  "<script>alert(1)</script>"])
 def test_unicode_and_hostile_names_are_kept_verbatim(client, app, name):
-    """Names are data: stored and answered as sent (JSON-escaped), never interpreted."""
+    """Names are data: stored and answered as sent (JSON-escaped), never interpreted. (NUL,
+    which PostgreSQL cannot store, is refused: see the test below.)"""
     response = client.post("/api/v1/users", json={"name": name})
     assert response.status_code == 201
     product = client.post("/api/v1/products", json={"name": name, "price_cents": 1},
@@ -157,6 +161,112 @@ def test_bad_query_strings_are_400(client, app, query):
     """Through the catalog's fast path and the Flask views alike ("²" crashed the fast path)."""
     path = "/api/v1/sales" if query.startswith("status") else "/api/v1/products"
     assert_error(client.get(f"{path}?{query}"), 400, "invalid_request")
+
+
+# Python's limits and the database's: each of these was a 500 (audit, issue 20 item 2) -----
+
+HUGE = "9" * 4301  # one digit past Python's int-string limit: json.loads raises ValueError
+
+
+def chunked_purchase(client, sale, headers, body: bytes, extra: dict | None = None):
+    """A purchase with no Content-Length: the fast path leaves it to the Flask view."""
+    return client.post(f"/api/v1/sales/{sale['id']}/orders", input_stream=io.BytesIO(body),
+                       headers={**headers, "Content-Type": "application/json",
+                                "Transfer-Encoding": "chunked", **(extra or {})})
+
+
+def body_routes(sale: dict, buyer: dict) -> list[tuple[str, str, dict]]:
+    """(method, path, headers) of every operation with a JSON body, as its rightful caller
+    (product 1 exists: make_sale made it)."""
+    return [("post", "/api/v1/users", {}), ("post", "/api/v1/products", admin_headers()),
+            ("patch", "/api/v1/products/1", admin_headers()),
+            ("post", "/api/v1/sales", admin_headers()),
+            ("post", f"/api/v1/sales/{sale['id']}/orders", buyer)]
+
+
+@pytest.mark.parametrize("body", ['{"name": "x", "price_cents": HUGE}', '{"quantity": HUGE}',
+                                  '{"name": "x", "deep": [{"n": HUGE}]}', "HUGE"],
+                         ids=["field", "quantity", "nested", "bare"])
+def test_huge_integers_in_a_body_are_400_everywhere(client, app, body):
+    """A JSON integer of 4,301 digits anywhere in a body is invalid JSON (400) on every body
+    route, both purchase paths included: Python refuses to convert it, which was a 500."""
+    raw = body.replace("HUGE", HUGE).encode()
+    sale = make_sale(client)
+    buyer = signup(client)
+    for method, path, headers in body_routes(sale, buyer):
+        response = getattr(client, method)(path, data=raw, content_type="application/json",
+                                           headers=headers)
+        assert_error(response, 400, "invalid_request")
+    assert_error(chunked_purchase(client, sale, buyer, raw), 400, "invalid_request")
+
+
+BAD_TEXT = {"lone surrogate": "a\ud800b", "NUL": "a\u0000b"}
+TEXT_FIELDS = [("post", "/api/v1/users", "name", {}),
+               ("post", "/api/v1/products", "name", {"price_cents": 1}),
+               ("post", "/api/v1/products", "description", {"name": "x", "price_cents": 1}),
+               ("post", "/api/v1/products", "image_url", {"name": "x", "price_cents": 1}),
+               ("patch", "/api/v1/products/1", "name", {}),
+               ("patch", "/api/v1/products/1", "description", {})]
+
+
+@pytest.mark.parametrize("kind", BAD_TEXT)
+@pytest.mark.parametrize("method, path, field, rest", TEXT_FIELDS,
+                         ids=[f"{m} {p} {f}" for m, p, f, _ in TEXT_FIELDS])
+def test_text_no_database_can_store_is_400_naming_the_field(client, app, kind, method, path,
+                                                           field, rest):
+    """A lone surrogate (SQLite's insert raised) or a NUL (PostgreSQL's did) in any text
+    field a client sends is a 400 that names the field, and stores nothing."""
+    make_product(name="Kept")
+    value = json.dumps(f"/x{BAD_TEXT[kind]}" if field == "image_url" else BAD_TEXT[kind])
+    raw = json.dumps(rest)[:-1].lstrip("{")
+    body = "{" + (raw + ", " if raw else "") + f'"{field}": {value}' + "}"
+    response = getattr(client, method)(path, data=body.encode(),
+                                       content_type="application/json", headers=admin_headers())
+    assert_error(response, 400, "invalid_request")
+    assert field in response.get_json()["error"]["message"]
+    assert client.get("/api/v1/products/1").get_json()["name"] == "Kept"
+    assert client.get("/api/v1/products").get_json()["total"] == 1
+
+
+@pytest.mark.parametrize("token", ["\u00b2.mac", "1\u00b2.mac", "\u00b9\u00b2\u00b3.x"],
+                         ids=["superscript-two", "digit-then-superscript", "three"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["fast-path", "flask-view"])
+def test_non_ascii_digits_in_a_purchase_token_are_403(client, app, token, chunked):
+    """"²" is a digit to str.isdigit and no number to int(): a token that starts with one
+    is purchase_token_invalid on both purchase paths, not a 500."""
+    sale = make_sale(client, requires_purchase_token=True)
+    buyer = signup(client)
+    headers = {"X-Purchase-Token": json.loads(f'"{token}"')}
+    if chunked:
+        response = chunked_purchase(client, sale, buyer, b'{"quantity": 1}', headers)
+    else:
+        response = buy(client, sale, {**buyer, **headers})
+    assert_error(response, 403, "purchase_token_invalid")
+
+
+NOT_JSON = [("application/x-www-form-urlencoded", b"name=Changed&quantity=1", 415),
+            ("text/plain", b'{"name": "Changed", "quantity": 1}', 415),
+            ("multipart/form-data; boundary=b", b"--b\r\n\r\nChanged\r\n--b--", 415),
+            ("application/json", b"", 400), ("", b"", 400)]
+
+
+@pytest.mark.parametrize("content_type, body, status", NOT_JSON,
+                         ids=["form", "text", "multipart", "empty-json", "empty-untyped"])
+def test_every_json_body_route_refuses_other_media_and_empty_bodies(client, app, content_type,
+                                                                     body, status):
+    """A body that is not application/json is a 415 and an empty one a 400, on every JSON
+    body operation, in one place (apidoc.BodyParser): a PATCH with a form, text or nothing
+    used to answer 200 as an empty patch. Nothing changes."""
+    sale = make_sale(client)
+    buyer = signup(client)
+    for method, path, headers in body_routes(sale, buyer):
+        response = getattr(client, method)(path, data=body, headers={
+            **headers, **({"Content-Type": content_type} if content_type else {})})
+        assert_error(response, status)
+    assert_error(chunked_purchase(client, sale, buyer, body, {"Content-Type": content_type}),
+                 status)
+    assert client.get("/api/v1/products/1").get_json()["name"] == "Lantern"
+    assert client.get("/api/v1/sales").get_json()["items"][0]["remaining"] == sale["remaining"]
 
 
 # Tokens ---------------------------------------------------------------------------------
@@ -330,3 +440,28 @@ def test_path_tricks_get_no_file_and_no_5xx(live_app, target):
     assert b"import " not in body and b"root:" not in body
     if status >= 400 and headers.get("content-type", [""])[0].startswith("application/json"):
         assert set(json.loads(body)["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize("query", [f"page={HUGE}", f"per_page={HUGE}", f"page=2&per_page={HUGE}"],
+                         ids=["page", "per_page", "both"])
+def test_huge_page_numbers_over_http_are_400(live_app, query):
+    """The catalog's fast path runs outside Flask: int() of a 4,301-digit page raised there,
+    and the server answered its own bare 500. Such a query now goes to Flask: 400 JSON."""
+    for path in ("/api/v1/products", "/api/v1/sales"):
+        response = requests.get(f"{live_app.base_url}{path}?{query}", timeout=30)
+        assert response.status_code == 400, (path, response.status_code, response.text[:200])
+        assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("target", [b"/api/v1//sales", b"/api/v1/sales//1", b"/demo//index",
+                                    b"/api//v1/products/1", b"/api/v1/sales/1//stats"])
+def test_doubled_slashes_are_a_json_404_never_a_redirect(live_app, target):
+    """Werkzeug used to answer these with an HTML 308 whose Location came from the
+    client's Host header; every spelling a route does not have is now a JSON 404."""
+    request = (b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\n"
+               b"Connection: close\r\n\r\n")
+    status, headers, body = raw_request(live_app, request)
+    assert status == 404, (status, headers, body[:200])
+    assert headers["content-type"][0].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == "not_found"
+    assert "location" not in headers and b"evil.example" not in body

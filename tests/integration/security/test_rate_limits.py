@@ -17,7 +17,8 @@ def service_env(service_env):
     """This module's app has its limits on, and tight."""
     return {**service_env, "SPILLWAY_RATE_LIMITS": "on",
             "SPILLWAY_RATE_LIMIT_PER_IP": "5 per minute",
-            "SPILLWAY_RATE_LIMIT_PER_BUYER": "3 per minute"}
+            "SPILLWAY_RATE_LIMIT_PER_BUYER": "3 per minute",
+            "SPILLWAY_SIGNUP_LIMIT_PER_IP": "3 per minute"}
 
 
 def assert_rate_limited(response):
@@ -39,6 +40,40 @@ def test_per_ip_limit_on_flask_routes(client, app):
     assert client.get("/api/v1/sales", headers=from_address("10.0.0.2")).status_code == 200
     for _ in range(10):
         assert client.get("/healthz", headers=from_address("10.0.0.1")).status_code == 200
+
+
+def sign_up_from(client, address: str):
+    return client.post("/api/v1/users", json={"name": "minted"}, headers=from_address(address))
+
+
+def test_signups_have_a_limit_of_their_own_per_address(client, app):
+    """Three sign-ups a minute per address (SPILLWAY_SIGNUP_LIMIT_PER_IP, here): minting
+    buyers to dodge the per-buyer limit stops at the fourth; another address still signs
+    up. The per-address limit every route has (5 a minute here, counted per route) still
+    applies on top: with a looser sign-up limit, the sixth sign-up is refused by it."""
+    for _ in range(3):
+        assert sign_up_from(client, "10.0.0.5").status_code == 201
+    assert_rate_limited(sign_up_from(client, "10.0.0.5"))
+    assert sign_up_from(client, "10.0.0.6").status_code == 201
+    app.config["RATELIMIT_SIGNUP"] = "100 per minute"
+    for _ in range(5):
+        assert sign_up_from(client, "10.0.0.7").status_code == 201
+    assert_rate_limited(sign_up_from(client, "10.0.0.7"))
+
+
+def test_an_ipv6_client_is_limited_per_64(client, app):
+    """Every address of one IPv6 /64 (what one subscriber is given) shares one count, so a
+    host cannot take a fresh address per request; the next /64 has its own. An IPv4-mapped
+    address counts as its IPv4 address."""
+    for host in range(1, 6):
+        headers = from_address(f"2001:db8:1:2::{host:x}")
+        assert client.get("/api/v1/sales", headers=headers).status_code == 200
+    assert_rate_limited(client.get("/api/v1/sales", headers=from_address("2001:db8:1:2:ff::9")))
+    assert client.get("/api/v1/sales", headers=from_address("2001:db8:1:3::1")).status_code == 200
+    for _ in range(4):
+        assert client.get("/api/v1/sales", headers=from_address("10.0.0.8")).status_code == 200
+    assert client.get("/api/v1/sales", headers=from_address("::ffff:10.0.0.8")).status_code == 200
+    assert_rate_limited(client.get("/api/v1/sales", headers=from_address("10.0.0.8")))
 
 
 def test_only_the_address_nginx_appended_is_trusted(client, app):
@@ -95,6 +130,19 @@ def test_limits_off_lets_everything_through(client, app, monkeypatch):
     buyer = signup(unlimited)
     for _ in range(6):
         assert buy(unlimited, sale, buyer).status_code == 202
+
+
+def test_each_app_keeps_its_own_per_address_limit(client, app, monkeypatch):
+    """The per-address limit is the serving app's setting, not that of the first app built
+    in the process (Flask-Limiter keeps the first app's defaults, and a prd app built by
+    another test made this module's limits those of prd)."""
+    from spillway.app import create_app
+
+    monkeypatch.setenv("SPILLWAY_RATE_LIMIT_PER_IP", "2 per minute")
+    stricter = create_app("test").test_client()
+    for _ in range(2):
+        assert stricter.get("/api/v1/sales", headers=from_address("10.0.0.3")).status_code == 200
+    assert_rate_limited(stricter.get("/api/v1/sales", headers=from_address("10.0.0.3")))
 
 
 def test_purchases_count_in_flask_limiters_own_storage(client, app):

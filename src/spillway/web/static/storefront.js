@@ -10,6 +10,7 @@ import {
 const MAX_STREAMS = 4;
 const REFRESH_MS = 10000;
 const SHOWN = new Set(["scheduled", "active", "sold_out"]);
+const MAX_SALE_PAGES = 10;
 const BADGES = {
   scheduled: "Starts soon", active: "On sale", sold_out: "Sold out", ended: "Ended",
 };
@@ -391,13 +392,25 @@ function arrange() {
   });
 }
 
+// The sales shown, on now or coming up, a page of 100 at a time (ended ones are left out
+// by the server; a card already shown ends by the server's clock).
+async function listShownSales() {
+  const query = [...SHOWN].map((status) => `status=${status}`).join("&");
+  const sales = [];
+  for (let page = 1; page <= MAX_SALE_PAGES; page += 1) {
+    const answer = await api("GET", `/api/v1/sales?${query}&per_page=100&page=${page}`);
+    sales.push(...answer.data.items);
+    if (page * answer.data.per_page >= answer.data.total) break;
+  }
+  return sales;
+}
+
 // Fetch the sales list: new sales get a card, cards without a stream get fresh numbers.
 // Returns the pause before the next refresh (sooner after a failure, as Retry-After says).
 async function refreshSales() {
   try {
-    const answer = await api("GET", "/api/v1/sales");
     let added = false;
-    for (const sale of answer.data.items) {
+    for (const sale of await listShownSales()) {
       const card = cards.get(sale.id);
       if (card) {
         if (!card.stream) card.update(sale.remaining, sale.status);
