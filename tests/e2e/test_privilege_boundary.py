@@ -32,8 +32,9 @@ from tests.e2e.conftest import running_stack
 
 SERVICE_USER = os.environ.get("SPILLWAY_USER", "spillway")
 STACK_ENV = {"SPILLWAY_REDIS_MAXMEMORY": "256mb"}
-OLD_SECRET_KEY = "k" * 43
-OLD_ADMIN_TOKEN = "t" * 43
+# What an older `spillway up` generated (secrets.token_urlsafe(32)): kept on takeover.
+OLD_SECRET_KEY = "Kx9_old-secret-key-made-by-an-older-layout0"
+OLD_ADMIN_TOKEN = "Tq4-old-admin-token-made-by-an-older-layout"
 VICTIM_TEXT = "root's own file: nothing may write, chown or chmod it\n"
 # What the service user plants to see whether anything imports it: it leaves a marker.
 PLANT = "import pathlib; pathlib.Path({marker!r}).open('a').write(__file__ + '\\n')\n"

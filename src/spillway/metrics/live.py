@@ -33,7 +33,7 @@ def snapshot() -> dict:
     now_ms = int(time.time() * 1000)
     since = datetime.now(timezone.utc) - RECENTLY_ENDED
     sales = db.session.scalars(select(Sale).where(Sale.ends_at > since.replace(tzinfo=None))
-                               .order_by(Sale.id.desc()).limit(MAX_SALES)).all()
+                               .order_by(Sale.created_at.desc()).limit(MAX_SALES)).all()
     pipe = redis_store.pipeline(transaction=False)
     for sale in sales:
         pipe.hgetall(stock.sale_key(sale.id))

@@ -1,4 +1,5 @@
-"""The sales listing, ``GET /api/v1/sales``: one page of sales by id, filtered by status.
+"""The sales listing, ``GET /api/v1/sales``: one page of sales in the order they were
+created, filtered by status.
 
 A sale's status is decided by its times, except active against sold out, which is its live
 stock. So the times filter in SQL (scheduled: not started; ended: past its end; active and
@@ -32,10 +33,11 @@ EPOCH = datetime(1970, 1, 1)
 
 
 def list_sales(statuses: list[str] | None, page: int, per_page: int) -> dict:
-    """One page of the sales with any of ``statuses`` (every sale when None), by id."""
+    """One page of the sales with any of ``statuses`` (every sale when None), in the order
+    they were created (ids are random: spillway.ids)."""
     at_ms = now_ms()
     wanted = set(statuses or STATUSES)
-    query = select(Sale).where(_times_allow(wanted, at_ms)).order_by(Sale.id)
+    query = select(Sale).where(_times_allow(wanted, at_ms)).order_by(Sale.created_at, Sale.id)
     offset = (page - 1) * per_page
     if len(wanted & ON_NOW) == 1:
         # The live stock decides: read every sale on now, then cut the page.

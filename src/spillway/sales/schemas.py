@@ -79,7 +79,7 @@ class SaleOut(Schema):
 
 class SaleListArgs(PageArgs):
     """Which sales: those with any of the statuses given (repeat ``status``; every sale
-    when none is), a page at a time, ordered by id."""
+    when none is), a page at a time, in the order they were created."""
 
     status = fields.List(Text(validate=validate.OneOf(STATUSES)),
                          metadata={"description": "Repeat for several: status=active&"
@@ -90,7 +90,7 @@ class SaleListArgs(PageArgs):
 
 
 class SaleList(Schema):
-    """One page of sales, ordered by id; ``total`` counts every page's."""
+    """One page of sales, in the order they were created; ``total`` counts every page's."""
 
     items = fields.List(fields.Nested(SaleOut), required=True)
     page = fields.Integer(required=True)

@@ -45,7 +45,7 @@ class Sales(MethodView):
     @apidoc.errors(bp, 400)
     @bp.response(200, SaleList)
     def get(self, args):
-        """List sales by id, a page at a time, optionally only those with given statuses."""
+        """List sales in the order they were created, a page at a time, optionally only those with given statuses."""
         return listing.list_sales(args.get("status"), args["page"], args["per_page"])
 
     @require_admin
