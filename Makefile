@@ -9,7 +9,8 @@ SYSTEM_PACKAGES := python3 python3-venv redis-server memcached nginx wrk procps 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # `make test` runs these again on a throwaway PostgreSQL cluster (they touch the database).
-POSTGRESQL_TESTS := tests/integration/sales tests/integration/catalog \
+POSTGRESQL_TESTS := tests/integration/sales tests/integration/catalog tests/integration/orders \
+	tests/integration/security/test_hostile_input.py \
 	tests/integration/test_cli.py tests/integration/test_ops.py
 
 .PHONY: run test test-fast bench bench-quick system-deps deps clean
