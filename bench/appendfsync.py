@@ -68,6 +68,12 @@ def main() -> int:
     return 0
 
 
+def redis_version() -> str:
+    answer = subprocess.run([binary("redis-server"), "--version"], capture_output=True,
+                            text=True)
+    return answer.stdout.split()[2].removeprefix("v=")
+
+
 def render(results: dict, rounds: int, requests: int) -> str:
     lines = [
         "# appendfsync: write throughput of each policy",
@@ -75,7 +81,7 @@ def render(results: dict, rounds: int, requests: int) -> str:
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`.venv/bin/python bench/appendfsync.py`, {rounds} interleaved round(s), median; "
         f"{requests} requests with 50 clients, a tenth of that with 1; redis "
-        f"{subprocess.run([binary('redis-server'), '--version'], capture_output=True, text=True).stdout.split()[2].removeprefix('v=')}, "
+        f"{redis_version()}, "
         "AOF on the machine's disk. A shared, loaded 2-core machine: read the ratios.",
         "",
         "| writes | clients | always (req/s) | everysec (req/s) | no (req/s) "

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-
 from foundation import REPO_ROOT  # also puts the repository on sys.path, for tests.servers
 from foundation import Stack
 from foundation import WrkResult
@@ -33,6 +32,7 @@ from foundation import ms
 from foundation import ratio
 from foundation import run_wrk
 from foundation import table
+
 from spillway.deploy.run_dir import RunDir
 from tests.servers import free_port
 

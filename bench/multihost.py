@@ -29,13 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-
 from foundation import REPO_ROOT  # also puts the repository on sys.path
 from foundation import git_revision
 from foundation import ms
 from foundation import table
 from sale import WRK_SCRIPT
 from sale import wrk
+
 from tests.several_hosts import ADMIN
 from tests.several_hosts import several_hosts
 

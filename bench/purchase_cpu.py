@@ -33,6 +33,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 from foundation import table  # noqa: E402
 from harness import wrk  # noqa: E402
 from sale import WRK_SCRIPT  # noqa: E402
+
 from tests.factories import ADMIN_TOKEN  # noqa: E402
 from tests.factories import eventually  # noqa: E402
 from tests.servers import Server  # noqa: E402
@@ -59,7 +60,7 @@ def prepare(work: Path, env: dict, buyers: int) -> tuple[str, list[str]]:
     os.environ.update(env)
     from flask_migrate import upgrade
 
-    from spillway.app import create_app
+    from flashsale.app import create_app
     from tests.factories import make_sale
 
     app = create_app("test")

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from foundation import Stack
 from foundation import ms
 from foundation import ratio
 from foundation import table
@@ -30,7 +31,7 @@ from sale import api
 from sale import create_sale
 from sale import signup_many
 from sale import wrk
-from foundation import Stack
+
 from tests.servers import free_port
 
 UNLIMITED = {"SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_NGINX_RATE_PER_IP": "1000000r/s",
@@ -87,7 +88,7 @@ def _time_purchases(count: int, separate_hit: bool) -> float:
     from limits.storage import storage_from_string
     from limits.strategies import FixedWindowRateLimiter
 
-    from spillway.app import create_app
+    from flashsale.app import create_app
     from tests.factories import make_sale
 
     app = create_app("test")

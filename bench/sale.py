@@ -30,7 +30,6 @@ from pathlib import Path
 
 import redis
 import requests
-
 from foundation import PYTHON  # also puts the repository on sys.path
 from foundation import REPO_ROOT
 from foundation import Stack
@@ -39,6 +38,7 @@ from foundation import ms
 from foundation import parse_wrk
 from foundation import ratio
 from foundation import table
+
 from tests.servers import Server
 from tests.servers import binary
 from tests.servers import free_port
@@ -142,8 +142,8 @@ def fill_outbox(stack: Stack, sale_id: str, count: int) -> None:
                       "?virtual_host=1", DATABASE_URL=f"sqlite:///{stack.paths.database}",
                       SPILLWAY_MEMCACHED_SERVERS=f"{stack.paths.memcached_socket}",
                       SPILLWAY_LOG_LEVEL="WARNING")
-    from spillway.app import create_app
-    from spillway.sales import stock
+    from flashsale.app import create_app
+    from flashsale.sales import stock
 
     app = create_app("prd")
     now = int(time.time() * 1000)

@@ -21,7 +21,8 @@ different redis nodes (Redis Cluster: each shard's keys share a hash tag); see
 DEPLOYMENT.md.
 
 Run from the repository root: ``.venv/bin/python bench/shards.py [--quick] [--json PATH]``
-(about 3 minutes; --quick, one round of 3 s runs, about 1). The report goes to bench/results/shards.md.
+(about 3 minutes; --quick, one round of 3 s runs, about 1). The report goes to
+bench/results/shards.md.
 """
 
 import argparse
@@ -33,7 +34,6 @@ import tempfile
 from pathlib import Path
 
 import redis
-
 from foundation import REPO_ROOT  # also puts the repository on sys.path
 from foundation import Stack
 from foundation import git_revision
@@ -44,6 +44,7 @@ from sale import api
 from sale import signup_many
 from sale import wait_drained
 from sale import wrk
+
 from tests.servers import free_port
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "shards.md"

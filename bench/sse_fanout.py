@@ -44,9 +44,9 @@ import uuid
 from pathlib import Path
 
 import requests
-
 from foundation import PYTHON  # also puts the repository on sys.path
 from foundation import Stack
+
 from tests.servers import free_port
 
 HOST = "127.0.0.1"

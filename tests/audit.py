@@ -19,8 +19,7 @@ import redis
 import requests
 import sqlalchemy
 
-OUTBOX = "spillway:outbox"  # spillway.sales.stock.OUTBOX
-OUTBOX_GROUP = "persisters"  # spillway.sales.tasks.GROUP
+from flashsale.orders.outbox import outbox
 
 
 @dataclass
@@ -135,23 +134,6 @@ def promised_orders(answers: list[Answer]) -> dict[str, Answer]:
     return promised
 
 
-def outbox_backlog(client: redis.Redis) -> tuple[int, int]:
-    """(entries no worker has taken yet, entries taken and not acknowledged).
-
-    Not XLEN: an entry acknowledged but not yet deleted (a crash between the two) is done.
-    """
-    try:
-        groups = {g["name"].decode(): g for g in client.xinfo_groups(OUTBOX)}
-    except redis.exceptions.ResponseError:  # no stream yet
-        return 0, 0
-    group = groups.get(OUTBOX_GROUP)
-    if group is None:
-        return client.xlen(OUTBOX), 0
-    last = group["last-delivered-id"].decode()
-    undelivered = len(client.xrange(OUTBOX, f"({last}", "+", count=1000))
-    return undelivered, group["pending"]
-
-
 def reserved_despite_503(answers: list[Answer]) -> int:
     """Keys that were answered 503, never 202, and then 200 with an order (see Figures)."""
     seen: dict[tuple, set] = {}
@@ -169,7 +151,7 @@ def wait_drained(redis_url: str, timeout: float = 90.0) -> None:
     try:
         while time.monotonic() < deadline:
             try:
-                backlog = outbox_backlog(client)
+                backlog = outbox.depths(client)
                 if backlog == (0, 0):
                     return
             except redis.exceptions.ConnectionError:

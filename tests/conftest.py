@@ -6,8 +6,8 @@ import os
 import pytest
 from flask_migrate import upgrade
 
-from spillway.app import create_app
-from spillway.extensions import db
+from flashsale.app import create_app
+from flashsale.extensions import db
 from tests.factories import ADMIN_TOKEN
 from tests.postgres import start_postgres
 from tests.servers import WorkerProcess

@@ -1,6 +1,6 @@
 """Test data, created through the service layer the API uses."""
 
-from spillway.catalog import service
+from flashsale.catalog import service
 
 ADMIN_TOKEN = "test-admin-token"
 

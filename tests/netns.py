@@ -38,7 +38,8 @@ def free_subnet() -> ipaddress.IPv4Network:
         except ValueError:
             continue  # "default", "dev", "eth0", …
     for _ in range(100):
-        candidate = ipaddress.ip_network(f"10.{random.randint(200, 207)}.{random.randint(0, 255)}.0/24")
+        second, third = random.randint(200, 207), random.randint(0, 255)
+        candidate = ipaddress.ip_network(f"10.{second}.{third}.0/24")
         if not any(candidate.overlaps(net) for net in taken):
             return candidate
     raise RuntimeError("no free private /24 for the test network")

@@ -93,7 +93,8 @@ def start_redis(log_dir: Path) -> Server:
 
 def start_memcached(log_dir: Path, port: int | None = None) -> Server:
     port = port or free_port()
-    argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-c", "4096"]
+    argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64",
+            "-c", "4096"]
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
     return Server("memcached", argv, port, log_dir).start()
@@ -103,7 +104,7 @@ class WorkerProcess:
     """A real `celery worker` process for the app, with embedded beat when asked."""
 
     def __init__(self, env: dict, log_path: Path, beat: bool, user: int | None = None):
-        argv = [sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
+        argv = [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "worker",
                 "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
                 "--without-gossip", "--hostname", f"test-{os.getpid()}-{id(self)}@localhost"]
         if beat:
@@ -130,11 +131,11 @@ class WorkerProcess:
 
 
 class Gateway(Server):
-    """The stand-in payment gateway (spillway.gateway), with its test knobs as arguments."""
+    """The stand-in payment gateway (flashsale.gateway), with its test knobs as arguments."""
 
     def __init__(self, log_dir: Path, *knobs: str, port: int | None = None):
         port = port or free_port()
-        super().__init__(f"gateway-{port}", [sys.executable, "-m", "spillway.gateway",
+        super().__init__(f"gateway-{port}", [sys.executable, "-m", "flashsale.gateway",
                                              "--port", str(port), *knobs], port, log_dir)
 
     @property

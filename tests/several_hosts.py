@@ -93,9 +93,10 @@ def several_hosts(shards: int = 2):
                 env, (user.uid, user.gid))
             wait_for_port(APP_PORT, 60, process, host=app.address)
         for worker in (worker1, worker2):
-            beat = ["--beat", "--schedule", str(work / "beat-schedule")] if worker is worker1 else []
+            beat = (["--beat", "--schedule", str(work / "beat-schedule")]
+                    if worker is worker1 else [])
             network.spawn(worker, "celery", [
-                sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
+                sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "worker",
                 "--concurrency", "1", "--without-mingle", "--without-gossip", "-O", "fair",
                 "--hostname", f"{worker.name}@{worker.address}", *beat], env, (user.uid, user.gid))
         port = free_port()

@@ -22,11 +22,11 @@ from dataclasses import field
 
 import redis
 
-from spillway.extensions import db
-from spillway.sales.reconcile import reconcile
-from spillway.sales.stock import OUTBOX
-from spillway.sales.stock import idempotency_key
-from spillway.sales.stock import sale_key
+from flashsale.extensions import db
+from flashsale.keys import OUTBOX
+from flashsale.keys import idempotency_key
+from flashsale.keys import sale_key
+from flashsale.sales.reconcile import reconcile
 
 API_SAMPLE = 50
 DRAIN_TIMEOUT_S = 180

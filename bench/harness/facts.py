@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from foundation import REPO_ROOT
+
 from tests.servers import binary
 
 PACKAGES = ("flask", "werkzeug", "gunicorn", "gevent", "greenlet", "celery", "redis",

@@ -19,12 +19,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-
 import foundation
+import requests
 import sale
 from foundation import PYTHON
 from foundation import REPO_ROOT
+
 from spillway.deploy.layout import process_environment
 from spillway.deploy.run_dir import RunDir
 from tests.servers import Server
@@ -138,7 +138,7 @@ class Lab:
         """The stack's app, built in this process with the stack's environment (for the
         reconciler; this process is not patched for gevent and needs no server)."""
         if self._app is None:
-            from spillway.app import create_app
+            from flashsale.app import create_app
 
             saved = dict(os.environ)
             os.environ.update(self.environment())

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from foundation import ms
 from foundation import table
+
 from harness.goals import CEILING
 from harness.goals import MISSED
 from harness.goals import PEER_OF
@@ -98,7 +99,8 @@ def audit_section(audits: list[dict]) -> str:
               "remaining ≥ 0; every 202 order id in the database once with quantity 1; "
               "stock = remaining + live units; per-buyer limit; one order per "
               "Idempotency-Key (every tenth request replays an earlier key); no 5xx; "
-              "the reconciler (what `spillway reconcile SALE` runs) finds no drift; 50 of the 202 ids read back through "
+              "the reconciler (what `spillway reconcile SALE` runs) finds no drift; "
+              "50 of the 202 ids read back through "
               "`GET /api/v1/orders/{id}` as confirmed.")
 
 

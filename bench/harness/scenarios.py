@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
+import foundation
 import redis
 import requests
-
-import foundation
 from foundation import PYTHON
 from foundation import REPO_ROOT
+
+from flashsale.sales.stock import LUA_DIR
+from flashsale.sales.stock import reserve_call
 from harness import audit
 from harness import wrk
 from harness.lab import check_get
-from spillway.sales.stock import LUA_DIR
-from spillway.sales.stock import reserve_call
 
 PRODUCT = "/api/v1/products/1"
 SSE_SCRIPT = REPO_ROOT / "bench" / "sse_fanout.py"

@@ -15,6 +15,7 @@ from dataclasses import field
 from pathlib import Path
 
 from foundation import parse_wrk
+
 from harness import cpu
 from tests.servers import binary
 

@@ -9,7 +9,7 @@ would write them (async clients, a pydantic body, no ORM on the hot path):
   with ``add`` on a miss.
 - ``POST /api/v1/sales/{id}/orders``: the buyer's token checked with the same signer
   (itsdangerous, spillway's salt and secret), the body ``{"quantity": 1…100}``, then the
-  same reserve.lua with the same KEYS/ARGV (``spillway.sales.stock.reserve_call``) on the
+  same reserve.lua with the same KEYS/ARGV (``flashsale.sales.stock.reserve_call``) on the
   same redis: its reservations land in the same outbox and spillway's Celery workers
   persist them, so the benchmark audits the peer's sales with the same invariants.
   It never nudges the drainer (spillway does, at most once a second): beat drains every
@@ -44,12 +44,12 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
 
-from spillway.catalog.cache import product_key
-from spillway.sales.service import IDEMPOTENCY_KEY
-from spillway.sales.stock import LUA_DIR
-from spillway.sales.stock import reserve_call
-from spillway.users.tokens import TOKEN_MAX_AGE_SECONDS
-from spillway.users.tokens import TOKEN_SALT
+from flashsale.catalog.cache import product_key
+from flashsale.sales.service import IDEMPOTENCY_KEY
+from flashsale.sales.stock import LUA_DIR
+from flashsale.sales.stock import reserve_call
+from flashsale.users.tokens import TOKEN_MAX_AGE_SECONDS
+from flashsale.users.tokens import TOKEN_SALT
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 signer = URLSafeTimedSerializer(os.environ["SPILLWAY_SECRET_KEY"], salt=TOKEN_SALT)

@@ -8,8 +8,8 @@ from flask import g
 from flask import request
 from flask.sessions import SecureCookieSessionInterface
 
+from flashsale.users import tokens
 from spillway.errors import ApiError
-from spillway.users import tokens
 
 
 class NoCookieSessions(SecureCookieSessionInterface):

@@ -2,7 +2,7 @@
 
 It plays the outside service a real store would call, with real network latency, so
 that payment is measured and tested as it would run. Run it with
-``python -m spillway.gateway --port 8099 --latency 0.2`` (`spillway up` does).
+``python -m flashsale.gateway --port 8099 --latency 0.2`` (`spillway up` does).
 
 Its protocol is a real gateway's, reduced to what the store needs:
 
@@ -23,8 +23,6 @@ total), ``--lose-answers N`` captures the first N charges and cuts the connectio
 of answering, ``--omit-charge-id`` answers approvals without their ``charge_id``.
 """
 
-from spillway import gevent_boot  # noqa: F401  (must precede every other import)
-
 import argparse
 import contextlib
 import json
@@ -39,12 +37,13 @@ from dataclasses import field
 from gevent.event import Event
 from gevent.pywsgi import WSGIHandler
 
+from spillway import gevent_boot  # noqa: F401  (must precede every other import)
 from spillway.serve import make_listener
 
 VOID_PATH = re.compile(r"^/charges/([^/]{1,200})/void$")
 CHARGE_PATH = re.compile(r"^/charges/([^/]{1,200})$")
 # Set by the app on an answer that is to be lost; read by KnobsHandler.
-LOSE_ANSWER = "spillway.gateway.lose_answer"
+LOSE_ANSWER = "flashsale.gateway.lose_answer"
 
 
 @dataclass

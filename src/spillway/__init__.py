@@ -1,12 +1,15 @@
-"""Spillway: Flask + Celery + gunicorn/gevent + nginx + supervisord, built for high concurrency."""
+"""Spillway: run a Flask app on Flask + Celery + gunicorn/gevent + nginx + supervisord,
+built for high concurrency.
+
+``from spillway import Spillway`` is the one interface an app declares its needs through
+(spillway.extension). Importing the package imports nothing else: :mod:`spillway.gevent_boot`
+must be able to patch before Flask, sockets or ssl are imported.
+"""
 
 
-def create_app(config_name: str = "dev"):
-    """Build the Flask app for ``dev``, ``test`` or ``prd``; see :func:`spillway.app.create_app`.
+def __getattr__(name: str):
+    if name == "Spillway":
+        from spillway.extension import Spillway
 
-    The import is deferred so that importing the package never pulls in Flask, sockets or ssl
-    before :mod:`spillway.gevent_boot` has had the chance to patch them.
-    """
-    from spillway.app import create_app as build
-
-    return build(config_name)
+        return Spillway
+    raise AttributeError(f"module 'spillway' has no attribute {name!r}")

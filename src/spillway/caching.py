@@ -21,10 +21,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from spillway.extensions import memcache
-from spillway.extensions import redis_store
+from spillway import counters
+from spillway.clients import memcache
+from spillway.clients import redis_store
 from spillway.metrics import registry as metrics
-from spillway.ops import counters
 
 log = logging.getLogger(__name__)
 

@@ -1,46 +1,130 @@
-"""The ``spillway`` command: Flask's CLI (``db``, ``routes``, ``shell``) plus the stack's own.
+"""The ``spillway`` command: the stack's own commands (``up``, ``serve``, ``worker``,
+``check``), Flask's (``routes``, ``shell``), and the app's (``db`` from Flask-Migrate, and
+whatever its factory adds to ``app.cli``).
 
-Run through ``spillway.__main__``, which patches for gevent before this module is imported.
+The app is the one ``--app`` or ``SPILLWAY_APP`` names (spillway.loader). Run through
+``spillway.__main__``, which patches for gevent before this module is imported.
 """
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import click
 from flask.cli import FlaskGroup
+from flask.cli import ScriptInfo
 from flask.cli import routes_command
 from flask.cli import shell_command
+from flask.cli import with_appcontext
 
-from spillway import create_app
+from spillway.loader import AppNotFound
 from spillway.settings import CONFIG_NAMES
 from spillway.settings import SettingsError
 
+# `spillway start-checks`: a check could not decide yet (a dependency is starting or down).
+START_CHECKS_NOT_YET = 3
 
-def _app_from_environment():
-    from spillway.deploy.local_stack import use_stack_addresses
 
-    use_stack_addresses()  # in a checkout with a stack: its sockets and database
+def _chosen_app() -> str | None:
+    """``--app`` (Flask's option, kept by its ScriptInfo), else None: SPILLWAY_APP."""
+    info = click.get_current_context().find_object(ScriptInfo)
+    return info.app_import_path if info is not None else None
+
+
+def _load(spec: str | None = None):
+    """The app, or one line saying why not (never a traceback)."""
+    from spillway.loader import load_app
+
     try:
-        return create_app(os.environ.get("SPILLWAY_ENV", "dev"))
-    except SettingsError as exc:
+        return load_app(spec or _chosen_app())
+    except (AppNotFound, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
+def _app_for_commands():
+    from spillway.deploy.local_stack import use_stack_addresses
+
+    use_stack_addresses()  # in a checkout with a stack: its sockets and database
+    return _load()
+
+
 # Flask's own `run` is left out on purpose: `serve` is the one development server.
-@click.group(cls=FlaskGroup, create_app=_app_from_environment, add_default_commands=False,
+@click.group(cls=FlaskGroup, create_app=_app_for_commands, add_default_commands=False,
              add_version_option=False, load_dotenv=False, set_debug_flag=False)
 def cli():
-    """Spillway: run, migrate and operate the stack.
+    """Spillway: run your Flask app on the whole stack, migrate and operate it.
 
-    The config (dev, test, prd) comes from SPILLWAY_ENV; every setting from the
-    environment (see the README). `spillway up` runs everything under supervisord.
+    The app is --app MODULE:FACTORY (or SPILLWAY_APP; the flash sale by default),
+    spelled as for gunicorn: `pkg:create_app`, `pkg:create_app("prd")`. The config
+    (dev, test, prd) comes from SPILLWAY_ENV, every setting from the environment
+    (see the README). `spillway up` runs everything under supervisord.
     """
-
 
 
 cli.add_command(routes_command)
 cli.add_command(shell_command)
+
+
+@cli.command("check")
+@with_appcontext
+def check_command():
+    """Check every dependency (the app's own, redis, memcached, the broker); exit 1 if any
+    is down."""
+    from spillway.health.checks import run_checks
+
+    results = run_checks()
+    for name, result in results.items():
+        click.echo(f"{name:10} {result}")
+    if any(result != "ok" for result in results.values()):
+        raise SystemExit(1)
+
+
+@cli.command("start-checks", with_appcontext=False)
+def start_checks_command():
+    """Run the app's start checks: exit 0 when it may serve, 1 (and why, in one line) when
+    it must not, 3 when they cannot decide yet (spillway up runs this once redis answers)."""
+    from spillway.extension import NotCheckableYet
+    from spillway.extension import StartRefused
+    from spillway.health.start import run_start_checks
+
+    try:
+        run_start_checks(_app_for_commands())
+    except StartRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    except NotCheckableYet as exc:
+        error = click.ClickException(f"the start checks cannot run yet: {exc}")
+        error.exit_code = START_CHECKS_NOT_YET
+        raise error from None
+    click.echo("start checks: passed")
+
+
+@cli.command("init", with_appcontext=False)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default=None,
+              help="The package's name [default: the directory's name, if it can be one].")
+def init_command(directory: Path, name: str | None):
+    """Start your own app on Spillway in DIRECTORY: a package with an app factory and a
+    blueprint (a slow endpoint and a fast one); docs/your-app.md grows it from there."""
+    from spillway.scaffold import ScaffoldError
+    from spillway.scaffold import scaffold
+
+    name = name or directory.resolve().name.replace("-", "_")
+    try:
+        made = scaffold(directory, name)
+    except ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"made {made}\nrun it:  cd {directory} && "
+               f"SPILLWAY_APP={name}:create_app PYTHONPATH=$PWD spillway up")
+
+
+@cli.command("describe-app", with_appcontext=False)
+def describe_app_command():
+    """Print what the app declares to the runtime, as JSON (what `spillway up` renders its
+    configs from: its pages, cached routes, sidecars, whether it has Celery, migrations)."""
+    from spillway.extension import Spillway
+
+    click.echo(json.dumps(Spillway.of(_load()).describe()))
 
 
 @cli.command("serve", with_appcontext=False)
@@ -69,11 +153,8 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
         os.environ["SPILLWAY_DEBUG"] = "1" if debug else "0"
     if log_level:
         os.environ["SPILLWAY_LOG_LEVEL"] = log_level.upper()
-    try:
-        app = create_app(config_name)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    serve(app, host, port, access_log=access_log)
+    os.environ["SPILLWAY_ENV"] = config_name
+    serve(_load(), host, port, access_log=access_log)
 
 
 @cli.command("up", with_appcontext=False)
@@ -110,17 +191,20 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
                    "free, else any free port].")
 def up_command(run_dir, port, host, web_workers, worker_connections, log_level, ready_timeout,
                seed_demo, metrics_port, flower_port):
-    """Run the whole stack under supervisord, in the foreground.
+    """Run the whole stack for the app under supervisord, in the foreground.
 
-    nginx, gunicorn (gevent workers), a Celery worker and beat, redis and
-    memcached: configured from templates into RUN_DIR, started in order,
-    stopped together by Ctrl-C or SIGTERM. Gunicorn and Celery never run as
-    root: started as root, they run as the SPILLWAY_USER system user
+    nginx, gunicorn (gevent workers), the app's Celery worker and beat (if it has
+    Celery), redis and memcached: configured from templates into RUN_DIR, started
+    in order, stopped together by Ctrl-C or SIGTERM. The app is --app (before the
+    command: `spillway --app pkg:create_app up`) or SPILLWAY_APP. App processes
+    never run as root: started as root, they run as the SPILLWAY_USER system user
     (default `spillway`, created when missing).
     """
     from spillway.deploy.up import StackOptions
     from spillway.deploy.up import run_stack
 
+    if _chosen_app():
+        os.environ["SPILLWAY_APP"] = _chosen_app()
     options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
                            log_level=log_level.upper(), ready_timeout=ready_timeout,
                            seed_demo=seed_demo, metrics_port=metrics_port,
@@ -141,7 +225,7 @@ def worker_command(celery_args):
         raise click.ClickException(
             "refusing to run a Celery worker as root; run it as an unprivileged user "
             "(spillway up does this for you)")
-    args = [sys.executable, "-m", "celery", "-A", "spillway.make_celery", "worker",
+    args = [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "worker",
             "--loglevel", os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"), "-O", "fair",
             *celery_args]
     os.execv(sys.executable, args)

@@ -124,7 +124,7 @@ def parse_json_object(content_type: str, raw: bytes, schema):
 
 def decode_json_object(content_type: str, raw: bytes) -> dict:
     """The JSON object a request body holds: the one judge of every JSON body, the purchase
-    paths' and every webargs body route's (spillway.apidoc.BodyParser).
+    paths' and every webargs body route's (spillway.api.BodyParser).
 
     :raise ApiError: 400 an empty body, 415 not application/json, 400 not a JSON object.
     """

@@ -5,7 +5,6 @@ import signal
 import socket
 
 import gevent
-
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 

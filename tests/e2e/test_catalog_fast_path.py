@@ -52,7 +52,8 @@ def test_patch_is_seen_by_the_very_next_get_through_nginx(stack):
         patched = requests.patch(url, headers=headers, json={"name": name}, timeout=10)
         assert patched.status_code == 200
         assert requests.get(url, timeout=5).json()["name"] == name
-        names = {item["id"]: item["name"] for item in requests.get(listing, timeout=5).json()["items"]}
+        items = requests.get(listing, timeout=5).json()["items"]
+        names = {item["id"]: item["name"] for item in items}
         assert names[product["id"]] == name
         bare = requests.get(f"{stack.base_url}/api/v1/products", timeout=5).json()
         assert {i["id"]: i["name"] for i in bare["items"]}[product["id"]] == name

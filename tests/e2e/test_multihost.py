@@ -17,9 +17,9 @@ from datetime import timezone
 import pytest
 import requests
 
-from spillway.app import create_app
-from spillway.extensions import db
-from spillway.sales.reconcile import reconcile
+from flashsale.app import create_app
+from flashsale.extensions import db
+from flashsale.sales.reconcile import reconcile
 from tests.factories import eventually
 from tests.integration.sales.test_queue import accepted_orders
 from tests.integration.sales.test_queue import check_invariants

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from tests.e2e.browser import Browser
-from tests.e2e.test_stack import children_of
-from tests.e2e.test_stack import uid_of
+from tests.e2e.promises import children_of
+from tests.e2e.promises import uid_of
 from tests.integration.metrics.scrape import sample_names
 from tests.integration.metrics.scrape import sample_sum
 

@@ -61,10 +61,12 @@ def test_nginx_refuses_big_bodies_with_413_json(stack):
     the Flask side of the limit is tests/integration/security/test_hostile_input.py."""
     for path in ("/api/v1/users", "/api/v1/products", "/api/v1/sales/1/orders", "/static/x"):
         response = requests.post(f"{stack.base_url}{path}", data=b"{" + b" " * (65 * 1024) + b"}",
-                                 headers={"Content-Type": "application/json", **stack.admin_headers()},
+                                 headers={"Content-Type": "application/json",
+                                          **stack.admin_headers()},
                                  timeout=10)
         assert response.status_code == 413, path
-        assert response.headers["Content-Type"].startswith("application/json"), (path, response.text)
+        assert response.headers["Content-Type"].startswith("application/json"), (
+            path, response.text)
         assert response.json()["error"]["code"] == "payload_too_large"
 
 
@@ -86,7 +88,8 @@ def test_per_buyer_purchase_limit_through_nginx(stack):
     sale = requests.post(f"{base}/api/v1/sales", headers=admin, timeout=10, json={
         "product_id": product["id"], "stock": 100, "per_user_limit": 100,
         "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}).json()
-    token = requests.post(f"{base}/api/v1/users", json={"name": "eager"}, timeout=10).json()["token"]
+    signed_up = requests.post(f"{base}/api/v1/users", json={"name": "eager"}, timeout=10)
+    token = signed_up.json()["token"]
     buyer = {"Authorization": f"Bearer {token}"}
     answers = [requests.post(f"{base}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
                              headers=buyer, timeout=10) for _ in range(PER_BUYER + 1)]

@@ -2,33 +2,14 @@
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
 import requests
 
-SLOW_IN_FLIGHT = 200
-
-
-def uid_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Uid line for {pid}")
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+from tests.e2e.promises import assert_fast_while_slow
+from tests.e2e.promises import assert_not_root
+from tests.e2e.promises import children_of
 
 
 def test_ready_through_nginx(stack):
@@ -41,29 +22,13 @@ def test_ready_through_nginx(stack):
 
 def test_index_is_fast_while_slow_requests_are_in_flight(stack):
     """/demo/index answers well under a second while 200 /demo/slow?seconds=5 sleep."""
-    with ThreadPoolExecutor(max_workers=SLOW_IN_FLIGHT) as pool:
-        slow = [pool.submit(requests.get, f"{stack.base_url}/demo/slow?seconds=5", timeout=60)
-                for _ in range(SLOW_IN_FLIGHT)]
-        time.sleep(2.0)
-        timings = []
-        for _ in range(5):
-            started = time.monotonic()
-            response = requests.get(f"{stack.base_url}/demo/index", timeout=10)
-            timings.append(time.monotonic() - started)
-            assert response.text == "Beijing"
-        in_flight = sum(not f.done() for f in slow)
-        answers = [f.result() for f in slow]
-    assert in_flight >= SLOW_IN_FLIGHT * 0.9, f"only {in_flight} slow requests were in flight"
-    assert max(timings) < 1.0, f"/demo/index took {max(timings):.2f}s"
-    assert all(a.status_code == 200 and a.text == "Hello World!" for a in answers)
+    assert_fast_while_slow(stack.base_url, "/demo/slow?seconds=5", "/demo/index",
+                           "Hello World!", "Beijing")
 
 
 def test_gunicorn_and_celery_do_not_run_as_root(stack):
     """The app's processes, masters and children, run unprivileged."""
-    for program in ("gunicorn", "celery-worker", "celery-beat"):
-        pid = stack.program_pid(program)
-        pids = [pid, *children_of(pid)]
-        assert all(uid_of(p) != 0 for p in pids), (program, pids)
+    assert_not_root(stack, ("gunicorn", "celery-worker", "celery-beat"))
     if os.geteuid() == 0:
         assert len(children_of(stack.program_pid("gunicorn"))) == 2
 

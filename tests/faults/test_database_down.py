@@ -18,11 +18,12 @@ import pytest
 import requests
 import sqlalchemy
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales import tasks
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders import tasks
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from spillway.clients import redis_store
 from tests.audit import check_answers
 from tests.factories import buy
 from tests.factories import make_sale
@@ -104,11 +105,11 @@ def test_a_batch_that_could_not_commit_is_retried_on_the_next_drain(client, app)
     try:
         with pytest.raises(sqlalchemy.exc.OperationalError):
             tasks.drain_outbox()
-        assert redis_store.xpending(stock.OUTBOX, tasks.GROUP)["pending"] == 1
+        assert redis_store.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 1
     finally:
         locker.wait(timeout=60)
         locker.stdout.close()
     db.session.rollback()
     assert tasks.drain_outbox() == 1
     assert db.session.get(Order, order_id).quantity == 1
-    assert tasks.outbox_backlog() == 0
+    assert outbox.backlog() == 0

@@ -6,7 +6,7 @@ import time
 
 from pymemcache.client.base import Client
 
-from spillway.catalog.cache import product_key
+from flashsale.catalog.cache import product_key
 from tests.faults.burst import Burst
 from tests.faults.burst import plan
 from tests.faults.stack import restart

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from spillway.extensions import redis_store
-from spillway.ops.tasks import SMOKE_PREFIX
+from flashsale.ops.tasks import SMOKE_PREFIX
+from spillway.clients import redis_store
 
 NOBODY = 65534
 
@@ -30,7 +30,7 @@ def worker(app, start_worker):
 
 def test_worker_runs_json_tasks_in_app_context(app, worker):
     """A JSON task published here runs in the worker, with the app's redis bound."""
-    app.extensions["celery"].send_task("spillway.ops.tasks.mark",
+    app.extensions["celery"].send_task("flashsale.ops.tasks.mark",
                                        args=[f"{SMOKE_PREFIX}marked", "json"])
     assert wait_for_key(f"{SMOKE_PREFIX}marked") == b"json", worker[1].read_text()
 
@@ -38,9 +38,9 @@ def test_worker_runs_json_tasks_in_app_context(app, worker):
 def test_worker_refuses_pickle(app, worker):
     """A pickle-serialized message is refused and never executed."""
     celery_app = app.extensions["celery"]
-    celery_app.send_task("spillway.ops.tasks.mark", args=[f"{SMOKE_PREFIX}pickled", "yes"],
+    celery_app.send_task("flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}pickled", "yes"],
                          serializer="pickle")
-    celery_app.send_task("spillway.ops.tasks.mark", args=[f"{SMOKE_PREFIX}after-pickle", "json"])
+    celery_app.send_task("flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}after-pickle", "json"])
     assert wait_for_key(f"{SMOKE_PREFIX}after-pickle") == b"json", worker[1].read_text()
     assert redis_store.get(f"{SMOKE_PREFIX}pickled") is None
     log = worker[1].read_text()
@@ -52,8 +52,8 @@ def test_mark_sets_only_smoke_keys(app, worker):
     written, and the worker logs the refusal in one line, no traceback."""
     redis_store.set("spillway:sale:1:stock", "10")
     celery_app = app.extensions["celery"]
-    celery_app.send_task("spillway.ops.tasks.mark", args=["spillway:sale:1:stock", "0"])
-    celery_app.send_task("spillway.ops.tasks.mark", args=[f"{SMOKE_PREFIX}after", "ok"])
+    celery_app.send_task("flashsale.ops.tasks.mark", args=["spillway:sale:1:stock", "0"])
+    celery_app.send_task("flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}after", "ok"])
     assert wait_for_key(f"{SMOKE_PREFIX}after") == b"ok", worker[1].read_text()
     assert redis_store.get("spillway:sale:1:stock") == b"10"
     log = worker[1].read_text()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from spillway.extensions import redis_store
+from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import buy
-from tests.factories import make_sale
 from tests.factories import eventually
+from tests.factories import make_sale
 from tests.factories import signup
 from tests.servers import Server
 from tests.servers import binary
@@ -45,7 +45,7 @@ def test_method_not_allowed_says_what_is(client):
 
 def test_oversized_body_is_413_json(client):
     """A body over 64 KiB is refused as JSON."""
-    response = client.post("/healthz", data=b"x" * (64 * 1024 + 1),
+    response = client.post("/api/v1/users", data=b"x" * (64 * 1024 + 1),
                            content_type="application/json")
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"

@@ -84,7 +84,9 @@ def test_a_flood_of_readyz_costs_about_one_check_a_second(app):
 
 def test_check_command_prints_each_dependency(app):
     """`spillway check` lists every dependency and exits 0 when all are up."""
-    result = app.test_cli_runner().invoke(args=["check"])
+    from spillway.cli import check_command
+
+    result = app.test_cli_runner().invoke(check_command)
     assert result.exit_code == 0, result.output
     for name in ("database", "redis", "memcached", "broker"):
         assert f"{name}" in result.output

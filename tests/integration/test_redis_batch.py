@@ -20,9 +20,10 @@ from redis.exceptions import ConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import ResponseError
 
+from flashsale.sales import stock
 from spillway import redis_batch
+from spillway import redis_scripts
 from spillway.redis_batch import CommandBatcher
-from spillway.sales import stock
 from tests.factories import make_sale
 from tests.factories import signup
 from tests.servers import start_redis
@@ -175,7 +176,7 @@ def test_admission_reloads_a_script_redis_forgot(app, client, monkeypatch):
     """After SCRIPT FLUSH (a redis restart) the batched EVALSHA gets NOSCRIPT, which means it
     did not run: the script is loaded again and the purchase goes through once."""
     batcher = CommandBatcher(app.extensions["redis"])
-    monkeypatch.setattr(stock, "batcher_for", lambda client, registry: batcher)
+    monkeypatch.setattr(redis_scripts, "batcher_for", lambda client, registry: batcher)
     sale = make_sale(client, stock=5)
     buyer = signup(client)
     assert client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
@@ -196,7 +197,7 @@ def test_batching_off_sends_each_command_alone(app, client, monkeypatch):
     def no_batcher(client, registry):
         raise AssertionError("batching is off")
 
-    monkeypatch.setattr(stock, "batcher_for", no_batcher)
+    monkeypatch.setattr(redis_scripts, "batcher_for", no_batcher)
     monkeypatch.setitem(app.config, "REDIS_BATCHING", False)
     sale = make_sale(client, stock=2)
     assert client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},

@@ -6,14 +6,14 @@ from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
 
-from spillway.catalog.schemas import PageArgs
-from spillway.catalog.schemas import ProductIn
-from spillway.catalog.schemas import ProductPatch
+from flashsale.catalog.schemas import PageArgs
+from flashsale.catalog.schemas import ProductIn
+from flashsale.catalog.schemas import ProductPatch
+from flashsale.sales.schemas import PurchaseIn
+from flashsale.sales.schemas import SaleIn
+from flashsale.sales.schemas import SaleListArgs
+from flashsale.users.schemas import SignupIn
 from spillway.fields import Text
-from spillway.sales.schemas import PurchaseIn
-from spillway.sales.schemas import SaleIn
-from spillway.sales.schemas import SaleListArgs
-from spillway.users.schemas import SignupIn
 
 INPUT_SCHEMAS = [ProductIn, ProductPatch, PageArgs, SaleIn, SaleListArgs, PurchaseIn, SignupIn]
 

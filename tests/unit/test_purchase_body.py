@@ -3,8 +3,8 @@ schema, with the same answers either way."""
 
 import pytest
 
+from flashsale.sales.fastpath import quantity_of
 from spillway.errors import ApiError
-from spillway.sales.fastpath import quantity_of
 
 JSON = "application/json"
 

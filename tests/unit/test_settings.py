@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from spillway import settings
-from spillway.app import create_app
+from flashsale import settings
+from flashsale.app import create_app
+from spillway import settings as runtime_settings
 from spillway.settings import SettingsError
 
 ADMIN_TOKEN = "Zq3vT9-admin-token-0123456789abcdef"  # 35 characters
@@ -154,10 +155,10 @@ def test_redis_gets_a_memory_ceiling(monkeypatch):
     memory; anything else is refused, naming the variable."""
     monkeypatch.delenv("SPILLWAY_REDIS_MAXMEMORY", raising=False)
     physical_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    assert settings.redis_maxmemory() == f"{max(physical_mb // 4, 64)}mb"
+    assert runtime_settings.redis_maxmemory() == f"{max(physical_mb // 4, 64)}mb"
     monkeypatch.setenv("SPILLWAY_REDIS_MAXMEMORY", "2GB")
-    assert settings.redis_maxmemory() == "2GB"
+    assert runtime_settings.redis_maxmemory() == "2GB"
     for nonsense in ("0", "lots", "1tb", "-5mb", "1 gb"):
         monkeypatch.setenv("SPILLWAY_REDIS_MAXMEMORY", nonsense)
         with pytest.raises(SettingsError, match="SPILLWAY_REDIS_MAXMEMORY"):
-            settings.redis_maxmemory()
+            runtime_settings.redis_maxmemory()

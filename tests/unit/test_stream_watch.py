@@ -4,8 +4,8 @@ import time
 
 import gevent
 
-from spillway.sales.stream import SaleWatch
-from spillway.sales.stream import events
+from flashsale.sales.stream import SaleWatch
+from flashsale.sales.stream import events
 
 STARTS, ENDS = 1_000, 2_000
 

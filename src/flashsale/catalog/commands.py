@@ -5,9 +5,9 @@ from flask.cli import with_appcontext
 from sqlalchemy import func
 from sqlalchemy import select
 
-from spillway.catalog import service
-from spillway.catalog.models import Product
-from spillway.extensions import db
+from flashsale.catalog import service
+from flashsale.catalog.models import Product
+from flashsale.extensions import db
 
 DEMO_PRODUCTS = [
     ("Paper lantern", "Folds flat; glows warm.", 1299),

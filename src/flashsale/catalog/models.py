@@ -7,8 +7,8 @@ from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from flashsale.extensions import db
 from spillway.clock import utcnow
-from spillway.extensions import db
 
 
 class Product(db.Model):

@@ -5,11 +5,11 @@ import json
 from sqlalchemy import func
 from sqlalchemy import select
 
-from spillway.catalog import cache
-from spillway.catalog.models import Product
+from flashsale.catalog import cache
+from flashsale.catalog.models import Product
+from flashsale.extensions import db
+from spillway import counters
 from spillway.errors import ApiError
-from spillway.extensions import db
-from spillway.ops import counters
 
 MAX_ID = 2**63 - 1
 # Deeper pages are read from the database: caching every page a client can name would let

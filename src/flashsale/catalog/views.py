@@ -5,15 +5,15 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from spillway.auth import is_admin
-from spillway.auth import require_admin
-from spillway.catalog import service
-from spillway.catalog.schemas import PageArgs
-from spillway.catalog.schemas import ProductIn
-from spillway.catalog.schemas import ProductOut
-from spillway.catalog.schemas import ProductPage
-from spillway.catalog.schemas import ProductPatch
-from spillway import apidoc
+from flashsale import apidoc
+from flashsale.auth import is_admin
+from flashsale.auth import require_admin
+from flashsale.catalog import service
+from flashsale.catalog.schemas import PageArgs
+from flashsale.catalog.schemas import ProductIn
+from flashsale.catalog.schemas import ProductOut
+from flashsale.catalog.schemas import ProductPage
+from flashsale.catalog.schemas import ProductPatch
 
 bp = Blueprint("catalog", __name__, url_prefix="/api/v1/products",
                description="Products: read-mostly, cached in memcached and served by nginx.")

@@ -10,12 +10,13 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 
-from spillway.ops.counters import COUNTERS_KEY
-from spillway.sales.stock import OUTBOX
+from flashsale.keys import OUTBOX
+from flashsale.keys import OUTBOX_GROUP
+from spillway.counters import COUNTERS_KEY
 
 log = logging.getLogger(__name__)
 
-PERSISTERS = b"persisters"
+PERSISTERS = OUTBOX_GROUP.encode()
 PERSISTED_COUNTER = "orders.persisted"
 # (family, name, help, key of outbox_state); counters get "_total" from the exposition.
 QUEUE_METRICS = (
@@ -61,8 +62,8 @@ class QueueCollector:
     """A custom collector: outbox depth, pending entries, reservations queued, orders
     persisted; ``spillway_redis_up`` says whether redis answered."""
 
-    def __init__(self, client):
-        self.client = client
+    def __init__(self, app):
+        self.client = app.extensions["redis"]
 
     def collect(self):
         up = GaugeMetricFamily("spillway_redis_up", "Whether redis answered this scrape.")

@@ -14,13 +14,13 @@ from datetime import timezone
 
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.ops.collectors import outbox_state
+from flashsale.sales.models import Sale
+from flashsale.sales.service import status_of
+from spillway.clients import redis_store
 from spillway.metrics import registry
-from spillway.metrics.collectors import outbox_state
-from spillway.sales import stock
-from spillway.sales.models import Sale
-from spillway.sales.service import status_of
 
 # Sales shown: not yet ended, or ended this recently; the newest first, at most this many.
 RECENTLY_ENDED = timedelta(minutes=10)
@@ -36,7 +36,7 @@ def snapshot() -> dict:
                                .order_by(Sale.created_at.desc()).limit(MAX_SALES)).all()
     pipe = redis_store.pipeline(transaction=False)
     for sale in sales:
-        pipe.hgetall(stock.sale_key(sale.id))
+        pipe.hgetall(keys.sale_key(sale.id))
     states = pipe.execute()
     outbox = outbox_state(redis_store.client)
     return {

@@ -2,10 +2,10 @@
 
 from flask_smorest import Blueprint
 
-from spillway import apidoc
-from spillway.auth import require_admin
-from spillway.metrics import live
-from spillway.metrics.schemas import LiveOut
+from flashsale import apidoc
+from flashsale.auth import require_admin
+from flashsale.ops import live
+from flashsale.ops.schemas import LiveOut
 
 bp = Blueprint("ops-live", __name__, url_prefix="/api/v1/ops",
                description="The operator's live view of sales, the queue and the caches.")

@@ -3,7 +3,7 @@
 from marshmallow import Schema
 from marshmallow import fields
 
-from spillway.sales.schemas import RejectedOut
+from flashsale.sales.schemas import RejectedOut
 
 
 class OutboxOut(Schema):

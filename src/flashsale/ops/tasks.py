@@ -4,7 +4,7 @@ import time
 
 from celery import shared_task
 
-from spillway.extensions import redis_store
+from spillway.clients import redis_store
 
 HEARTBEAT_KEY = "spillway:worker:heartbeat"
 # The only keys `mark` may set: anyone who can publish to the broker can call it, and a
@@ -16,14 +16,14 @@ class SmokeKeyRefused(ValueError):
     """`mark` was asked to set a key outside SMOKE_PREFIX; nothing was written."""
 
 
-@shared_task(name="spillway.ops.tasks.heartbeat")
+@shared_task(name="flashsale.ops.tasks.heartbeat")
 def heartbeat() -> None:
     """Record when a worker last ran a beat-scheduled task."""
     redis_store.set(HEARTBEAT_KEY, f"{time.time():.3f}")
 
 
 # throws: an expected refusal, logged by Celery in one line without a traceback.
-@shared_task(name="spillway.ops.tasks.mark", throws=(SmokeKeyRefused,))
+@shared_task(name="flashsale.ops.tasks.mark", throws=(SmokeKeyRefused,))
 def mark(key: str, value: str) -> None:
     """Set a ``spillway:smoke:`` redis key: a harmless task for smoke tests of a worker.
 

@@ -1,20 +1,15 @@
-"""Liveness and readiness endpoints for load balancers and supervisors."""
+"""The shop's pages, for `spillway serve` without nginx in front (nginx serves the same
+files straight from disk): the storefront, the API docs page, the operator page."""
 
 from flask import Blueprint
 from flask import current_app
-from flask import jsonify
 
-from spillway.auth import is_admin
-from spillway.errors import RETRY_AFTER_SECONDS
-from spillway.ops.checks import cached_checks
-from spillway.ops.checks import public_view
-
-bp = Blueprint("ops", __name__)
+bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
 def index():
-    """Serve the storefront page (nginx serves the same file straight from disk)."""
+    """Serve the storefront page."""
     return current_app.send_static_file("index.html")
 
 
@@ -24,21 +19,7 @@ def docs():
     return current_app.send_static_file("docs.html")
 
 
-@bp.get("/healthz")
-def healthz():
-    """Say the process serves; touches no dependency."""
-    return jsonify(status="ok")
-
-
-@bp.get("/readyz")
-def readyz():
-    """Say whether every dependency is up; 503 if one is not. Why one is down is told to
-    the admin token only (and to the log and `spillway check`)."""
-    checks = cached_checks(current_app)
-    ready = all(result == "ok" for result in checks.values())
-    response = jsonify(status="ok" if ready else "unavailable",
-                       checks=checks if is_admin() else public_view(checks))
-    if not ready:
-        response.status_code = 503
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
+@bp.get("/ops")
+def ops_page():
+    """Serve the operator page (its data needs the admin token)."""
+    return current_app.send_static_file("ops.html")

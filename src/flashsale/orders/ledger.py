@@ -10,20 +10,26 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.ops import counters
-from spillway.orders.models import Order
-from spillway.sales import service
-from spillway.sales import stock
-from spillway.sales.models import LedgerIdentity
+from flashsale.extensions import db
+from flashsale.keys import DEAD_LETTERS
+from flashsale.keys import buyer_orders_key
+from flashsale.keys import order_key
+from flashsale.orders.models import LedgerIdentity
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from flashsale.orders.state import CANCELLED
+from flashsale.orders.state import CONFIRMED
+from flashsale.orders.state import PENDING
+from flashsale.orders.state import settle_many
+from spillway import counters
+from spillway.clients import redis_store
+from spillway.clock import now_ms
 
 log = logging.getLogger(__name__)
 INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # Outbox entries whose order can never be persisted (its sale is not in this ledger, its
-# record is gone or malformed): kept here with the reason, for the operator, so that one
-# such entry never holds back the batch it came in (spillway ledger status lists them).
-DEAD_LETTERS = "spillway:outbox:dead"
+# record is gone or malformed) are kept in DEAD_LETTERS with the reason, for the operator,
+# so that one such entry never holds back the batch it came in (spillway ledger status).
 # A row the database refuses for what it is, not because the database is down.
 ROW_ERRORS = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.DataError)
 
@@ -35,10 +41,10 @@ def persist(entries: list) -> int:
     once. Redis is told 'confirmed' only after the commit. An entry that can never become
     an order is set aside as a dead letter, and the rest of its batch goes on.
     """
-    order_ids = [fields[b"order"].decode() for _, fields in entries]
+    order_ids = [fields.get(b"order", b"").decode() for _, fields in entries]
     pipe = redis_store.pipeline(transaction=False)
     for order_id in order_ids:
-        pipe.hgetall(stock.order_key(order_id))
+        pipe.hgetall(order_key(order_id))
     rows, dead = [], []
     for (entry_id, _), order_id, raw in zip(entries, order_ids, pipe.execute()):
         try:
@@ -46,22 +52,19 @@ def persist(entries: list) -> int:
         except (KeyError, ValueError) as exc:
             dead.append((entry_id, order_id, f"its record in redis is missing or malformed "
                                              f"({type(exc).__name__}: {exc})"))
-    if rows:
-        rows, refused = _insert(rows, max(entry_id for entry_id, _ in entries))
-        by_order = {order_id: entry_id for (entry_id, _), order_id in zip(entries, order_ids)}
-        dead += [(by_order[row["id"]], row["id"], reason) for row, reason in refused]
+    # The mark moves even when every entry was set aside: the ledger has seen them.
+    rows, refused = _insert(rows, max(entry_id for entry_id, _ in entries))
+    by_order = {order_id: entry_id for (entry_id, _), order_id in zip(entries, order_ids)}
+    dead += [(by_order[row["id"]], row["id"], reason) for row, reason in refused]
     confirm(rows)
     _set_aside(dead)
-    ids = [entry_id for entry_id, _ in entries]
-    # One MULTI: redis killed between a separate XACK and XDEL left acknowledged entries
-    # in the stream for good (tests/faults/test_redis_restart.py).
-    done = redis_store.pipeline(transaction=True)
-    done.xack(stock.OUTBOX, "persisters", *ids)
-    done.xdel(stock.OUTBOX, *ids)
-    # In the ledger now: the buyer's set of orders only has to name those not yet in it.
-    for row in rows:
-        done.srem(stock.buyer_orders_key(row["user_id"]), row["id"])
-    done.execute()
+
+    def forget_in_buyers_sets(pipe) -> None:
+        # In the ledger now: a buyer's set in redis only names orders not yet in it.
+        for row in rows:
+            pipe.srem(buyer_orders_key(row["user_id"]), row["id"])
+
+    outbox.acknowledge([entry_id for entry_id, _ in entries], also=forget_in_buyers_sets)
     counters.incr("orders.persisted", len(rows))  # the operator page's drain rate
     return len(rows)
 
@@ -74,7 +77,7 @@ def _row(order_id: str, state: dict) -> dict:
     return {
         "id": order_id, "sale_id": int(state["sale_id"]), "user_id": int(state["user_id"]),
         "quantity": int(state["quantity"]),
-        "status": "cancelled" if state["status"] == "cancelled" else "confirmed",
+        "status": CANCELLED if state["status"] == CANCELLED else CONFIRMED,
         "created_at": datetime.fromtimestamp(int(state["created_ms"]) / 1000, timezone.utc),
         "updated_at": datetime.now(timezone.utc),
         "idempotency_key": state.get("key") or None,
@@ -89,7 +92,8 @@ def _insert(rows: list[dict], newest_entry: bytes) -> tuple[list[dict], list[tup
     insert = INSERTS[db.engine.dialect.name]
     statement = insert(Order).on_conflict_do_nothing(index_elements=["id"])
     try:
-        db.session.execute(statement, rows)
+        if rows:
+            db.session.execute(statement, rows)
         _move_mark(newest_entry)
         db.session.commit()
         return rows, []
@@ -135,13 +139,13 @@ def _set_aside(dead: list[tuple]) -> None:
 def confirm(rows: list[dict]) -> None:
     """pending → confirmed in redis; an order cancelled meanwhile is cancelled here too."""
     changes = [(row["id"], row["sale_id"], row["user_id"]) for row in rows
-               if row["status"] == "confirmed"]
+               if row["status"] == CONFIRMED]
     if not changes:
         return
-    results = stock.settle_many(changes, "confirmed", service.now_ms(), ("pending",))
+    results = settle_many(changes, CONFIRMED, now_ms(), (PENDING,))
     for (order_id, *_), (outcome, before) in zip(changes, results):
-        if outcome == "refused" and before == "cancelled":
-            set_status(order_id, "cancelled")
+        if outcome == "refused" and before == CANCELLED:
+            set_status(order_id, CANCELLED)
 
 
 def set_status(order_id: str, status: str) -> None:

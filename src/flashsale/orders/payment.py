@@ -5,7 +5,7 @@ Under gevent the call is cooperative: a slow gateway holds one greenlet, never a
 Every charge carries ``Idempotency-Key: <order id>``, so a retry after a lost answer is
 answered by the gateway with the first attempt's result instead of a second charge; and
 ``void`` closes a key whose outcome nobody saw, which tells whether it was captured
-(spillway/gateway.py describes the protocol). A call's failure says how much is known:
+(flashsale/gateway.py describes the protocol). A call's failure says how much is known:
 ``Unreachable`` and ``Declined`` mean no money moved; ``OutcomeUnknown`` means it may have.
 """
 
@@ -18,7 +18,14 @@ from flask import current_app
 from gevent import monkey
 from urllib3.exceptions import NewConnectionError
 
+from spillway.extension import Sidecar
+
 _session = requests.Session()
+# Without SPILLWAY_PAYMENT_URL (a real gateway), `spillway up` runs the stand-in beside the
+# shop, and the shop finds it on the port this setting names (flashsale.settings).
+GATEWAY_PORT_SETTING = "SPILLWAY_PAYMENT_GATEWAY_PORT"
+STAND_IN = Sidecar("payment-gateway", "flashsale.gateway", port_setting=GATEWAY_PORT_SETTING,
+                   unless_set="SPILLWAY_PAYMENT_URL", args=("--latency", "0.2"))
 
 
 class GatewayError(RuntimeError):

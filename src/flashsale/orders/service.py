@@ -8,17 +8,18 @@ from datetime import timezone
 
 from sqlalchemy import select
 
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders import ledger
+from flashsale.orders import payment
+from flashsale.orders import state as order_states
+from flashsale.orders.models import Order
+from flashsale.orders.state import public_status
+from spillway import counters
+from spillway.clients import redis_store
+from spillway.clock import iso
+from spillway.clock import now_ms
 from spillway.errors import ApiError
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.ops import counters
-from spillway.orders import ledger
-from spillway.orders import payment
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales.service import iso
-from spillway.sales.service import now_ms
-from spillway.sales.service import public_status
 
 log = logging.getLogger(__name__)
 ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -36,7 +37,7 @@ def find(order_id: str, role: str, user_id: str | None) -> dict:
 
 
 def _document(order_id: str) -> dict | None:
-    state = stock.order_state(order_id)
+    state = order_states.order_state(order_id)
     if state is not None:
         created = datetime.fromtimestamp(int(state["created_ms"]) / 1000, timezone.utc)
         return {"order_id": order_id, "sale_id": state["sale_id"], "user_id": state["user_id"],
@@ -51,7 +52,7 @@ def _document(order_id: str) -> dict | None:
 
 def of_buyer(user_id: str) -> list[dict]:
     """Every order of a buyer, newest first."""
-    ids = [i.decode() for i in redis_store.smembers(stock.buyer_orders_key(user_id))]
+    ids = [i.decode() for i in redis_store.smembers(keys.buyer_orders_key(user_id))]
     persisted = db.session.scalars(select(Order.id).where(Order.user_id == int(user_id)))
     documents = [_document(i) for i in set(ids) | set(persisted)]
     return sorted((d for d in documents if d), key=lambda d: d["created_at"], reverse=True)
@@ -73,7 +74,7 @@ def pay(order_id: str, user_id: str) -> dict:
     order = find(order_id, "buyer", user_id)
     sale_id = order["sale_id"]
     buyer = order["user_id"]
-    outcome, before = stock.settle(order_id, sale_id, "paying", now_ms(), ("confirmed",),
+    outcome, before = order_states.settle(order_id, sale_id, "paying", now_ms(), ("confirmed",),
                                    when="before", user_id=buyer)
     if before == "paid":
         return _recorded_paid(order_id)
@@ -95,7 +96,7 @@ def pay(order_id: str, user_id: str) -> dict:
         counters.incr("payments.outcome_unknown")
         log.warning("payment of %s: outcome unknown: %s", order_id, exc)
         raise ApiError(503, "The payment's outcome is not known yet; retry.") from None
-    outcome, before = stock.settle(order_id, sale_id, "paid", now_ms(), ("paying",),
+    outcome, before = order_states.settle(order_id, sale_id, "paid", now_ms(), ("paying",),
                                    user_id=buyer)
     if outcome not in ("changed", "unchanged"):
         _breach(order_id, charge_id, before)
@@ -109,7 +110,7 @@ def resolve_abandoned(order_id: str, state: dict[str, str]) -> str:
 
     For the deadline sweeper, once the grace after the deadline has passed.
 
-    :param state: the order's live record (stock.order_state).
+    :param state: the order's live record (order_states.order_state).
     :return: "paid" or "cancelled" when this call settled it, "" when it was settled already.
     :raise payment.Unreachable, payment.OutcomeUnknown: the gateway did not say; try later.
     """
@@ -117,7 +118,7 @@ def resolve_abandoned(order_id: str, state: dict[str, str]) -> str:
     buyer = state["user_id"]
     resolution = payment.void(order_id)
     target = "paid" if resolution.status == "captured" else "cancelled"
-    outcome, before = stock.settle(order_id, sale_id, target, now_ms(), ("paying",),
+    outcome, before = order_states.settle(order_id, sale_id, target, now_ms(), ("paying",),
                                    user_id=buyer)
     if outcome not in ("changed", "unchanged"):
         if target == "paid":

@@ -5,10 +5,10 @@ from flask_smorest import Blueprint
 from marshmallow import Schema
 from marshmallow import fields
 
-from spillway.auth import current_caller
-from spillway.auth import require_buyer
-from spillway.orders import service
-from spillway import apidoc
+from flashsale import apidoc
+from flashsale.auth import current_caller
+from flashsale.auth import require_buyer
+from flashsale.orders import service
 
 bp = Blueprint("orders", __name__, description="Orders: poll their status, pay them.")
 

@@ -15,23 +15,24 @@ from celery import shared_task
 from sqlalchemy import func
 from sqlalchemy import select
 
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from flashsale.sales import stock
+from spillway.clients import redis_store
 from spillway.clock import now_ms
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales.tasks import outbox_backlog
 
 log = logging.getLogger(__name__)
 UNSETTLED = ("confirmed", "paying")
 
 
-@shared_task(name="spillway.sales.archive.archive_sales")
+@shared_task(name="flashsale.sales.archive.archive_sales")
 def archive_sales() -> int:
     """Archive every sale that is due; returns how many were archived now."""
     now = now_ms()
     due = [sale for sale in stock.registered_sales().values() if _due(sale.sale_id, now)]
-    if not due or outbox_backlog():  # an order still on its way to the ledger: next time
+    if not due or outbox.backlog():  # an order still on its way to the ledger: next time
         return 0
     archived = 0
     for sale in due:
@@ -39,10 +40,10 @@ def archive_sales() -> int:
             Order.sale_id == sale.sale_id, Order.status.in_(UNSETTLED)))
         if unsettled:
             continue
-        parts = [stock.shard(sale.sale_id, i, sale.shards) for i in range(sale.shards)]
+        parts = [keys.shard(sale.sale_id, i, sale.shards) for i in range(sale.shards)]
         pipe = redis_store.pipeline(transaction=True)
         pipe.delete(*[key for part in parts for key in (part.units, part.idempotency)])
-        pipe.hset(stock.sale_key(sale.sale_id), "archived", 1)
+        pipe.hset(keys.sale_key(sale.sale_id), "archived", 1)
         pipe.execute()
         archived += 1
         log.info("sale %s archived: its holdings and idempotency keys left redis",
@@ -52,5 +53,5 @@ def archive_sales() -> int:
 
 
 def _due(sale_id, now: int) -> bool:
-    archived, archive_ms = redis_store.hmget(stock.sale_key(sale_id), "archived", "archive_ms")
+    archived, archive_ms = redis_store.hmget(keys.sale_key(sale_id), "archived", "archive_ms")
     return archived != b"1" and archive_ms is not None and int(archive_ms) <= now

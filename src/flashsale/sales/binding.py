@@ -35,14 +35,17 @@ from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import update
 
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders.models import LedgerIdentity
+from flashsale.orders.models import Order
+from flashsale.sales import service
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
+from spillway.clients import redis_store
 from spillway.clock import now_ms
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders.models import Order
-from spillway.sales import service
-from spillway.sales import stock
-from spillway.sales.models import LedgerIdentity
-from spillway.sales.models import Sale
+from spillway.extension import NotCheckableYet
+from spillway.extension import StartRefused
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def examine() -> Examination:
     bound = redis_store.hget(MARKER, "id")
     registered = stock.registered_sales()
     drafts = {sale_id for sale_id in set(registered) - db_sales
-              if redis_store.hget(stock.sale_key(sale_id), "open") == b"0"}
+              if redis_store.hget(keys.sale_key(sale_id), "open") == b"0"}
     info = _outbox_info()
     found = Examination(
         identity.id, (identity.outbox_mark_ms, identity.outbox_mark_seq),
@@ -180,25 +183,23 @@ def bind(ledger_id: str) -> None:
     log.info("redis bound to ledger %s", ledger_id)
 
 
-def verify_at_start(app, who: str) -> None:
-    """A process's check before it serves: exit with one line on a mismatch; go on (and say
-    so) when the pair cannot be checked yet, since the dependency may come back."""
-    with app.app_context():
-        try:
-            verify()
-        except LedgerMismatch as exc:
-            log.error("%s refuses to start: %s", who, exc)
-            raise SystemExit(f"{who}: {exc}") from None
-        except NotCheckable as exc:
-            log.warning("%s: the ledger binding is not checked: %s", who, exc)
-        except Exception as exc:  # a dependency down at start: its own checks report it
-            log.warning("%s: the ledger binding is not checked yet (%s: %s)", who,
-                        type(exc).__name__, exc)
+def start_check() -> None:
+    """The shop's start check (Spillway(app, start_checks=...)): the pair, verified.
+
+    :raise StartRefused: they disagree.
+    :raise NotCheckableYet: they cannot be checked now.
+    """
+    try:
+        verify()
+    except LedgerMismatch as exc:
+        raise StartRefused(str(exc)) from None
+    except NotCheckable as exc:
+        raise NotCheckableYet(str(exc)) from None
 
 
 def _outbox_info() -> dict:
     try:
-        raw = redis_store.xinfo_stream(stock.OUTBOX)
+        raw = redis_store.xinfo_stream(keys.OUTBOX)
     except Exception as exc:  # no stream yet: nothing was ever reserved
         if "no such key" not in str(exc).lower():
             raise
@@ -249,7 +250,7 @@ def _own_legacy(legacy: dict[int, dict[str, int]], info: dict):
 def _register_legacy(found: Examination) -> None:
     pipe = redis_store.pipeline(transaction=False)
     for sale_id, definition in found.legacy.items():
-        pipe.hset(stock.REGISTRY, sale_id, stock.encode_definition(definition))
+        pipe.hset(keys.REGISTRY, sale_id, stock.encode_definition(definition))
     pipe.execute()
     db.session.execute(update(LedgerIdentity).values(outbox_mark_ms=found.mark[0],
                                                      outbox_mark_seq=found.mark[1]))

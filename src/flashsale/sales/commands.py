@@ -4,13 +4,13 @@ this database)."""
 import click
 from flask.cli import with_appcontext
 
+from flashsale.sales import binding
+from flashsale.sales import repair
+from flashsale.sales.reconcile import reconcile
+from flashsale.sales.reconcile import reconcile_all
 from spillway.deploy.local_stack import redis_of
 from spillway.deploy.local_stack import run_dir_of_checkout
 from spillway.errors import DEPENDENCY_ERRORS
-from spillway.sales import binding
-from spillway.sales import repair
-from spillway.sales.reconcile import reconcile
-from spillway.sales.reconcile import reconcile_all
 
 
 @click.command("reconcile")

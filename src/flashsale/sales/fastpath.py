@@ -5,47 +5,44 @@ Profiling a loaded gunicorn worker showed Flask's dispatch around the purchase v
 own work. This WSGI middleware runs the same rules — bearer token, the one-field body,
 one EVALSHA, the same JSON answers and errors (errors.response_for) — inside an app
 context only. A body it should not read itself (over the size limit, or chunked with no
-length) goes to Flask, whose view (spillway.sales.views.purchase) stays the documented
+length) goes to Flask, whose view (flashsale.sales.views.purchase) stays the documented
 definition of the endpoint.
 """
 
 import json
 import re
 
-from flask import Flask
-
-from spillway.auth import caller_of
+from flashsale.auth import caller_of
+from flashsale.sales import purchase_tokens
+from flashsale.sales import service
+from flashsale.sales.schemas import MAX_QUANTITY
+from flashsale.sales.views import PURCHASE_SCHEMA
 from spillway.errors import ApiError
 from spillway.errors import parse_json_object
-from spillway.errors import response_for
-from spillway.sales import purchase_tokens
-from spillway.sales import service
-from spillway.sales.schemas import MAX_QUANTITY
-from spillway.sales.views import PURCHASE_SCHEMA
+from spillway.fastpath import FastPath
 
 PURCHASE_PATH = re.compile(r"^/api/v1/sales/([0-9]{1,18})/orders$")
 STATUS_LINES = {200: "200 OK", 202: "202 ACCEPTED"}
 
 
-class PurchaseMiddleware:
-    """Wraps ``app.wsgi_app``; answers POST /api/v1/sales/{id}/orders itself."""
+class PurchaseFastPath(FastPath):
+    """Answers POST /api/v1/sales/{id}/orders itself."""
 
-    def __init__(self, app: Flask, wsgi_app):
-        self.app = app
-        self.wsgi_app = wsgi_app
+    route = "/api/v1/sales/<sale_id>/orders"
 
-    def __call__(self, environ, start_response):
+    def match(self, environ):
         match = PURCHASE_PATH.match(environ.get("PATH_INFO", ""))
         length = environ.get("CONTENT_LENGTH", "")
         # No length (a chunked body) or too long a body: Flask knows how to read or refuse it.
         if (environ["REQUEST_METHOD"] != "POST" or match is None or not length.isdigit()
                 or int(length) > self.app.config["MAX_CONTENT_LENGTH"]):
-            return self.wsgi_app(environ, start_response)
+            return None
+        return int(match.group(1)), int(length)
+
+    def answer(self, environ, start_response, found):
+        sale_id, length = found
         with self.app.app_context():
-            try:
-                status, answer = self._admit(environ, int(match.group(1)), int(length))
-            except Exception as exc:  # the same answers Flask's error handlers give
-                return response_for(exc)(environ, start_response)
+            status, answer = self._admit(environ, sale_id, length)
         body = json.dumps(answer).encode()
         start_response(STATUS_LINES[status], [("Content-Type", "application/json"),
                                               ("Content-Length", str(len(body)))])
@@ -82,7 +79,3 @@ def quantity_of(content_type: str, raw: bytes) -> int:
                 return quantity
     return parse_json_object(content_type, raw, PURCHASE_SCHEMA)["quantity"]
 
-
-def init_app(app: Flask) -> None:
-    """Put the middleware in front of the app."""
-    app.wsgi_app = PurchaseMiddleware(app, app.wsgi_app)

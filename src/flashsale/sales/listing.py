@@ -16,19 +16,15 @@ from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.sales import stock
-from spillway.sales.models import Sale
-from spillway.sales.schemas import STATUSES
+from flashsale.extensions import db
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
+from flashsale.sales.schemas import STATUSES
+from flashsale.sales.service import document
+from flashsale.sales.service import status_of
 from spillway.clock import now_ms
-from spillway.sales.service import document
-from spillway.sales.service import status_of
 
 ON_NOW = frozenset({"active", "sold_out"})
-# A sale's live stock in its hash (and in each shard's): what is left, plus what is in
-# flight between two shards (see stock.sale_state).
-LIVE_FIELDS = ("remaining", "lent", "borrowed")
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -81,29 +77,6 @@ def _on_now(sale: Sale, at_ms: int) -> bool:
 
 def remaining_of(sales: list[Sale]) -> dict[int, int]:
     """Each sale's live remaining stock (its full stock where redis does not know it, as
-    :func:`spillway.sales.service.describe` answers), in one pipelined round trip; sharded
-    sales cost a second one, for all of them together."""
-    if not sales:
-        return {}
-    pipe = redis_store.pipeline(transaction=False)
-    for sale in sales:
-        pipe.hmget(stock.sale_key(sale.id), *LIVE_FIELDS, "shards")
-    remaining, sharded = {}, {}
-    for sale, (*live, shards) in zip(sales, pipe.execute()):
-        remaining[sale.id] = sale.stock if live[0] is None else _units(live)
-        if shards is not None and int(shards) > 1:
-            sharded[sale.id] = int(shards)
-    if sharded:
-        pipe = redis_store.pipeline(transaction=False)
-        for sale_id, shards in sharded.items():
-            for index in range(shards):
-                pipe.hmget(stock.shard(sale_id, index, shards).sale, *LIVE_FIELDS)
-        parts = iter(pipe.execute())
-        for sale_id, shards in sharded.items():
-            remaining[sale_id] += sum(_units(next(parts)) for _ in range(shards))
-    return remaining
-
-
-def _units(live: list) -> int:
-    remaining, lent, borrowed = (int(value or 0) for value in live)
-    return remaining + lent - borrowed
+    :func:`flashsale.sales.service.describe` answers), in one pipelined round trip."""
+    live = stock.remaining_many([sale.id for sale in sales])
+    return {sale.id: live.get(sale.id, sale.stock) for sale in sales}

@@ -22,8 +22,9 @@ from datetime import timezone
 
 from flask import current_app
 
+from flashsale.extensions import db
+from spillway.clock import epoch_ms
 from spillway.errors import ApiError
-from spillway.extensions import db
 
 HEADER = "X-Purchase-Token"
 ENVIRON_KEY = "HTTP_X_PURCHASE_TOKEN"
@@ -45,8 +46,7 @@ def rules_of(sale_id: int) -> SaleRules | None:
     cache = current_app.extensions.setdefault("sale_rules", {})
     rules = cache.get(sale_id)
     if rules is None:
-        from spillway.sales.models import Sale
-        from spillway.sales.service import epoch_ms
+        from flashsale.sales.models import Sale
 
         sale = db.session.get(Sale, sale_id)
         if sale is None:

@@ -10,15 +10,16 @@ Any difference is drift: it is logged as an error and counted, never repaired si
 import logging
 from dataclasses import dataclass
 
+from celery import shared_task
 from sqlalchemy import func
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.ops import counters
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales.models import Sale
-from spillway.sales.tasks import outbox_backlog
+from flashsale.extensions import db
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
+from spillway import counters
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def reconcile(sale_id: int) -> Report:
     in_db = db.session.scalar(select(func.coalesce(func.sum(Order.quantity), 0)).where(
         Order.sale_id == sale_id, Order.status != "cancelled"))
     report = Report(sale_id, sale.stock, live.get("remaining", sale.stock), held, int(in_db),
-                    outbox_backlog(), live.get("in_transit", 0), live.get("archived") == 1)
+                    outbox.backlog(), live.get("in_transit", 0), live.get("archived") == 1)
     if not report.ok:
         counters.incr("sales.reconcile.drift")
         log.error("reconcile: %s", report.describe())
@@ -79,3 +80,9 @@ def reconcile(sale_id: int) -> Report:
 
 def reconcile_all() -> list[Report]:
     return [reconcile(sale_id) for sale_id in db.session.scalars(select(Sale.id))]
+
+
+@shared_task(name="flashsale.sales.reconcile.reconcile_sales")
+def reconcile_sales() -> int:
+    """Check every sale's books; drift is logged as an error. Returns the sales drifted."""
+    return sum(not report.ok for report in reconcile_all())

@@ -1,4 +1,4 @@
-"""The ways out of a ledger mismatch (spillway.sales.binding): never silent, never automatic.
+"""The ways out of a ledger mismatch (flashsale.sales.binding): never silent, never automatic.
 
 - **survey**: what each side holds that the other lacks, for the operator to judge.
 - **adopt** — redis is the newer truth (the database was restored from an older backup, or
@@ -21,19 +21,20 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy import update
 
-from spillway.catalog.models import Product
+from flashsale import keys
+from flashsale.catalog.models import Product
+from flashsale.extensions import db
+from flashsale.orders import tasks
+from flashsale.orders.models import LedgerIdentity
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from flashsale.sales import binding
+from flashsale.sales import service
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
+from flashsale.users.models import User
+from spillway.clients import redis_store
 from spillway.clock import epoch_ms
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders import ledger
-from spillway.orders.models import Order
-from spillway.sales import binding
-from spillway.sales import service
-from spillway.sales import stock
-from spillway.sales import tasks
-from spillway.sales.models import LedgerIdentity
-from spillway.sales.models import Sale
-from spillway.users.models import User
 
 log = logging.getLogger(__name__)
 CHUNK = 1000
@@ -65,7 +66,7 @@ class Survey:
         if found.drafts:
             lines.append(f"failed creations (drafts, harmless): {len(found.drafts)}")
         if self.dead_letters:
-            lines.append(f"dead letters (accepted, never persisted; see {ledger.DEAD_LETTERS}):"
+            lines.append(f"dead letters (accepted, never persisted; see {keys.DEAD_LETTERS}):"
                          f" {self.dead_letters}")
         return lines
 
@@ -77,7 +78,7 @@ def survey() -> Survey:
     return Survey(found, orders,
                   sum(int(o.get("quantity", 0)) for o in orders.values()
                       if o.get("status") != "cancelled"),
-                  tasks.outbox_backlog(), redis_store.xlen(ledger.DEAD_LETTERS))
+                  outbox.backlog(), redis_store.xlen(keys.DEAD_LETTERS))
 
 
 def adopt() -> list[str]:
@@ -100,7 +101,7 @@ def adopt() -> list[str]:
         done.append(_rebuild_sale(db.session.get(Sale, sale_id), shards=1))
     pipe = redis_store.pipeline(transaction=False)
     for order_id in orders:
-        pipe.xadd(stock.OUTBOX, {"order": order_id})
+        pipe.xadd(keys.OUTBOX, {"order": order_id})
     pipe.execute()
     done.append(f"re-driven through the outbox: {len(orders)} order(s) only redis knew")
     # Whatever redis persisted and let go is this ledger's now (re-driven above if missing).
@@ -129,10 +130,10 @@ def clear() -> list[str]:
     for sale in db.session.scalars(select(Sale).order_by(Sale.id)):
         known = found.redis_sales.get(sale.id) if not found.foreign else None
         done.append(_rebuild_sale(sale, shards=known.shards if known else 1))
-    tasks.ensure_group()
+    outbox.ensure_group()
     mark = f"{found.mark[0]}-{found.mark[1]}"
     # New entries must sort after every one this ledger holds (binding's outbox mark).
-    redis_store.execute_command("XSETID", stock.OUTBOX, mark, "MAXDELETEDID", mark)
+    redis_store.execute_command("XSETID", keys.OUTBOX, mark, "MAXDELETEDID", mark)
     binding.bind(found.ledger_id)
     done.append(f"redis bound to ledger {found.ledger_id}")
     return done
@@ -150,21 +151,21 @@ def _rebuild_sale(sale: Sale, shards: int) -> str:
     stock.prewarm(definition, retention, remaining=sale.stock - sum(holdings.values()),
                   holdings=holdings, is_open=True)
     pipe = redis_store.pipeline(transaction=False)
-    pipe.hset(stock.sale_key(sale.id), mapping={
+    pipe.hset(keys.sale_key(sale.id), mapping={
         "orders_paid": sum(o.status == "paid" for o in orders),
         "orders_cancelled": sum(o.status == "cancelled" for o in orders)})
     for order in orders:
-        home = stock.shard(sale.id, stock.home_shard(str(order.user_id), shards), shards)
+        home = keys.shard(sale.id, keys.home_shard(str(order.user_id), shards), shards)
         if order.idempotency_key:
             pipe.hset(home.idempotency, f"{order.user_id}:{order.idempotency_key}", order.id)
         if order.status in LIVE:
             created = epoch_ms(order.created_at)
             deadline = created + sale.payment_timeout_s * 1000
-            pipe.hset(stock.order_key(order.id), mapping={
+            pipe.hset(keys.order_key(order.id), mapping={
                 "sale_id": sale.id, "user_id": order.user_id, "quantity": order.quantity,
                 "status": order.status, "created_ms": created, "deadline_ms": deadline,
                 "key": order.idempotency_key or ""})
-            pipe.zadd(stock.DEADLINES, {order.id: deadline})
+            pipe.zadd(keys.DEADLINES, {order.id: deadline})
     pipe.execute()
     return (f"sale {sale.id}: rebuilt from {len(orders)} order(s), "
             f"{sale.stock - sum(holdings.values())} of {sale.stock} unit(s) remaining")
@@ -231,7 +232,7 @@ def _drain() -> int:
     """Persist the outbox here and now (the stack is stopped while the operator repairs):
     new entries, then those a stopped worker had taken (the sweeper's job)."""
     persisted = 0
-    while tasks.outbox_backlog():
+    while outbox.backlog():
         batch = tasks.drain_outbox()
         if not batch:
             break

@@ -6,7 +6,7 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
 
-from spillway.catalog.schemas import PageArgs
+from flashsale.catalog.schemas import PageArgs
 from spillway.clock import to_utc
 from spillway.fields import Text
 

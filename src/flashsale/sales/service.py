@@ -6,21 +6,25 @@ import re
 import uuid
 
 from flask import current_app
+from limits import parse_many
 from sqlalchemy import func
 from sqlalchemy import select
 
-from spillway.catalog.models import Product
+from flashsale.catalog.models import Product
+from flashsale.catalog.service import MAX_ID as MAX_PRODUCT_ID
+from flashsale.extensions import db
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import nudge_drain
+from flashsale.orders.state import PENDING
+from flashsale.orders.state import order_state
+from flashsale.orders.state import public_status
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
 from spillway.clock import epoch_ms
-from spillway.clock import iso  # noqa: F401  (orders.service reads it from here)
+from spillway.clock import iso
 from spillway.clock import now_ms
 from spillway.clock import utcnow
-from spillway.catalog.service import MAX_ID as MAX_PRODUCT_ID
 from spillway.errors import ApiError
-from spillway.extensions import db
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales.models import Sale
-from spillway.security import ratelimits
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
@@ -161,7 +165,7 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
     if idempotency and not IDEMPOTENCY_KEY.match(idempotency):
         raise ApiError(400, "Idempotency-Key: 1 to 64 printable ASCII characters.")
     admission = stock.reserve(sale_id, user_id, quantity, idempotency, now_ms(),
-                              str(uuid.uuid4()), ratelimits.buyer_limits(user_id))
+                              str(uuid.uuid4()), buyer_limits())
     if admission.outcome == "rate_limited":  # counted in the sale's stats by the script
         raise ApiError(429, "Too many purchase attempts; slow down.",
                        retry_after=admission.retry_after)
@@ -172,22 +176,29 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
     if admission.outcome == "duplicate":
         return 200, {"order_id": admission.order_id, "status": _status_of(admission.order_id)}
     if admission.wake_drainer:
-        from spillway.sales.tasks import nudge_drain
-
         nudge_drain()
-    return 202, {"order_id": admission.order_id, "status": "pending"}
+    return 202, {"order_id": admission.order_id, "status": PENDING}
+
+
+def buyer_limits() -> tuple[tuple[int, int], ...]:
+    """(most hits, window seconds) of each per-buyer purchase limit
+    (SPILLWAY_RATE_LIMIT_PER_BUYER), counted by reserve.lua itself; none while rate limits
+    are off. Parsed once per app."""
+    if not current_app.config["RATE_LIMITS_ENABLED"]:
+        return ()
+    limits = current_app.extensions.get("buyer_limits")
+    if limits is None:
+        limits = current_app.extensions["buyer_limits"] = tuple(
+            (item.amount, item.get_expiry())
+            for item in parse_many(current_app.config["RATELIMIT_PER_BUYER"]))
+    return limits
 
 
 def _status_of(order_id: str) -> str:
     """A known order's public status: from redis, or from the ledger once redis let a final
     order's record go (SPILLWAY_REDIS_RETENTION_S)."""
-    state = stock.order_state(order_id)
+    state = order_state(order_id)
     if state is not None:
         return public_status(state["status"])
     order = db.session.get(Order, order_id)
-    return order.status if order is not None else "pending"
-
-
-def public_status(status: str) -> str:
-    """'paying' is internal (a payment in flight); clients see the order as confirmed."""
-    return "confirmed" if status == "paying" else status
+    return order.status if order is not None else PENDING

@@ -34,20 +34,15 @@ from dataclasses import field
 import gevent
 import redis
 from flask import Flask
-from flask import Response
-from flask import current_app
-from flask import request
 from gevent.event import Event
 
-from spillway import apidoc
-from spillway.errors import response_for
-from spillway.sales import stock
-from spillway.sales.service import epoch_ms
-from spillway.sales.service import get_sale
-from spillway.sales.service import now_ms
-from spillway.sales.service import parse_sale_id
-from spillway.sales.service import status_at
-from spillway.sales.views import bp
+from flashsale.sales import stock
+from flashsale.sales.service import get_sale
+from flashsale.sales.service import parse_sale_id
+from flashsale.sales.service import status_at
+from spillway.clock import epoch_ms
+from spillway.clock import now_ms
+from spillway.fastpath import FastPath
 from spillway.security.concurrency import cap_of
 
 log = logging.getLogger(__name__)
@@ -125,10 +120,10 @@ class StockBroadcaster:
             del self.watches[watch.sale_id]
 
     def _read(self, sale_ids: list[int]) -> list[int | None]:
-        pipe = self.client.pipeline(transaction=False)
-        for sale_id in sale_ids:
-            pipe.hget(stock.sale_key(sale_id), "remaining")
-        return [None if value is None else int(value) for value in pipe.execute()]
+        """Each sale's live remaining stock (sharded sales summed), None where redis does
+        not know it: one pipelined round trip for every watched sale."""
+        remaining = stock.remaining_many(sale_ids, self.client)
+        return [remaining.get(sale_id) for sale_id in sale_ids]
 
     def _poll(self) -> None:
         # Ends by itself once the last stream is gone; subscribe() starts a new one.
@@ -227,25 +222,7 @@ def open_stream(app: Flask, raw_sale_id: str, address: str) -> EventStream:
                        functools.partial(cap.release, key))
 
 
-@bp.get("/<sale_id>/stream")
-@bp.response(200, content_type="text/event-stream", description=(
-    "Server-sent events: `data: {\"remaining\": 7, \"status\": \"active\"}` at once and "
-    "on every change of either (status also changes when the sale starts or ends, by the "
-    "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
-    "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."))
-@bp.doc(responses={200: {"content": {"text/event-stream": {
-    "schema": {"type": "string"},
-    "example": 'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'}}}})
-@apidoc.errors(bp, 404)  # and 429/503: this address's or this server's streams are at the cap
-def stream_sale(sale_id):
-    """Follow a sale's remaining stock and status live (text/event-stream)."""
-    # Requests normally reach StreamMiddleware below; this view documents the endpoint and
-    # serves what the middleware leaves to Flask.
-    return Response(open_stream(current_app._get_current_object(), sale_id,
-                                request.remote_addr or ""), headers=STREAM_HEADERS)
-
-
-class StreamMiddleware:
+class StreamFastPath(FastPath):
     """Opens streams before Flask's request machinery.
 
     A stream lives as long as its page is open, and so would everything Flask builds for
@@ -256,24 +233,13 @@ class StreamMiddleware:
     has a stream (its first stream reads the database, the others reuse that).
     """
 
-    def __init__(self, app: Flask, wsgi_app):
-        self.app = app
-        self.wsgi_app = wsgi_app
+    route = "/api/v1/sales/<sale_id>/stream"
 
-    def __call__(self, environ, start_response):
+    def match(self, environ):
         match = STREAM_PATH.match(environ.get("PATH_INFO", ""))
-        if match is None or environ["REQUEST_METHOD"] != "GET":
-            return self.wsgi_app(environ, start_response)
-        try:
-            body = open_stream(self.app, match.group(1), environ.get("REMOTE_ADDR", ""))
-        except Exception as exc:  # the same answers Flask's error handlers give
-            with self.app.app_context():
-                return response_for(exc)(environ, start_response)
+        return match if match is not None and environ["REQUEST_METHOD"] == "GET" else None
+
+    def answer(self, environ, start_response, found):
+        body = open_stream(self.app, found.group(1), environ.get("REMOTE_ADDR", ""))
         start_response("200 OK", STREAM_HEADERS)
         return body
-
-
-@bp.record_once
-def init_app(state) -> None:
-    """Put the middleware in front of the app that registers the sales blueprint."""
-    state.app.wsgi_app = StreamMiddleware(state.app, state.app.wsgi_app)

@@ -1,28 +1,35 @@
 """Flash-sale endpoints: /api/v1/sales."""
 
 import json
+import logging
 
 from flask import Response
+from flask import current_app
 from flask import g
 from flask import request
 from flask.views import MethodView
+from flask_limiter import RateLimitExceeded
 from flask_smorest import Blueprint
+from redis.exceptions import RedisError
 
-from spillway.auth import require_admin
+from flashsale import apidoc
+from flashsale.auth import require_admin
+from flashsale.auth import require_buyer
+from flashsale.sales import listing
+from flashsale.sales import purchase_tokens
+from flashsale.sales import service
+from flashsale.sales import stock
+from flashsale.sales import stream
+from flashsale.sales.schemas import PurchaseIn
+from flashsale.sales.schemas import PurchaseOut
+from flashsale.sales.schemas import PurchaseTokenOut
+from flashsale.sales.schemas import SaleIn
+from flashsale.sales.schemas import SaleList
+from flashsale.sales.schemas import SaleListArgs
+from flashsale.sales.schemas import SaleOut
+from flashsale.sales.schemas import SaleStats
 from spillway.errors import load_json_body
-from spillway.auth import require_buyer
-from spillway.sales import listing
-from spillway.sales import purchase_tokens
-from spillway.sales import service
-from spillway.sales.schemas import PurchaseIn
-from spillway.sales.schemas import PurchaseOut
-from spillway.sales.schemas import PurchaseTokenOut
-from spillway.sales.schemas import SaleIn
-from spillway.sales.schemas import SaleList
-from spillway.sales.schemas import SaleListArgs
-from spillway.sales.schemas import SaleOut
-from spillway.sales.schemas import SaleStats
-from spillway import apidoc
+from spillway.security.ratelimits import too_many_requests
 
 PURCHASE_SCHEMA = PurchaseIn()
 PURCHASE_HEADERS = [
@@ -35,6 +42,7 @@ PURCHASE_HEADERS = [
      "schema": {"type": "string"}},
 ]
 
+log = logging.getLogger(__name__)
 bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
                description="Flash sales: admission in one redis round trip.")
 
@@ -45,7 +53,8 @@ class Sales(MethodView):
     @apidoc.errors(bp, 400)
     @bp.response(200, SaleList)
     def get(self, args):
-        """List sales in the order they were created, a page at a time, optionally only those with given statuses."""
+        """List sales in the order they were created, a page at a time, optionally only
+        those with given statuses."""
         return listing.list_sales(args.get("status"), args["page"], args["per_page"])
 
     @require_admin
@@ -93,6 +102,18 @@ def purchase(sale_id):
     return Response(json.dumps(answer), status=status, mimetype="application/json")
 
 
+@bp.errorhandler(RateLimitExceeded)
+def per_address_limit(exc: RateLimitExceeded):
+    """A purchase refused by the per-address limit counts in its sale's stats too (the
+    per-buyer one is counted by reserve.lua itself)."""
+    if request.endpoint == "sales.purchase":
+        try:
+            stock.count_rejection((request.view_args or {}).get("sale_id", ""), "rate_limited")
+        except RedisError as exc_redis:
+            log.warning("could not count a rate-limited purchase: %s", exc_redis)
+    return too_many_requests(exc)
+
+
 @bp.post("/<sale_id>/purchase-token")
 @require_buyer
 @apidoc.errors(bp, *apidoc.BUYER, 404, 409)
@@ -103,5 +124,19 @@ def purchase_token(sale_id):
     return purchase_tokens.issue(service.parse_sale_id(sale_id), g.user_id)
 
 
-# The live stock stream registers its route on this blueprint (a module of its own).
-from spillway.sales import stream  # noqa: E402,F401
+@bp.get("/<sale_id>/stream")
+@bp.response(200, content_type="text/event-stream", description=(
+    "Server-sent events: `data: {\"remaining\": 7, \"status\": \"active\"}` at once and "
+    "on every change of either (status also changes when the sale starts or ends, by the "
+    "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
+    "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."))
+@bp.doc(responses={200: {"content": {"text/event-stream": {
+    "schema": {"type": "string"},
+    "example": 'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'}}}})
+@apidoc.errors(bp, 404)  # and 429/503: this address's or this server's streams are at the cap
+def stream_sale(sale_id):
+    """Follow a sale's remaining stock and status live (text/event-stream)."""
+    # Requests normally reach stream.StreamFastPath; this view documents the endpoint and
+    # serves what the fast path leaves to Flask.
+    return Response(stream.open_stream(current_app._get_current_object(), sale_id,
+                                request.remote_addr or ""), headers=stream.STREAM_HEADERS)

@@ -6,9 +6,9 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from flashsale.extensions import ID_COLUMN
+from flashsale.extensions import db
 from spillway.clock import utcnow
-from spillway.extensions import ID_COLUMN
-from spillway.extensions import db
 from spillway.ids import new_id
 
 

@@ -18,23 +18,13 @@ from spillway.deploy.run_dir import RunDir
 from spillway.settings import MAX_BODY_BYTES
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-STATIC_DIR = Path(__file__).parents[1] / "web" / "static"
 SYSTEM_BINARIES = {"nginx": "nginx", "redis_server": "redis-server", "memcached": "memcached"}
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin"])
-# Settings the operator may set for `spillway up` that the processes should see as-is.
-PASSED_THROUGH = ("DATABASE_URL", "SPILLWAY_RATE_LIMITS", "SPILLWAY_HEARTBEAT_SECONDS",
-                  "SPILLWAY_CELERY_VISIBILITY_TIMEOUT", "SPILLWAY_PAYMENT_URL",
-                  "SPILLWAY_OUTBOX_STUCK_MS", "SPILLWAY_METRICS",
-                  "SPILLWAY_STOCK_SHARDS", "SPILLWAY_DB_POOL_SIZE",
-                  "SPILLWAY_DB_MAX_OVERFLOW", "SPILLWAY_DB_POOL_TIMEOUT",
-                  "SPILLWAY_RATE_LIMIT_PER_IP",
-                  "SPILLWAY_RATE_LIMIT_PER_BUYER", "SPILLWAY_PURCHASE_TOKEN_TTL",
-                  "SPILLWAY_PROXY_HOPS", "SPILLWAY_REDIS_BATCHING",
-                  "SPILLWAY_GATEWAY_TIMEOUT_S", "SPILLWAY_PAYING_GRACE_MS",
-                  "SPILLWAY_REDIS_RETENTION_S",
-                  # An app of the operator's, importable by every process (never the cwd:
-                  # they run with `python -P` in /).
-                  "PYTHONPATH")
+# What the operator sets for `spillway up` that the processes see as-is: every SPILLWAY_
+# setting (the runtime's and the app's), the ledger's URL, and PYTHONPATH (an app of the
+# operator's, importable by every process: never the cwd, they run with `python -P` in /).
+PASSED_THROUGH_PREFIX = "SPILLWAY_"
+PASSED_THROUGH = ("DATABASE_URL", "PYTHONPATH")
 GENERATED_SECRETS = ("SPILLWAY_SECRET_KEY", "SPILLWAY_ADMIN_TOKEN")
 # What secrets.token_urlsafe makes; anything else in secrets.env was not written by us
 # (an older layout let the service user edit it) and is generated again.
@@ -100,21 +90,23 @@ def stack_addresses(run_dir: RunDir) -> dict[str, str]:
 
 
 def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
-                        payment_url: str) -> dict[str, str]:
-    """The environment every app process of the stack runs with."""
-    environment = {
+                        app: str) -> dict[str, str]:
+    """The environment every app process of the stack runs with: the operator's settings,
+    then the stack's own (its addresses win: the processes use the stack's redis)."""
+    environment = {name: value for name, value in os.environ.items()
+                   if name.startswith(PASSED_THROUGH_PREFIX) or name in PASSED_THROUGH}
+    environment.update({
         "PATH": SEARCH_PATH,
         "LANG": "C.UTF-8",
         # root's: nothing the processes read from $HOME can be planted there.
         "HOME": str(run_dir.root),
+        "SPILLWAY_APP": app,
         "SPILLWAY_ENV": "prd",
         "SPILLWAY_LOG_LEVEL": log_level,
         **stack_addresses(run_dir),
-        "SPILLWAY_PAYMENT_URL": payment_url,
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
         **stack_secrets,
-    }
-    environment.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
+    })
     return environment
 
 
@@ -126,7 +118,6 @@ def render_configs(run_dir: RunDir, context: dict, modes: dict[Path, int]) -> No
     full = {
         "paths": run_dir,
         "log_dir": run_dir.logs,
-        "static_dir": STATIC_DIR,
         "python": sys.executable,
         "max_body_bytes": MAX_BODY_BYTES,
         **context,

@@ -1,6 +1,7 @@
 """`spillway up`: prepare the run directory, migrate, run supervisord, report when ready."""
 
 import dataclasses
+import json
 import os
 import resource
 import signal
@@ -15,7 +16,6 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import make_url
 
-from spillway.catalog.cache import PAGE_PREFIX
 from spillway.deploy import nginx_answers
 from spillway.deploy.boundary import Owners
 from spillway.deploy.boundary import claim
@@ -30,6 +30,7 @@ from spillway.deploy.layout import supervisor_environment
 from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import resolve_service_user
+from spillway.loader import app_spec
 from spillway.settings import MAX_BODY_BYTES
 from spillway.settings import SettingsError
 from spillway.settings import nginx_rate_limits
@@ -45,7 +46,7 @@ FLOWER_USER = "admin"
 # What root runs, and what it runs as the service user, starts here: a directory only root
 # can write, so neither a cwd on sys.path nor a relative path can reach a planted file.
 NEUTRAL_CWD = "/"
-LEDGER_NOT_YET = 3  # `spillway ledger check`: cannot be checked yet
+START_CHECKS_NOT_YET = 3  # `spillway start-checks`: they cannot decide yet
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def run_stack(options: StackOptions) -> int:
                                        "SPILLWAY_METRICS_PORT"),
             flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
                                       "SPILLWAY_FLOWER_PORT"))
-        run_dir, supervisord_cmd, environment, user = prepare(options)
+        run_dir, supervisord_cmd, environment, user, app = prepare(options)
     except (StackError, SettingsError) as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
@@ -81,17 +82,17 @@ def run_stack(options: StackOptions) -> int:
     supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
-    refusal = ledger_refusal(run_dir, environment, user, supervisord)
+    refusal = start_checks_refusal(run_dir, environment, user, supervisord)
     if refusal:
-        # The app's processes refuse by themselves too; nothing touched redis's state.
+        # The app's processes refuse by themselves too: none of them served.
         supervisord.terminate()
         supervisord.wait()
         click.echo(f"spillway up: {refusal}", err=True)
         return 2
     if wait_until_ready(options, supervisord):
-        if options.seed_demo:
+        if options.seed_demo and "seed-demo" in app["commands"]:
             seed_demo(environment, user)
-        print_banner(options, run_dir, environment)
+        print_banner(options, run_dir, environment, app)
     else:
         report_not_ready(options, run_dir, supervisord)
     status = supervisord.wait()
@@ -111,8 +112,10 @@ def loopback_port(chosen: int, default: int, setting: str) -> int:
     return chosen
 
 
-def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], ServiceUser]:
-    """Check, configure and migrate; return the supervisord command line.
+def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], ServiceUser,
+                                            dict]:
+    """Check, configure and migrate; return the supervisord command line, the processes'
+    environment, their user and what the app declares.
 
     :raise StackError: something the operator must fix first.
     """
@@ -123,13 +126,14 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     # the service user planted is followed (boundary.py). The default database moves out
     # of an older layout's run directory; one the operator named stays where it is.
     claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
-    # The stand-in gateway runs unless the operator points at a real one.
-    gateway_port = 0 if os.environ.get("SPILLWAY_PAYMENT_URL") else free_loopback_port()
-    environment = process_environment(
-        run_dir, options.log_level, load_or_create_secrets(run_dir),
-        os.environ.get("SPILLWAY_PAYMENT_URL") or f"http://127.0.0.1:{gateway_port}")
+    environment = process_environment(run_dir, options.log_level,
+                                      load_or_create_secrets(run_dir), app_spec())
+    app = describe_app(environment, user)
+    sidecars = place_sidecars(app["sidecars"], environment)
     render_configs(run_dir, {
         **binaries,
+        "app": app,
+        "sidecars": sidecars,
         "user": user.name if user else "",
         "group": user.group if user else "",
         "host": options.host,
@@ -139,8 +143,6 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "worker_concurrency": os.cpu_count() or 2,
         "nginx_workers": "auto",
         "memcached_mb": 128,
-        "gateway_port": gateway_port,
-        "cache_prefix": PAGE_PREFIX,
         **nginx_answers.template_context(MAX_BODY_BYTES),
         **nginx_rate_limits(),
         "redis_maxmemory": redis_maxmemory(),
@@ -154,12 +156,45 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
         "common": program_options(user, run_dir),
         "common_root": program_options(None, run_dir),
     }, root_file_modes(run_dir, Owners.of(user)))
-    click.echo("spillway up: migrating the database")
-    result = run_cli(["db", "upgrade"], environment, user)
-    if result.returncode != 0:
-        raise StackError(f"database migration failed:\n{result.stderr.strip()}")
+    if app["migrations"]:
+        click.echo("spillway up: migrating the database")
+        result = run_cli(["db", "upgrade"], environment, user)
+        if result.returncode != 0:
+            raise StackError(f"database migration failed: {last_line(result)}")
     return run_dir, [sys.executable, "-P", "-m", "supervisor.supervisord", "-c",
-                     str(run_dir.supervisord_conf)], environment, user
+                     str(run_dir.supervisord_conf)], environment, user, app
+
+
+def describe_app(environment: dict[str, str], user: ServiceUser | None) -> dict:
+    """What the app declares (`spillway describe-app`), asked of the app as its processes
+    will run it: as the service user, never imported by root.
+
+    :raise StackError: the app cannot be imported or made (one line says why).
+    """
+    result = run_cli(["describe-app"], environment, user)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise StackError(last_line(result))
+    return json.loads(lines[-1])
+
+
+def place_sidecars(sidecars: list[dict], environment: dict[str, str]) -> list[dict]:
+    """The app's sidecars that run here, each on a free loopback port, which every process
+    finds in the sidecar's setting (added to ``environment``)."""
+    placed = []
+    for sidecar in sidecars:
+        if sidecar["unless_set"] and os.environ.get(sidecar["unless_set"]):
+            continue  # the operator points at the real service
+        port = free_loopback_port()
+        environment[sidecar["port_setting"]] = str(port)
+        placed.append({**sidecar, "port": port})
+    return placed
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    """A failed command's last line of output, without click's ``Error:``."""
+    lines = (result.stderr or result.stdout).strip().splitlines() or ["it failed"]
+    return lines[-1].removeprefix("Error: ")
 
 
 def flower_environment(environment: dict[str, str]) -> dict[str, str]:
@@ -211,23 +246,24 @@ def run_cli(args: list[str], environment: dict[str, str],
                           **ids)
 
 
-def ledger_refusal(run_dir: RunDir, environment: dict[str, str], user: ServiceUser | None,
-                   supervisord: subprocess.Popen, timeout: float = 30.0) -> str | None:
-    """Once redis answers, whether its state belongs to this database (RELIABILITY.md,
-    "Redis bound to its ledger"): None, or the one line saying why not and what to do."""
+def start_checks_refusal(run_dir: RunDir, environment: dict[str, str],
+                         user: ServiceUser | None, supervisord: subprocess.Popen,
+                         timeout: float = 30.0) -> str | None:
+    """Once redis answers, the app's start checks (`spillway start-checks`; the flash sale's:
+    redis's state belongs to this database, RELIABILITY.md): None, or the one line saying
+    why not and what to do."""
     deadline = time.monotonic() + timeout
     while not run_dir.redis_socket.exists():
         if supervisord.poll() is not None or time.monotonic() > deadline:
             return None  # redis did not start: the readiness report says so
         time.sleep(0.1)
     while True:
-        result = run_cli(["ledger", "check"], environment, user)
+        result = run_cli(["start-checks"], environment, user)
         if result.returncode == 0:
             return None
-        line = (result.stderr.strip().splitlines() or ["the ledger check failed"])[-1]
-        # 3: not checkable yet (redis still opening its socket or replaying its AOF).
-        if result.returncode != LEDGER_NOT_YET or time.monotonic() > deadline:
-            return line.removeprefix("Error: ")
+        # 3: they cannot decide yet (redis still opening its socket or replaying its AOF).
+        if result.returncode != START_CHECKS_NOT_YET or time.monotonic() > deadline:
+            return last_line(result)
         time.sleep(0.5)
 
 
@@ -258,21 +294,24 @@ def wait_until_ready(options: StackOptions, supervisord: subprocess.Popen) -> bo
     return False
 
 
-def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, str]) -> None:
+def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, str],
+                 app: dict) -> None:
+    """The one screen an operator needs: where the app is, its links, where everything
+    else listens and logs, how to stop it."""
     token_source = (
         "SPILLWAY_ADMIN_TOKEN (from your environment)" if os.environ.get("SPILLWAY_ADMIN_TOKEN")
         else f"{run_dir.secrets_file} (SPILLWAY_ADMIN_TOKEN, generated)")
-    lines = [
-        "",
-        f"Spillway is up — storefront  {probe_url(options, '/')}",
-        f"  demo          curl {probe_url(options, '/demo/slow?seconds=10')}",
-        f"                curl {probe_url(options, '/demo/index')}   (answers at once)",
+    lines = ["", f"Spillway is up — {app['name']}  {probe_url(options, '/')}"]
+    lines += [f"  {name:13} {probe_url(options, path)}" for name, path in app["links"].items()]
+    lines += [
         f"  health        {probe_url(options, '/healthz')}   {probe_url(options, '/readyz')}",
         f"  admin token   {token_source}",
-        f"  operator page {probe_url(options, '/ops')}   (asks for the admin token)",
         f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
-        f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only; "
-        f"user {FLOWER_USER}, password: the admin token)",
+    ]
+    if app["celery"]:
+        lines.append(f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only; "
+                     f"user {FLOWER_USER}, password: the admin token)")
+    lines += [
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
         f"  redis         redis-cli -s {run_dir.redis_socket}",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",

@@ -1,5 +1,8 @@
 """Readiness probes: one short check per dependency, each reporting "ok" or why not.
 
+The runtime checks what it runs — redis, memcached, and the broker when the app has a
+Celery app — and an app adds its own (``Spillway(app, readiness={"database": ...})``).
+
 ``/readyz`` is public and exempt from rate limits (load balancers must never be locked
 out), so what it costs is bounded here instead: each process reuses its last result for
 ``READYZ_CACHE_S`` (1 s) and runs the checks for one caller at a time while the others
@@ -15,19 +18,12 @@ import time
 from flask import Flask
 from flask import current_app
 from pymemcache.client.base import Client
-from sqlalchemy import text
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
+from spillway.clients import redis_store
 
 log = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_SECONDS = 1.0
-
-
-def check_database() -> None:
-    db.session.execute(text("SELECT 1"))
-    db.session.rollback()
 
 
 def check_redis() -> None:
@@ -46,22 +42,23 @@ def check_memcached() -> None:
 
 
 def check_broker() -> None:
-    with current_app.extensions["celery"].connection_for_write() as conn:
+    with current_app.extensions["spillway"].celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
 
 
-CHECKS = {
-    "database": check_database,
-    "redis": check_redis,
-    "memcached": check_memcached,
-    "broker": check_broker,
-}
+def checks_of(app: Flask) -> dict:
+    """The app's declared checks first, then the runtime's (the broker only with Celery)."""
+    spec = app.extensions["spillway"]  # bound by Spillway.init_app, which serves it
+    checks = {**spec.readiness, "redis": check_redis, "memcached": check_memcached}
+    if spec.celery is not None:
+        checks["broker"] = check_broker
+    return checks
 
 
 def run_checks() -> dict[str, str]:
-    """Run every check; map each dependency to "ok" or a one-line reason."""
+    """Run every check of the current app; map each to "ok" or a one-line reason."""
     results = {}
-    for name, check in CHECKS.items():
+    for name, check in checks_of(current_app).items():
         try:
             check()
             results[name] = "ok"

@@ -3,13 +3,14 @@
 import click
 from flask.cli import with_appcontext
 
-from spillway.ops.checks import run_checks
+from spillway.health.checks import run_checks
 
 
 @click.command("check")
 @with_appcontext
 def check_command():
-    """Check the database, redis, memcached and the broker; exit 1 if any is down."""
+    """Check every dependency (the app's own, redis, memcached, the broker); exit 1 if any
+    is down."""
     results = run_checks()
     for name, result in results.items():
         click.echo(f"{name:10} {result}")

@@ -25,9 +25,6 @@ CACHE_HITS = Counter("spillway_cache_hits_total", "App-side cache lookups that h
                      ["tier", "namespace"])
 CACHE_MISSES = Counter("spillway_cache_misses_total", "App-side cache lookups that missed.",
                        ["tier", "namespace"])
-RESERVATIONS = Counter(
-    "spillway_reservations_total",
-    "Purchase attempts by what admission decided (reserve.lua's outcome).", ["outcome"])
 REDIS_BATCH_COMMANDS = Histogram(
     "spillway_redis_batch_commands",
     "Commands per auto-pipelined redis write (spillway/redis_batch.py); _sum over _count is "
@@ -37,8 +34,6 @@ TASK_DURATION = Histogram(
     "Celery task run time in the worker, by task and final state.", ["task", "state"],
     buckets=TASK_BUCKETS)
 
-# reserve.lua says "reserved"; operators read "admitted".
-OUTCOME_NAMES = {"reserved": "admitted"}
 
 
 def multiprocess_dir() -> str | None:
@@ -46,7 +41,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-class _BoundChildren(dict):
+class BoundChildren(dict):
     """``labels(...)`` children cached per label tuple: the lookup on a hot path is one
     dict access instead of prometheus_client's lock and validation."""
 
@@ -59,11 +54,10 @@ class _BoundChildren(dict):
         return child
 
 
-_latency = _BoundChildren(HTTP_LATENCY)
-_hits = _BoundChildren(CACHE_HITS)
-_misses = _BoundChildren(CACHE_MISSES)
-_reservations = _BoundChildren(RESERVATIONS)
-_tasks = _BoundChildren(TASK_DURATION)
+_latency = BoundChildren(HTTP_LATENCY)
+_hits = BoundChildren(CACHE_HITS)
+_misses = BoundChildren(CACHE_MISSES)
+_tasks = BoundChildren(TASK_DURATION)
 
 
 def observe_request(method: str, route: str, status: str, seconds: float) -> None:
@@ -72,10 +66,6 @@ def observe_request(method: str, route: str, status: str, seconds: float) -> Non
 
 def cache_lookup(tier: str, namespace: str, hit: bool) -> None:
     (_hits if hit else _misses)[tier, namespace].inc()
-
-
-def reservation(outcome: str) -> None:
-    _reservations[(OUTCOME_NAMES.get(outcome, outcome),)].inc()
 
 
 def redis_batch(commands: int) -> None:

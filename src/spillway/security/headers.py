@@ -1,11 +1,8 @@
 """Security headers on every answer the app gives itself (nginx sets the same ones in front).
 
-A WSGI wrapper rather than an after_request hook: the purchase and catalog fast paths
-answer before Flask, and they must carry the headers too. It costs one list copy per
-response.
+A WSGI wrapper rather than an after_request hook: an app's fast paths answer before Flask,
+and they must carry the headers too. It costs one list copy per response.
 """
-
-from flask import Flask
 
 # One policy for pages and JSON alike: nothing but our own origin, never in a frame.
 # The pages have no inline script or style, so 'self' is enough for them.
@@ -31,6 +28,3 @@ class SecurityHeaders:
 
         return self.wsgi_app(environ, start_with_headers)
 
-
-def init_app(app: Flask) -> None:
-    app.wsgi_app = SecurityHeaders(app.wsgi_app)

@@ -3,13 +3,13 @@
 import logging
 import time
 
+from flashsale.catalog import cache
+from flashsale.catalog import service
+from spillway import counters
 from spillway.caching import MemcachedStore
 from spillway.caching import ReadThrough
-from spillway.catalog import cache
-from spillway.catalog import service
-from spillway.extensions import memcache
-from spillway.extensions import redis_store
-from spillway.ops import counters
+from spillway.clients import memcache
+from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import make_product
 from tests.servers import start_memcached

@@ -156,7 +156,7 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
         assert buy_through(session, gunicorn, sale, name).status_code == 202
     assert sample_sum(scrape(gunicorn), "spillway_outbox_entries") == 2
     worker = start_worker(beat=True)
-    app.extensions["celery"].send_task("spillway.ops.tasks.mark",
+    app.extensions["celery"].send_task("flashsale.ops.tasks.mark",
                                        args=["spillway:smoke:metrics", "ok"])
 
     def drained():
@@ -164,12 +164,12 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
         return (sample_sum(text, "spillway_orders_persisted_total") == 2
                 and sample_sum(text, "spillway_outbox_entries") == 0
                 and sample_sum(text, "spillway_celery_task_duration_seconds_count",
-                               task="spillway.ops.tasks.mark", state="success") == 1
+                               task="flashsale.ops.tasks.mark", state="success") == 1
                 and text)
 
     text = eventually(drained, timeout=60)
     assert sample_sum(text, "spillway_celery_task_duration_seconds_count",
-                      task="spillway.sales.tasks.drain_outbox", state="success") >= 1
+                      task="flashsale.orders.tasks.drain_outbox", state="success") >= 1
     assert sample_sum(text, "spillway_redis_up") == 1
     assert "Traceback" not in worker.log(), worker.log()[-3000:]
     live = session.get(f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(),

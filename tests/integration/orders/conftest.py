@@ -17,7 +17,7 @@ from tests.servers import free_port
 
 @pytest.fixture
 def gateway_knobs() -> list[str]:
-    """The stand-in's command-line knobs (spillway/gateway.py): a quick, honest gateway."""
+    """The stand-in's command-line knobs (flashsale/gateway.py): a quick, honest gateway."""
     return ["--latency", "0.05"]
 
 

@@ -3,9 +3,9 @@
 
 from flask import current_app
 
-from spillway.extensions import db
-from spillway.orders.models import Order
-from spillway.sales import stock
+from flashsale.extensions import db
+from flashsale.orders import state as order_states
+from flashsale.orders.models import Order
 from tests.factories import buy
 from tests.factories import eventually
 
@@ -20,7 +20,7 @@ def confirmed_order(client, sale: dict, buyer: dict) -> str:
 
 def live_status(order_id: str) -> str:
     """The order's status in redis, 'paying' included (the API shows it as confirmed)."""
-    return stock.order_state(order_id)["status"]
+    return order_states.order_state(order_id)["status"]
 
 
 def ledger_status(order_id: str) -> str:
@@ -31,4 +31,4 @@ def ledger_status(order_id: str) -> str:
 def resolution_due_ms(order_id: str) -> int:
     """When the sweeper may first ask the gateway about a paying order."""
     grace_ms = current_app.config["PAYING_GRACE_MS"]
-    return int(stock.order_state(order_id)["deadline_ms"]) + grace_ms
+    return int(order_states.order_state(order_id)["deadline_ms"]) + grace_ms

@@ -1,5 +1,5 @@
 """The stand-in gateway's protocol, which the store's payment relies on: charges are
-idempotent per key, and a void closes a key in one step (spillway/gateway.py)."""
+idempotent per key, and a void closes a key in one step (flashsale/gateway.py)."""
 
 from concurrent.futures import ThreadPoolExecutor
 

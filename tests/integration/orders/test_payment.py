@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from spillway.extensions import redis_store
-from spillway.ops import counters
-from spillway.sales import stock
-from spillway.sales import tasks
+from flashsale import keys
+from flashsale.orders import state as order_states
+from flashsale.orders import tasks
+from flashsale.sales import stock
+from spillway import counters
+from spillway.clients import redis_store
 from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
@@ -139,10 +141,10 @@ def test_payments_in_their_grace_do_not_hide_unpaid_orders(app, client):
     for n, (order_id, sale_id, buyer) in enumerate(orders):
         at = now + (500 if n == tasks.BATCH else 0)  # the unpaid one's deadline comes last
         assert stock.reserve(int(sale_id), buyer, 1, "", at, order_id).outcome == "reserved"
-    stock.settle_many(orders, "confirmed", now, ("pending",))
-    stock.settle_many(orders[:-1], "paying", now, ("confirmed",))  # their pay is under way
+    order_states.settle_many(orders, "confirmed", now, ("pending",))
+    order_states.settle_many(orders[:-1], "paying", now, ("confirmed",))  # their pay is under way
     unpaid = orders[-1][0]
-    assert redis_store.zrange(stock.DEADLINES, -1, -1) == [unpaid.encode()]
+    assert redis_store.zrange(keys.DEADLINES, -1, -1) == [unpaid.encode()]
     time.sleep(max(0.0, (now + 1800) / 1000 - time.time()))  # all deadlines passed, no grace
     with redis_store.lock(tasks.EXPIRY_LOCK, timeout=30):
         assert tasks.expire_payments() == 0 and live_status(unpaid) == "confirmed"

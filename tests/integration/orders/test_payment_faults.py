@@ -14,11 +14,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales.reconcile import reconcile
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders.models import Order
+from flashsale.sales import stock
+from flashsale.sales.reconcile import reconcile
+from spillway.clients import redis_store
 from tests.factories import buy
 from tests.factories import eventually
 from tests.factories import make_sale
@@ -76,7 +77,7 @@ def audit(sale: dict, orders: dict[str, dict], told: dict[str, list], gateway) -
         assert str(row["user_id"]) == orders[order_id]["user_id"]
         live[str(row["user_id"])] += row["quantity"] if row["status"] != "cancelled" else 0
     assert sale["stock"] == stock.sale_state(sale["id"])["remaining"] + sum(live.values())
-    units = stock.units_key(sale["id"])
+    units = keys.units_key(sale["id"])
     for user_id, held in live.items():
         assert int(redis_store.hget(units, user_id) or 0) == held <= sale["per_user_limit"]
     assert reconcile(int(sale["id"])).ok

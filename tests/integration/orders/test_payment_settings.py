@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from spillway import settings
+from flashsale import settings
 from spillway.settings import SettingsError
 
 

@@ -6,7 +6,7 @@ from datetime import timezone
 
 import pytest
 
-from spillway.sales import stock
+from flashsale.sales import stock
 from tests.factories import admin_headers
 from tests.factories import buy
 from tests.factories import make_sale
@@ -147,7 +147,7 @@ def test_purchase_fast_path_answers_like_the_flask_view(client, app):
 
 def test_purchase_with_redis_down_is_503_and_reserves_nothing(client, app):
     """A purchase whose redis is unreachable answers 503 unavailable with Retry-After."""
-    from spillway.extensions import redis_store
+    from spillway.clients import redis_store
     from tests.servers import free_port
 
     sale = make_sale(client, stock=5)
@@ -164,10 +164,10 @@ def test_purchase_with_redis_down_is_503_and_reserves_nothing(client, app):
 
 def test_bodies_without_a_length_go_to_the_flask_view(app):
     """A chunked purchase (no Content-Length) is left to Flask, which can read it."""
-    from spillway.sales.fastpath import PurchaseMiddleware
+    from flashsale.sales.fastpath import PurchaseFastPath
 
     seen = []
-    middleware = PurchaseMiddleware(app, lambda environ, start: seen.append(environ) or [])
+    middleware = PurchaseFastPath(app, lambda environ, start: seen.append(environ) or [])
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/sales/1/orders",
                "HTTP_TRANSFER_ENCODING": "chunked"}
     middleware(environ, lambda *args: None)
@@ -177,7 +177,7 @@ def test_bodies_without_a_length_go_to_the_flask_view(app):
 def test_more_concurrent_callers_than_redis_pys_default_pool(app):
     """Past redis-py's default cap of 100 connections a caller gets a connection (the pool
     blocks when full rather than raising): 256 concurrent purchases once answered 503."""
-    from spillway.extensions import redis_store
+    from spillway.clients import redis_store
 
     pool = redis_store.client.connection_pool
     held = [pool.get_connection() for _ in range(150)]

@@ -16,13 +16,16 @@ from hypothesis.stateful import rule
 from hypothesis.stateful import run_state_machine_as_test
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders import ledger
-from spillway.orders.models import Order
-from spillway.sales import service
-from spillway.sales import stock
-from spillway.sales import tasks
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders import ledger
+from flashsale.orders import tasks
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from flashsale.sales import service
+from flashsale.sales import stock
+from spillway.clients import redis_store
+from spillway.clock import now_ms
 from tests.factories import make_product
 
 STOCK, LIMIT = 6, 3
@@ -55,7 +58,7 @@ class AdmissionMachine(RuleBasedStateMachine):
     @rule(buyer=st.sampled_from(BUYERS), quantity=st.integers(1, 3), key=st.sampled_from(KEYS))
     def reserve(self, buyer, quantity, key):
         order_id = f"{self.sale_id}-{len(self.orders)}-{time.monotonic_ns()}"
-        result = stock.reserve(self.sale_id, buyer, quantity, key, service.now_ms(), order_id)
+        result = stock.reserve(self.sale_id, buyer, quantity, key, now_ms(), order_id)
         if key and (buyer, key) in self.keys:
             assert (result.outcome, result.order_id) == ("duplicate", self.keys[buyer, key])
         elif self.held(buyer) + quantity > LIMIT:
@@ -79,8 +82,8 @@ class AdmissionMachine(RuleBasedStateMachine):
 
     @rule()
     def workers_drain(self):
-        tasks.ensure_group()
-        reply = redis_store.xreadgroup(tasks.GROUP, "model", {stock.OUTBOX: ">"}, count=100)
+        outbox.ensure_group()
+        reply = redis_store.xreadgroup(keys.OUTBOX_GROUP, "model", {keys.OUTBOX: ">"}, count=100)
         if reply:
             ledger.persist(reply[0][1])
 

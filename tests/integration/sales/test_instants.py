@@ -7,8 +7,8 @@ from datetime import timezone
 
 import pytest
 
-from spillway.extensions import db
-from spillway.sales.models import Sale
+from flashsale.extensions import db
+from flashsale.sales.models import Sale
 from tests.factories import buy
 from tests.factories import make_sale
 from tests.factories import signup

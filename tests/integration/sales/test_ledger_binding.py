@@ -12,17 +12,18 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import select
 
-from spillway.app import create_app
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders.models import Order
-from spillway.sales import binding
-from spillway.sales import repair
-from spillway.sales import stock
-from spillway.sales import tasks
-from spillway.sales.models import LedgerIdentity
-from spillway.sales.models import Sale
-from spillway.sales.reconcile import reconcile_all
+from flashsale import keys
+from flashsale.app import create_app
+from flashsale.extensions import db
+from flashsale.orders import tasks
+from flashsale.orders.models import LedgerIdentity
+from flashsale.orders.models import Order
+from flashsale.sales import binding
+from flashsale.sales import repair
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
+from flashsale.sales.reconcile import reconcile_all
+from spillway.clients import redis_store
 from tests.factories import buy
 from tests.factories import make_sale
 from tests.factories import signup
@@ -212,7 +213,7 @@ def test_this_ledgers_state_from_before_binding_is_recognised(client, app):
     sale = make_sale(client, stock=5)
     sell(client, sale, [signup(client)], "k")
     assert tasks.drain_outbox() == 1
-    redis_store.delete(binding.MARKER, stock.REGISTRY)
+    redis_store.delete(binding.MARKER, keys.REGISTRY)
     db.session.execute(binding.update(LedgerIdentity).values(outbox_mark_ms=0,
                                                              outbox_mark_seq=0))
     db.session.commit()
@@ -226,7 +227,7 @@ def test_another_ledgers_state_from_before_binding_is_refused(client, app, other
     database. Its sales are not this ledger's: refused, never inherited."""
     sale = make_sale(client, stock=137)
     sell(client, sale, [signup(client)], "k")
-    redis_store.delete(binding.MARKER, stock.REGISTRY)
+    redis_store.delete(binding.MARKER, keys.REGISTRY)
     other, _ = other_ledger()
     with other.app_context():
         with pytest.raises(binding.LedgerMismatch) as refused:
@@ -261,3 +262,4 @@ def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_cli(service_env, "check").returncode == 0
     assert stock.sale_state(sale["id"])["remaining"] == 3
+

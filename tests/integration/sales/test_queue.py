@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales import tasks
-from spillway.sales.reconcile import reconcile
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders import state as order_states
+from flashsale.orders.models import Order
+from flashsale.sales import stock
+from flashsale.sales.reconcile import reconcile
+from spillway.clients import redis_store
 from tests.audit import check_books
 from tests.factories import admin_headers
 from tests.factories import buy
@@ -97,7 +98,7 @@ def test_reconcile_reports_drift_loudly(client, app, start_worker, caplog):
     sale = make_sale(client, stock=5)
     buy(client, sale, signup(client))
     eventually(lambda: reconcile(int(sale["id"])).ok)
-    redis_store.hincrby(stock.sale_key(sale["id"]), "remaining", 1)  # the drift
+    redis_store.hincrby(keys.sale_key(sale["id"]), "remaining", 1)  # the drift
     report = reconcile(int(sale["id"]))
     assert not report.ok and not report.redis_balanced
     assert any("DRIFT" in record.getMessage() for record in caplog.records)
@@ -119,14 +120,14 @@ def test_worker_killed_mid_burst_loses_nothing(client, app, start_worker):
     eventually(lambda: pending_in_outbox() == 0, timeout=60)
     eventually(lambda: len(persisted(accepted)) == len(accepted), timeout=60)
     check_invariants(sale, accepted)
-    statuses = {stock.order_state(order_id)["status"] for order_id in accepted}
+    statuses = {order_states.order_state(order_id)["status"] for order_id in accepted}
     assert statuses == {"confirmed"}, "what the dead worker held was confirmed by the sweeper"
 
 
 def pending_in_outbox() -> int:
     """Entries a worker has taken from the outbox and not acknowledged."""
     try:
-        return redis_store.xpending(stock.OUTBOX, tasks.GROUP)["pending"]
+        return redis_store.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"]
     except Exception:  # no group yet
         return 0
 
@@ -164,7 +165,7 @@ def gateway(app, tmp_path):
     """The stand-in payment gateway, 50 ms per charge."""
     port = free_port()
     with open(tmp_path / "gateway.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "spillway.gateway", "--port",
+        process = subprocess.Popen([sys.executable, "-m", "flashsale.gateway", "--port",
                                     str(port), "--latency", "0.05"], stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     wait_for_port(port, process=process)

@@ -6,11 +6,12 @@ from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
-from spillway.extensions import redis_store
-from spillway.sales import archive
-from spillway.sales import stock
-from spillway.sales import tasks
-from spillway.sales.reconcile import reconcile
+from flashsale import keys
+from flashsale.orders import tasks
+from flashsale.sales import archive
+from flashsale.sales import stock
+from flashsale.sales.reconcile import reconcile
+from spillway.clients import redis_store
 from tests.factories import buy
 from tests.factories import eventually
 from tests.factories import make_sale
@@ -26,9 +27,9 @@ def test_a_final_orders_record_expires_and_the_ledger_answers_for_it(client, app
     assert tasks.drain_outbox() == 1
     time.sleep(1.1)
     assert tasks.expire_payments() == 1
-    ttl = redis_store.ttl(stock.order_key(order_id))
+    ttl = redis_store.ttl(keys.order_key(order_id))
     assert 0 < ttl <= app.config["REDIS_RETENTION_S"]
-    redis_store.delete(stock.order_key(order_id))  # the retention has passed
+    redis_store.delete(keys.order_key(order_id))  # the retention has passed
     answer = client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()
     assert answer["status"] == "cancelled"
     replay = buy(client, sale, buyer, key="k")
@@ -43,9 +44,9 @@ def test_a_buyers_order_set_only_names_orders_not_yet_in_the_ledger(client, app)
     ids = {buy(client, sale, buyer).get_json()["order_id"] for _ in range(3)}
     user_id = client.get("/api/v1/users/me/orders", headers=buyer).get_json()["items"][0][
         "user_id"]
-    assert {i.decode() for i in redis_store.smembers(stock.buyer_orders_key(user_id))} == ids
+    assert {i.decode() for i in redis_store.smembers(keys.buyer_orders_key(user_id))} == ids
     assert tasks.drain_outbox() == 3
-    assert redis_store.scard(stock.buyer_orders_key(user_id)) == 0
+    assert redis_store.scard(keys.buyer_orders_key(user_id)) == 0
     listed = client.get("/api/v1/users/me/orders", headers=buyer).get_json()["items"]
     assert {order["order_id"] for order in listed} == ids
 
@@ -63,14 +64,14 @@ def test_a_sale_long_over_leaves_its_per_buyer_keys_to_the_ledger(client, app):
     buy(client, sale, buyer, key="a")
     buy(client, open_sale, buyer, key="b")
     assert tasks.drain_outbox() == 2
-    keys = stock.shard(sale["id"], 0, 1)
-    assert redis_store.exists(keys.units, keys.idempotency) == 2
+    held = keys.shard(sale["id"], 0, 1)
+    assert redis_store.exists(held.units, held.idempotency) == 2
     assert archive.archive_sales() == 0  # not over yet
     eventually(lambda: time.time() * 1000 > stock.registered_sales()[int(sale["id"])]
                .archive_ms(1), timeout=10)
     assert tasks.expire_payments() >= 1
     assert archive.archive_sales() == 1
-    assert redis_store.exists(keys.units, keys.idempotency) == 0
+    assert redis_store.exists(held.units, held.idempotency) == 0
     report = reconcile(int(sale["id"]))
     assert report.archived and report.ok, report.describe()
-    assert redis_store.exists(stock.units_key(open_sale["id"])) == 1
+    assert redis_store.exists(keys.units_key(open_sale["id"])) == 1

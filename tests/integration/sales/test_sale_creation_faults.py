@@ -12,14 +12,15 @@ from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 
-from spillway.extensions import db
-from spillway.extensions import redis_store
-from spillway.orders import ledger
-from spillway.orders.models import Order
-from spillway.sales import stock
-from spillway.sales import tasks
-from spillway.sales.models import Sale
-from spillway.sales.reconcile import reconcile
+from flashsale import keys
+from flashsale.extensions import db
+from flashsale.orders import tasks
+from flashsale.orders.models import Order
+from flashsale.orders.outbox import outbox
+from flashsale.sales import stock
+from flashsale.sales.models import Sale
+from flashsale.sales.reconcile import reconcile
+from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import buy
 from tests.factories import make_product
@@ -49,12 +50,12 @@ def test_a_sale_whose_commit_fails_leaves_nothing_in_redis(client, app, fail_nex
     """The admin gets a 503 (the database is down), the sale is nowhere, and redis holds no
     stock for it: nobody can buy a sale that does not exist."""
     product = make_product()
-    before = set(redis_store.hkeys(stock.REGISTRY))
+    before = set(redis_store.hkeys(keys.REGISTRY))
     fail_next_commit()
     reply = client.post("/api/v1/sales", json=sale_body(product), headers=admin_headers())
     assert reply.status_code == 503, reply.get_json()
     assert db.session.scalar(select(func.count(Sale.id))) == 0
-    assert set(redis_store.hkeys(stock.REGISTRY)) == before
+    assert set(redis_store.hkeys(keys.REGISTRY)) == before
     assert not list(redis_store.scan_iter(match="spillway:sale:*"))
 
 
@@ -62,7 +63,7 @@ def test_a_draft_admits_nobody_until_it_is_opened(client, app):
     """Stock written but not opened (the commit has not happened) answers 404, like no
     sale; once opened, the same purchase is admitted."""
     sale = make_sale(client, stock=3)
-    redis_store.hset(stock.sale_key(sale["id"]), "open", 0)
+    redis_store.hset(keys.sale_key(sale["id"]), "open", 0)
     buyer = signup(client)
     assert buy(client, sale, buyer).status_code == 404
     stock.open_sale(int(sale["id"]), 1)
@@ -73,7 +74,7 @@ def test_a_committed_sale_left_closed_is_opened_when_read(client, app):
     """If redis was unreachable right after the commit, the sale's draft stays closed: the
     first read of the sale opens it (the row is the proof it committed)."""
     sale = make_sale(client, stock=3)
-    redis_store.hset(stock.sale_key(sale["id"]), "open", 0)
+    redis_store.hset(keys.sale_key(sale["id"]), "open", 0)
     assert client.get(f"/api/v1/sales/{sale['id']}").status_code == 200
     assert buy(client, sale, signup(client)).status_code == 202
 
@@ -100,10 +101,10 @@ def poison_entry(sale_id: int) -> str:
     """An accepted order of a sale this ledger does not have, written the way reserve.lua
     writes one, with its outbox entry."""
     order_id = str(uuid.uuid4())
-    redis_store.hset(stock.order_key(order_id), mapping={
+    redis_store.hset(keys.order_key(order_id), mapping={
         "sale_id": sale_id, "user_id": 7, "quantity": 1, "status": "pending",
         "created_ms": 1, "deadline_ms": 2, "key": ""})
-    redis_store.xadd(stock.OUTBOX, {"order": order_id})
+    redis_store.xadd(keys.OUTBOX, {"order": order_id})
     return order_id
 
 
@@ -114,14 +115,14 @@ def test_a_poison_entry_never_holds_back_its_batch(client, app):
     buyers = [signup(client, f"b{i}") for i in range(20)]
     accepted = [buy(client, sale, buyers[i]).get_json()["order_id"] for i in range(10)]
     poisoned = poison_entry(sale_id=10**15 + 12345)
-    redis_store.xadd(stock.OUTBOX, {"order": str(uuid.uuid4())})  # no record at all
+    redis_store.xadd(keys.OUTBOX, {"order": str(uuid.uuid4())})  # no record at all
     accepted += [buy(client, sale, buyers[i]).get_json()["order_id"] for i in range(10, 20)]
     assert tasks.drain_outbox() == 20
     db.session.rollback()
     persisted = set(db.session.scalars(select(Order.id).where(Order.sale_id == int(sale["id"]))))
     assert persisted == set(accepted)
     assert db.session.get(Order, poisoned) is None
-    dead = [fields[b"order"].decode() for _, fields in redis_store.xrange(ledger.DEAD_LETTERS)]
+    dead = [fields[b"order"].decode() for _, fields in redis_store.xrange(keys.DEAD_LETTERS)]
     assert poisoned in dead and len(dead) == 2
-    assert tasks.outbox_backlog() == 0
+    assert outbox.backlog() == 0
     assert reconcile(int(sale["id"])).ok

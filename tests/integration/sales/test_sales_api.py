@@ -7,7 +7,7 @@ from datetime import timezone
 import pytest
 from redis.connection import AbstractConnection
 
-from spillway.sales import stock
+from flashsale.sales import stock
 from tests.factories import admin_headers
 from tests.factories import buy
 from tests.factories import make_product
@@ -95,7 +95,8 @@ def ids(listing: dict) -> list[str]:
 
 
 def test_the_listing_comes_in_pages_in_creation_order_with_a_total(client, app):
-    """page and per_page cut the listing in the order the sales were created and total counts every sale; without
+    """page and per_page cut the listing in the order the sales were created and total counts
+    every sale; without
     them the page holds 100, so a client from before pages still sees every sale."""
     made = [make_sale(client)["id"] for _ in range(5)]
     first = listed(client)

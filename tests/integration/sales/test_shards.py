@@ -6,9 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from redis.crc import key_slot
 
-from spillway.extensions import redis_store
-from spillway.sales import stock
-from spillway.sales.reconcile import reconcile
+from flashsale import keys
+from flashsale.sales import stock
+from flashsale.sales.reconcile import reconcile
+from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import buy
 from tests.factories import eventually
@@ -26,7 +27,7 @@ def stats(client, sale) -> dict:
 def test_stock_is_split_evenly_and_each_shard_is_one_cluster_slot(client, app):
     """10 units over 4 shards: 3, 3, 2, 2; a shard's keys share one hash slot."""
     sale = make_sale(client, stock=10, shards=4)
-    shards = stock.all_shards(sale["id"])
+    shards = keys.all_shards(sale["id"])
     assert [int(redis_store.hget(s.sale, "remaining")) for s in shards] == [3, 3, 2, 2]
     for each in shards:
         assert len({key_slot(k.encode()) for k in (each.sale, each.units, each.idempotency)}) == 1

@@ -13,8 +13,8 @@ from datetime import timezone
 
 import pytest
 
-from spillway.extensions import redis_store
-from spillway.sales import stock
+from flashsale.orders import state as order_states
+from spillway.clients import redis_store
 from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
@@ -105,7 +105,7 @@ def test_events_follow_purchases_and_returns(app, client, stream_server):
         assert reader.next_event() == {"remaining": 3, "status": "active"}
         order = post_purchase(stream_server, sale, buyer, "one")
         assert reader.next_event() == {"remaining": 2, "status": "active"}
-        outcome, _ = stock.settle(order["order_id"], sale["id"], "cancelled",
+        outcome, _ = order_states.settle(order["order_id"], sale["id"], "cancelled",
                                   int(time.time() * 1000), ("pending", "confirmed"))
         assert outcome == "changed"
         assert reader.next_event() == {"remaining": 3, "status": "active"}
@@ -167,15 +167,16 @@ def server_connections(port: int) -> int:
     return count
 
 
-def hget_calls() -> int:
-    return int(redis_store.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+def poller_reads() -> int:
+    """The HMGETs redis has served: the poller reads its sales' stock with one each."""
+    return int(redis_store.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
 
 
 def redis_reads_stopped() -> bool:
-    """No HGET reaches redis for a second (only the poller sends them here)."""
-    before = hget_calls()
+    """No HMGET reaches redis for a second (only the poller sends them here)."""
+    before = poller_reads()
     time.sleep(1.0)
-    return hget_calls() == before
+    return poller_reads() == before
 
 
 def test_disconnected_clients_are_unsubscribed(app, client, stream_server):
@@ -187,8 +188,8 @@ def test_disconnected_clients_are_unsubscribed(app, client, stream_server):
     for reader in readers:
         reader.next_event()
     assert server_connections(stream_server) >= 40
-    before = hget_calls()
-    eventually(lambda: hget_calls() > before, timeout=10)  # the poller is reading
+    before = poller_reads()
+    eventually(lambda: poller_reads() > before, timeout=10)  # the poller is reading
     for reader in readers:
         reader.close()
     eventually(lambda: server_connections(stream_server) == 0, timeout=30)

@@ -108,12 +108,13 @@ def test_no_cookie_is_ever_set(client, app):
 
 def test_malformed_limit_settings_stop_the_process(monkeypatch):
     """A rate-limit setting that does not parse is a one-line SettingsError naming it."""
+    from flashsale import settings as shop_settings
     from spillway import settings
 
     for variable in ("SPILLWAY_RATE_LIMIT_PER_IP", "SPILLWAY_RATE_LIMIT_PER_BUYER"):
         monkeypatch.setenv(variable, "lots")
         try:
-            settings.load("test")
+            shop_settings.load("test")
         except settings.SettingsError as exc:
             assert variable in str(exc) and "\n" not in str(exc)
         else:
@@ -145,9 +146,13 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
 
     template = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
                            undefined=StrictUndefined).get_template("nginx.conf")
+    app = {"static": {"url_path": "/static", "folder": str(tmp_path)},
+           "pages": [{"path": "/", "root": str(tmp_path), "file": "index.html"}],
+           "cached_routes": [{"location": "^/api/v1/products(/[0-9]+)?$", "key_prefix": "p",
+                              "aliases": {}}]}
     context = dict(user="", group="", nginx_workers=1, paths=RunDir(tmp_path), log_dir=tmp_path,
-                   max_body_bytes=65536, cache_prefix="p", host="127.0.0.1", port=1,
-                   static_dir=tmp_path, metrics_port=2, **template_context(65536))
+                   max_body_bytes=65536, app=app, host="127.0.0.1", port=1,
+                   metrics_port=2, **template_context(65536))
     rendered = {}
     for mode in ("on", "off"):
         monkeypatch.setenv("SPILLWAY_RATE_LIMITS", mode)

@@ -16,7 +16,7 @@ import itsdangerous
 import pytest
 import requests
 
-from spillway.users import tokens
+from flashsale.users import tokens
 from tests.factories import ADMIN_TOKEN
 from tests.factories import admin_headers
 from tests.factories import buy

@@ -9,8 +9,8 @@ from datetime import timezone
 
 import pytest
 
-from spillway.sales import purchase_tokens
-from spillway.sales import stock
+from flashsale.sales import purchase_tokens
+from flashsale.sales import stock
 from tests.factories import buy
 from tests.factories import make_sale
 from tests.factories import signup
@@ -83,7 +83,7 @@ def test_forged_tokens_are_refused(client, guarded, token):
 def test_expired_and_foreign_secret_tokens_are_refused(client, guarded, app):
     """A correctly signed but expired token, and one signed with another secret, are refused."""
     sale, alice, _ = guarded
-    from spillway.users.tokens import user_id_of
+    from flashsale.users.tokens import user_id_of
 
     uid = user_id_of(alice["Authorization"].split()[1])
     past = int(time.time()) - 1
@@ -124,7 +124,7 @@ def test_the_flag_is_read_from_the_database_once_per_process(client, guarded, ap
     purchase once the sale is known."""
     from sqlalchemy import event
 
-    from spillway.extensions import db
+    from flashsale.extensions import db
 
     sale, alice, _ = guarded
     token = fetch_token(client, sale, alice).get_json()["token"]

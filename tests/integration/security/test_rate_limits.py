@@ -5,7 +5,8 @@ import io
 
 import pytest
 
-from spillway.sales import stock
+from flashsale.sales import stock
+from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import buy
 from tests.factories import make_sale
@@ -120,7 +121,7 @@ def test_a_limit_on_an_unknown_sale_counts_nothing(client, app):
 
 def test_limits_off_lets_everything_through(client, app, monkeypatch):
     """SPILLWAY_RATE_LIMITS=off (load tests) turns off both limits."""
-    from spillway.app import create_app
+    from flashsale.app import create_app
 
     monkeypatch.setenv("SPILLWAY_RATE_LIMITS", "off")
     unlimited = create_app("test").test_client()
@@ -136,7 +137,7 @@ def test_each_app_keeps_its_own_per_address_limit(client, app, monkeypatch):
     """The per-address limit is the serving app's setting, not that of the first app built
     in the process (Flask-Limiter keeps the first app's defaults, and a prd app built by
     another test made this module's limits those of prd)."""
-    from spillway.app import create_app
+    from flashsale.app import create_app
 
     monkeypatch.setenv("SPILLWAY_RATE_LIMIT_PER_IP", "2 per minute")
     stricter = create_app("test").test_client()
@@ -145,18 +146,22 @@ def test_each_app_keeps_its_own_per_address_limit(client, app, monkeypatch):
     assert_rate_limited(stricter.get("/api/v1/sales", headers=from_address("10.0.0.3")))
 
 
-def test_purchases_count_in_flask_limiters_own_storage(client, app):
-    """The per-buyer counts kept inside the reservation's round trip are the `limits`
-    fixed-window counters of Flask-Limiter's storage: its strategy reads the same numbers."""
-    from spillway.security.ratelimits import BUYER_SCOPE
-    from spillway.security.ratelimits import limiter
-    from spillway.users.tokens import user_id_of
+def test_per_buyer_counters_are_the_shops_own_keys(client, app):
+    """The per-buyer counts kept inside the reservation's round trip live on keys of the
+    shop's own (keys.buyer_limit_key), one per window, expiring with it: no library's key
+    layout is reached into. Both purchase paths count there."""
+    from flashsale import keys
+    from flashsale.users.tokens import user_id_of
 
     sale = make_sale(client, stock=100, per_user_limit=100)
     buyer = signup(client)
     uid = user_id_of(buyer["Authorization"].split()[1])
-    item = app.extensions["buyer_limits"][0]
-    assert limiter.limiter.get_window_stats(item, BUYER_SCOPE, uid).remaining == 3
     buy(client, sale, buyer)
     chunked_purchase(client, sale, buyer)
-    assert limiter.limiter.get_window_stats(item, BUYER_SCOPE, uid).remaining == 1
+    from flashsale.sales.service import buyer_limits
+
+    assert buyer_limits() == ((3, 60),)  # "3 per minute"
+    for _, window_s in buyer_limits():
+        key = keys.buyer_limit_key(uid, window_s)
+        assert int(redis_store.get(key)) == 2
+        assert 0 < redis_store.ttl(key) <= window_s

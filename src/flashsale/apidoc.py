@@ -2,33 +2,11 @@
 error shape, so that answers can be checked against the document (tests/integration/
 security/test_schemathesis.py) and clients know what to handle.
 
-flask-smorest's catch-all ``default`` response is switched off (extensions.SpillwayApi):
+flask-smorest's catch-all ``default`` response is switched off (spillway.api.Api):
 with it, any status at all would conform.
 """
 
-from flask_smorest import Blueprint
-from webargs.flaskparser import FlaskParser
-
 from spillway.errors import ErrorSchema
-from spillway.errors import decode_json_object
-
-
-class BodyParser(FlaskParser):
-    """webargs' parser as the API needs it: 400 (not 422) for invalid arguments, so the
-    document says what errors.py answers; and every JSON body judged by
-    errors.decode_json_object, as the purchase paths judge theirs: an empty body is a 400
-    and another media type a 415 (webargs' own loader read both as "no fields", so a PATCH
-    with a form answered 200), undecodable JSON a 400 (an integer past Python's digit limit
-    or a body nested too deeply raised past webargs: a 500)."""
-
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def load_json(self, req, schema):
-        return decode_json_object(req.mimetype, req.get_data(cache=True))
-
-
-# flask-smorest's one shared parser; set before any view is declared (views import this).
-Blueprint.ARGUMENTS_PARSER = BodyParser()
 
 DESCRIPTIONS = {
     400: "invalid_request: malformed JSON, a wrong type, an out-of-range value or an unknown "

@@ -3,26 +3,27 @@ finished, settle orders at their payment deadline."""
 
 import contextlib
 import logging
-import os
-import socket
 import time
 
 from celery import shared_task
 from flask import current_app
 from redis.exceptions import LockError
 
-from spillway.ops import counters
-from spillway.orders import ledger
-from spillway.orders import payment
-from spillway.orders.service import resolve_abandoned
-from spillway.sales import service
-from spillway.sales import stock
-from spillway.extensions import db
-from spillway.extensions import redis_store
+from flashsale.extensions import db
+from flashsale.keys import DEADLINES
+from flashsale.orders import ledger
+from flashsale.orders import payment
+from flashsale.orders.outbox import outbox
+from flashsale.orders.service import resolve_abandoned
+from flashsale.orders.state import CANCELLED
+from flashsale.orders.state import order_state
+from flashsale.orders.state import settle
+from spillway import counters
+from spillway.clients import redis_store
+from spillway.clock import now_ms
 
 log = logging.getLogger(__name__)
 
-GROUP = "persisters"
 BATCH = 1000
 DRAIN_BUDGET_SECONDS = 20.0
 # One expiry tick stops taking new orders after this long (gateway calls can be slow).
@@ -30,47 +31,11 @@ EXPIRY_BUDGET_SECONDS = 20.0
 EXPIRY_LOCK = "spillway:expire-payments:running"
 
 
-def ensure_group() -> None:
-    try:
-        redis_store.xgroup_create(stock.OUTBOX, GROUP, id="0", mkstream=True)
-    except Exception as exc:  # BUSYGROUP: it exists already
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def outbox_backlog() -> int:
-    """Outbox entries not yet persisted: those no worker has taken, and those taken and
-    not acknowledged. Not XLEN, which also counts entries acknowledged but not yet
-    deleted."""
-    try:
-        groups = {g["name"].decode(): g for g in redis_store.xinfo_groups(stock.OUTBOX)}
-    except Exception as exc:  # no stream yet
-        if "no such key" not in str(exc):
-            raise
-        return 0
-    if GROUP not in groups:
-        return redis_store.xlen(stock.OUTBOX)
-    last = groups[GROUP]["last-delivered-id"].decode()
-    untaken = len(redis_store.xrange(stock.OUTBOX, f"({last}", "+", count=BATCH))
-    return untaken + groups[GROUP]["pending"]
-
-
-def nudge_drain() -> None:
-    """Ask a worker to drain now (the outbox was idle). Losing this message loses nothing:
-    beat schedules a drain every second anyway."""
-    try:
-        drain_outbox.apply_async(expires=30)
-    except Exception as exc:
-        log.warning("could not nudge the drainer (beat will): %s", exc)
-
-
-@shared_task(name="spillway.sales.tasks.drain_outbox")
+@shared_task(name="flashsale.orders.tasks.drain_outbox")
 def drain_outbox() -> int:
     """Persist new outbox entries in batches until it is empty or the budget is spent."""
-    ensure_group()
-    # One consumer name per process: what a dead process held stays pending under its
-    # name until the sweeper claims it.
-    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    outbox.ensure_group()
+    consumer = outbox.consumer()
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     return _retry_own_batches(consumer, deadline) + _drain_new(consumer, deadline)
 
@@ -81,8 +46,7 @@ def _retry_own_batches(consumer: str, deadline: float) -> int:
     persisted = 0
     try:
         while time.monotonic() < deadline:
-            reply = redis_store.xreadgroup(GROUP, consumer, {stock.OUTBOX: "0"}, count=BATCH)
-            entries = [entry for entry in (reply[0][1] if reply else []) if entry[1]]
+            entries = outbox.read_mine(consumer)
             if not entries:
                 break
             persisted += ledger.persist(entries)
@@ -95,35 +59,26 @@ def _retry_own_batches(consumer: str, deadline: float) -> int:
 def _drain_new(consumer: str, deadline: float) -> int:
     persisted = 0
     while time.monotonic() < deadline:
-        reply = redis_store.xreadgroup(GROUP, consumer, {stock.OUTBOX: ">"}, count=BATCH)
-        entries = reply[0][1] if reply else []
+        entries = outbox.read_new(consumer)
         if not entries:
             break
         persisted += ledger.persist(entries)
     return persisted
 
 
-@shared_task(name="spillway.sales.tasks.sweep_outbox")
+@shared_task(name="flashsale.orders.tasks.sweep_outbox")
 def sweep_outbox() -> int:
     """Take over entries a worker took and never acknowledged (it died, or lost redis,
     mid-batch), and persist them."""
-    ensure_group()
+    outbox.ensure_group()
     taken = 0
-    cursor = "0-0"
-    while True:
-        cursor, entries, *_ = redis_store.xautoclaim(
-            stock.OUTBOX, GROUP, "sweeper", min_idle_time=current_app.config["OUTBOX_STUCK_MS"],
-            start_id=cursor,
-            count=BATCH)
-        entries = [entry for entry in entries if entry[1]]  # deleted entries come back empty
-        if entries:
-            log.warning("sweeper: re-driving %d outbox entries no worker finished", len(entries))
-            taken += ledger.persist(entries)
-        if cursor in (b"0-0", "0-0"):
-            return taken
+    for entries in outbox.claim_stuck(current_app.config["OUTBOX_STUCK_MS"]):
+        log.warning("sweeper: re-driving %d outbox entries no worker finished", len(entries))
+        taken += ledger.persist(entries)
+    return taken
 
 
-@shared_task(name="spillway.sales.tasks.expire_payments")
+@shared_task(name="flashsale.orders.tasks.expire_payments")
 def expire_payments() -> int:
     """Settle the orders whose payment deadline passed: cancel the unpaid ones (their stock
     returns to the sale once); resolve with the gateway a payment still under way once
@@ -141,7 +96,7 @@ def expire_payments() -> int:
     if not lock.acquire():
         return 0
     try:
-        return _expire_due(service.now_ms(), time.monotonic() + EXPIRY_BUDGET_SECONDS)
+        return _expire_due(now_ms(), time.monotonic() + EXPIRY_BUDGET_SECONDS)
     finally:
         with contextlib.suppress(LockError):  # held past its timeout: another tick has it
             lock.release()
@@ -151,7 +106,7 @@ def _expire_due(now: int, stop_at: float) -> int:
     settled = left_due = 0
     ask_gateway = True
     while time.monotonic() < stop_at:
-        due = redis_store.zrangebyscore(stock.DEADLINES, "-inf", now, start=left_due,
+        due = redis_store.zrangebyscore(DEADLINES, "-inf", now, start=left_due,
                                         num=BATCH)
         if not due:
             break
@@ -186,18 +141,18 @@ def settle_expired(order_id: str, now: int, ask_gateway: bool = True) -> str:
         answer), "kept" (nothing to do here) or "gone" (no longer due: redis knows no
         such order, or another caller settled it).
     """
-    state = stock.order_state(order_id)
+    state = order_state(order_id)
     if state is None:
-        redis_store.zrem(stock.DEADLINES, order_id)
+        redis_store.zrem(DEADLINES, order_id)
         return "gone"
     status = state["status"]
     if status in ("pending", "confirmed"):
-        outcome, status = stock.settle(order_id, state["sale_id"], "cancelled", now,
+        outcome, status = settle(order_id, state["sale_id"], "cancelled", now,
                                        ("pending", "confirmed"), when="deadline",
                                        user_id=state["user_id"])
         if outcome == "changed":
-            ledger.set_status(order_id, "cancelled")
-            return "cancelled"
+            ledger.set_status(order_id, CANCELLED)
+            return CANCELLED
         if outcome == "unchanged":  # cancelled meanwhile by another tick
             return "gone"
     if status != "paying":
@@ -212,11 +167,3 @@ def settle_expired(order_id: str, now: int, ask_gateway: bool = True) -> str:
         log.warning("payment of %s is past its grace and still unresolved (the gateway "
                     "will be asked again): %s", order_id, exc)
         return "unresolved"
-
-
-@shared_task(name="spillway.sales.tasks.reconcile_sales")
-def reconcile_sales() -> int:
-    """Check every sale's books; drift is logged as an error. Returns the sales drifted."""
-    from spillway.sales.reconcile import reconcile_all
-
-    return sum(not report.ok for report in reconcile_all())

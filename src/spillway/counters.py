@@ -6,7 +6,7 @@ an unreachable redis only loses the increment.
 
 import logging
 
-from spillway.extensions import redis_store
+from spillway.clients import redis_store
 
 log = logging.getLogger(__name__)
 

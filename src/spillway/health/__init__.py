@@ -1,0 +1,1 @@
+"""Liveness, readiness and the start checks, for any app on the runtime."""

@@ -1,0 +1,47 @@
+"""The runtime's request pipeline around any app, declared in one place.
+
+Outermost first, each seeing what the next one answers:
+
+1. ``ProxyFix`` — the client's address is the one nginx appended (``SPILLWAY_PROXY_HOPS``
+   trusted hops), for every layer inside, the rate limits included;
+2. ``SecurityHeaders`` — nosniff, frame and referrer policies, CSP on every answer;
+3. ``RequestMetricsMiddleware`` — one latency observation per request, by route
+   (``SPILLWAY_METRICS=off`` drops it);
+4. ``RuntimeEndpoints`` — ``/healthz``, ``/readyz``, ``/metrics``;
+5. the app's own WSGI layers (its fast paths, installed by its factory), then Flask, where
+   the rate limit per address runs on every route and the matched rule is recorded for
+   the metrics.
+
+:func:`install` runs once per app, from ``Spillway.init_app``.
+"""
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from spillway.health.endpoints import RuntimeEndpoints
+from spillway.metrics import celery_signals
+from spillway.metrics.middleware import RequestMetricsMiddleware
+from spillway.metrics.middleware import remember_route
+from spillway.security import ratelimits
+from spillway.security.headers import SecurityHeaders
+
+
+def install(app: Flask) -> None:
+    """Put the runtime's layers around everything ``app`` has installed so far."""
+    if app.extensions.get("spillway.pipeline"):
+        return
+    app.extensions["spillway.pipeline"] = True
+    ratelimits.init_app(app)
+    # Before every other hook: the route a request matched, for the metrics' label.
+    app.before_request_funcs.setdefault(None, []).insert(0, remember_route)
+    celery_signals.connect()
+    wsgi = RuntimeEndpoints(app, app.wsgi_app)
+    if app.config["METRICS_ENABLED"]:
+        wsgi = RequestMetricsMiddleware(wsgi)
+    wsgi = SecurityHeaders(wsgi)
+    hops = app.config["PROXY_HOPS"]
+    if hops > 0:
+        # A client may send its own X-Forwarded-For; with one trusted hop only the address
+        # nginx appended (the real peer) is believed.
+        wsgi = ProxyFix(wsgi, x_for=hops, x_proto=hops)
+    app.wsgi_app = wsgi

@@ -1,0 +1,43 @@
+"""Lua scripts on the runtime's redis: each loaded once per process and run as one EVALSHA,
+batched with the process's other commands in flight when it serves under gevent
+(spillway.redis_batch).
+
+A script the server has forgotten (a restart, SCRIPT FLUSH) is loaded again and the call
+repeated: NOSCRIPT means it did not run. redis-py's Script does the same for calls that
+are not batched.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import current_app
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+from spillway.clients import redis_store
+from spillway.redis_batch import batcher_for
+
+_loaded: dict[str, Script] = {}
+
+
+def script(path: Path, build: Callable[[bytes], bytes] | None = None) -> Script:
+    """The script in ``path`` (or what ``build`` makes of its text), once per process."""
+    name = f"{path}:{build.__qualname__}" if build else str(path)
+    if name not in _loaded:
+        text = path.read_bytes()
+        _loaded[name] = Script(None, build(text) if build else text)
+    return _loaded[name]
+
+
+def run(lua: Script, keys: list, args: list):
+    """EVALSHA ``lua`` on the app's redis: one round trip, shared with the process's
+    concurrent calls where it can be (see the module's docstring)."""
+    client = redis_store.client
+    batcher = current_app.config["REDIS_BATCHING"] and batcher_for(client, current_app.extensions)
+    if not batcher:
+        return lua(keys=keys, args=args, client=client)
+    try:
+        return batcher.execute("EVALSHA", lua.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        lua.sha = client.script_load(lua.script)
+        return batcher.execute("EVALSHA", lua.sha, len(keys), *keys, *args)
