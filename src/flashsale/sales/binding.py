@@ -80,6 +80,7 @@ class Examination:
     db_sales: set[int]
     redis_sales: dict[int, stock.SaleDefinition]
     drafts: set[int]  # registered, never opened, not in the ledger: failed creations
+    registered_after: set[int]  # the registry again, read after the database
     last_made: tuple[int, int]
     last_deleted: tuple[int, int] | None  # None: this redis does not report it
     problems: list[str] = field(default_factory=list)
@@ -98,29 +99,37 @@ class Examination:
 
     @property
     def db_only(self) -> set[int]:
-        return self.db_sales - set(self.redis_sales)
+        return self.db_sales - self.registered_after
 
 
 def examine() -> Examination:
     """Read both sides and list every way they disagree.
 
+    The stack may be running (a worker starting beside busy web processes), so the reads
+    are ordered to never see a creation or a batch in flight as a disagreement: redis
+    first (what it registered, opened and persisted), then the database, then redis again
+    (what it registered and made since). A sale is registered before its row commits and
+    opened after; a batch's mark moves before its entries are deleted.
+
     :raise NotCheckable: the schema is not migrated, or a dependency is down.
     """
     if not inspect(db.engine).has_table(LedgerIdentity.__tablename__):
         raise NotCheckable("the database has no ledger identity yet: run `spillway db upgrade`")
+    bound = redis_store.hget(MARKER, "id")
+    registered = stock.registered_sales()
+    drafts = {sale_id for sale_id in registered
+              if redis_store.hget(keys.sale_key(sale_id), "open") == b"0"}
+    deleted = _outbox_info().get("max-deleted-entry-id")
     identity = db.session.scalars(select(LedgerIdentity)).one()
     db_sales = set(db.session.scalars(select(Sale.id)))
     db.session.rollback()
-    bound = redis_store.hget(MARKER, "id")
-    registered = stock.registered_sales()
-    drafts = {sale_id for sale_id in set(registered) - db_sales
-              if redis_store.hget(keys.sale_key(sale_id), "open") == b"0"}
+    registered_after = {int(sale_id) for sale_id in redis_store.hkeys(keys.REGISTRY)}
     info = _outbox_info()
     found = Examination(
         identity.id, (identity.outbox_mark_ms, identity.outbox_mark_seq),
-        bound.decode() if bound else None, db_sales, registered, drafts,
-        stream_id(info.get("last-generated-id")),
-        stream_id(info["max-deleted-entry-id"]) if "max-deleted-entry-id" in info else None)
+        bound.decode() if bound else None, db_sales, registered, drafts - db_sales,
+        registered_after, stream_id(info.get("last-generated-id")),
+        stream_id(deleted) if "max-deleted-entry-id" in info else None)
     legacy = _legacy_sales() if bound is None and not registered else {}
     if legacy:
         found.legacy = _own_legacy(legacy, info)
@@ -132,6 +141,7 @@ def examine() -> Examination:
             return found
         # This ledger's own state from before binding: judged as if registered.
         found.redis_sales = found.legacy
+        found.registered_after = set(found.legacy)
         found.mark = max(found.mark, found.last_deleted or (0, 0))
     found.problems += _disagreements(found)
     return found

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,35 @@ def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_
     assert run_cli(service_env, "check").returncode == 0
     assert stock.sale_state(sale["id"])["remaining"] == 3
 
+
+def test_a_check_beside_a_busy_shop_never_refuses(app, service_env):
+    """A worker starting while sales are created and orders persisted (the multi-host test
+    met this): each check reads redis, then the database, then redis again, so a creation
+    or a batch in flight is never taken for a disagreement."""
+    import threading
+
+    binding.verify()
+    stop = threading.Event()
+    failures = []
+
+    def busy_shop():
+        with app.app_context(), app.test_client() as client:
+            try:
+                while not stop.is_set():
+                    sale = make_sale(client, stock=3)
+                    buy(client, sale, signup(client))
+                    tasks.drain_outbox()
+            except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+                failures.append(exc)
+
+    shop = threading.Thread(target=busy_shop)
+    shop.start()
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and not failures:
+            with app.app_context():
+                binding.verify()
+    finally:
+        stop.set()
+        shop.join(timeout=60)
+    assert not failures, failures
