@@ -13,14 +13,17 @@ POSTGRESQL_TESTS := tests/integration/sales tests/integration/catalog tests/inte
 	tests/integration/security/test_hostile_input.py \
 	tests/integration/test_cli.py tests/integration/test_ops.py
 
-.PHONY: run test test-fast bench bench-quick system-deps deps clean
+.PHONY: run test lint test-fast bench bench-quick system-deps deps clean
 
 run: deps ## Set everything up, then run the stack under supervisord (Ctrl-C stops it)
 	$(BIN)/spillway up --seed-demo
 
-test: deps ## Set everything up, then run the whole test suite
+test: deps lint ## Set everything up, then run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 	SPILLWAY_TEST_DB=postgresql $(BIN)/pytest $(POSTGRESQL_TESTS) $(PYTEST_ARGS)
+
+lint: deps ## ruff: lint and the formatting (pyproject.toml has the rules)
+	$(BIN)/ruff check .
 
 test-fast: deps ## Unit and integration tests only (no full-stack end-to-end)
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
