@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from flask.cli import FlaskGroup
 from flask.cli import ScriptInfo
 from flask.cli import routes_command
@@ -205,7 +206,10 @@ def up_command(run_dir, port, host, web_workers, worker_connections, log_level, 
 
     if _chosen_app():
         os.environ["SPILLWAY_APP"] = _chosen_app()
-    options = StackOptions(run_dir=run_dir, host=host, port=port, web_workers=web_workers,
+    chosen = (click.get_current_context().get_parameter_source("run_dir")
+              is not ParameterSource.DEFAULT or "SPILLWAY_RUN_DIR" in os.environ)
+    options = StackOptions(run_dir=run_dir, run_dir_chosen=chosen, host=host, port=port,
+                           web_workers=web_workers,
                            log_level=log_level.upper(), ready_timeout=ready_timeout,
                            seed_demo=seed_demo, metrics_port=metrics_port,
                            flower_port=flower_port,

@@ -27,6 +27,9 @@ from spillway.deploy.layout import load_or_create_secrets
 from spillway.deploy.layout import process_environment
 from spillway.deploy.layout import render_configs
 from spillway.deploy.layout import supervisor_environment
+from spillway.deploy.readable import Runtime
+from spillway.deploy.readable import app_runtime
+from spillway.deploy.readable import run_directory
 from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import resolve_service_user
@@ -60,6 +63,8 @@ class StackOptions:
     log_level: str
     ready_timeout: float
     seed_demo: bool = False
+    # --run-dir or SPILLWAY_RUN_DIR given: it stays where it is, whoever can reach it.
+    run_dir_chosen: bool = False
     metrics_port: int = 0
     flower_port: int = 0
     worker_connections: int = 10000
@@ -74,7 +79,7 @@ def run_stack(options: StackOptions) -> int:
                                        "SPILLWAY_METRICS_PORT"),
             flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
                                       "SPILLWAY_FLOWER_PORT"))
-        run_dir, supervisord_cmd, environment, user, app = prepare(options)
+        run_dir, supervisord_cmd, runtime, app = prepare(options)
     except (StackError, SettingsError) as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
@@ -82,7 +87,7 @@ def run_stack(options: StackOptions) -> int:
     supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
-    refusal = start_checks_refusal(run_dir, environment, user, supervisord)
+    refusal = start_checks_refusal(run_dir, runtime, supervisord)
     if refusal:
         # The app's processes refuse by themselves too: none of them served.
         supervisord.terminate()
@@ -91,8 +96,8 @@ def run_stack(options: StackOptions) -> int:
         return 2
     if wait_until_ready(options, supervisord):
         if options.seed_demo and "seed-demo" in app["commands"]:
-            seed_demo(environment, user)
-        print_banner(options, run_dir, environment, app)
+            seed_demo(runtime)
+        print_banner(options, run_dir, runtime.environment, app)
     else:
         report_not_ready(options, run_dir, supervisord)
     status = supervisord.wait()
@@ -112,27 +117,29 @@ def loopback_port(chosen: int, default: int, setting: str) -> int:
     return chosen
 
 
-def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], ServiceUser,
-                                            dict]:
-    """Check, configure and migrate; return the supervisord command line, the processes'
-    environment, their user and what the app declares.
+def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
+    """Check, configure and migrate; return the supervisord command line, how the app's
+    processes run (interpreter, environment, user) and what the app declares.
 
     :raise StackError: something the operator must fix first.
     """
     binaries = find_system_binaries()
     user = resolve_service_user()
-    run_dir = RunDir(Path(options.run_dir).resolve())
+    run_dir = RunDir(run_directory(Path(options.run_dir), options.run_dir_chosen, user))
     # Before anything is read or written there: root's paths are root's again and nothing
     # the service user planted is followed (boundary.py). The default database moves out
     # of an older layout's run directory; one the operator named stays where it is.
     claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
-    environment = process_environment(run_dir, options.log_level,
-                                      load_or_create_secrets(run_dir), app_spec())
-    app = describe_app(environment, user)
+    runtime = app_runtime(user, process_environment(run_dir, options.log_level,
+                                                    load_or_create_secrets(run_dir),
+                                                    app_spec()))
+    environment = runtime.environment
+    app = describe_app(runtime)
     sidecars = place_sidecars(app["sidecars"], environment)
     render_configs(run_dir, {
         **binaries,
         "app": app,
+        "python": runtime.python,
         "sidecars": sidecars,
         "user": user.name if user else "",
         "group": user.group if user else "",
@@ -158,20 +165,20 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], dict[str, str], S
     }, root_file_modes(run_dir, Owners.of(user)))
     if app["migrations"]:
         click.echo("spillway up: migrating the database")
-        result = run_cli(["db", "upgrade"], environment, user)
+        result = run_cli(["db", "upgrade"], runtime)
         if result.returncode != 0:
             raise StackError(f"database migration failed: {last_line(result)}")
     return run_dir, [sys.executable, "-P", "-m", "supervisor.supervisord", "-c",
-                     str(run_dir.supervisord_conf)], environment, user, app
+                     str(run_dir.supervisord_conf)], runtime, app
 
 
-def describe_app(environment: dict[str, str], user: ServiceUser | None) -> dict:
+def describe_app(runtime: Runtime) -> dict:
     """What the app declares (`spillway describe-app`), asked of the app as its processes
     will run it: as the service user, never imported by root.
 
     :raise StackError: the app cannot be imported or made (one line says why).
     """
-    result = run_cli(["describe-app"], environment, user)
+    result = run_cli(["describe-app"], runtime)
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         raise StackError(last_line(result))
@@ -236,18 +243,19 @@ def program_options(user: ServiceUser | None, run_dir: RunDir) -> str:
     return "\n".join(lines)
 
 
-def run_cli(args: list[str], environment: dict[str, str],
-            user: ServiceUser | None) -> subprocess.CompletedProcess:
-    """Run a `spillway` command as the stack's processes run: same environment and user,
-    from a directory it cannot write, with no directory of its choosing on sys.path (-P)."""
+def run_cli(args: list[str], runtime: Runtime) -> subprocess.CompletedProcess:
+    """Run a `spillway` command as the stack's processes run: same interpreter, environment
+    and user, from a directory it cannot write, with no directory of its choosing on
+    sys.path (-P)."""
+    user = runtime.user
     ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
-    return subprocess.run([sys.executable, "-P", "-m", "spillway", *args], env=environment,
+    return subprocess.run([runtime.python, "-P", "-m", "spillway", *args],
+                          env=runtime.environment,
                           cwd=NEUTRAL_CWD, capture_output=True, text=True, check=False,
                           **ids)
 
 
-def start_checks_refusal(run_dir: RunDir, environment: dict[str, str],
-                         user: ServiceUser | None, supervisord: subprocess.Popen,
+def start_checks_refusal(run_dir: RunDir, runtime: Runtime, supervisord: subprocess.Popen,
                          timeout: float = 30.0) -> str | None:
     """Once redis answers, the app's start checks (`spillway start-checks`; the flash sale's:
     redis's state belongs to this database, RELIABILITY.md): None, or the one line saying
@@ -258,7 +266,7 @@ def start_checks_refusal(run_dir: RunDir, environment: dict[str, str],
             return None  # redis did not start: the readiness report says so
         time.sleep(0.1)
     while True:
-        result = run_cli(["start-checks"], environment, user)
+        result = run_cli(["start-checks"], runtime)
         if result.returncode == 0:
             return None
         # 3: they cannot decide yet (redis still opening its socket or replaying its AOF).
@@ -267,9 +275,9 @@ def start_checks_refusal(run_dir: RunDir, environment: dict[str, str],
         time.sleep(0.5)
 
 
-def seed_demo(environment: dict[str, str], user: ServiceUser | None) -> None:
+def seed_demo(runtime: Runtime) -> None:
     """Fill an empty store with the demo catalog (once the caches are up to invalidate)."""
-    result = run_cli(["seed-demo", "--if-empty"], environment, user)
+    result = run_cli(["seed-demo", "--if-empty"], runtime)
     click.echo(result.stdout.strip() or result.stderr.strip())
 
 
