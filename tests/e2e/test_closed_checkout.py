@@ -146,3 +146,14 @@ def test_operator_commands_in_the_checkout_find_the_stack(closed_stack):
                                 cwd=checkout, env=users_environment(), capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode == 0, (command, result.stdout, result.stderr)
+
+
+def test_the_first_make_run_says_what_it_does_and_raises_no_alarm(closed_stack):
+    """A first `make run` says what it installs, and its start-up screen has no CRIT or
+    WARN line (supervisord's "running as root" and "without any HTTP authentication"
+    were two: its user and its socket's password are explicit now)."""
+    stack, _checkout = closed_stack
+    screen = stack.log_path.read_text(errors="replace")
+    assert "make: creating the virtualenv" in screen and "make: installing spillway" in screen
+    alarms = [line for line in screen.splitlines() if " CRIT " in line or " WARN " in line]
+    assert not alarms

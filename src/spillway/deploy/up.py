@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import resource
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,6 +47,8 @@ DEFAULT_METRICS_PORT = 9181
 DEFAULT_FLOWER_PORT = 5555
 # Flower's basic-auth user; the password is the admin token.
 FLOWER_USER = "admin"
+# supervisord's own user on its socket; the password is made anew at each start.
+SUPERVISOR_USER = "spillway-up"
 # What root runs, and what it runs as the service user, starts here: a directory only root
 # can write, so neither a cwd on sys.path nor a relative path can reach a planted file.
 NEUTRAL_CWD = "/"
@@ -160,6 +163,10 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
         "metrics_port": options.metrics_port,
         "flower_port": options.flower_port,
         "flower_environment": supervisor_environment(flower_environment(environment)),
+        # Explicit: root's supervisord keeps root (it says so in a CRIT line otherwise).
+        "supervisord_user": "root" if user else "",
+        "supervisor_username": SUPERVISOR_USER,
+        "supervisor_password": secrets.token_urlsafe(24),
         "common": program_options(user, run_dir),
         "common_root": program_options(None, run_dir),
     }, root_file_modes(run_dir, Owners.of(user)))
