@@ -23,6 +23,9 @@ from spillway.loader import AppNotFound
 from spillway.settings import CONFIG_NAMES
 from spillway.settings import SettingsError
 
+# Where a command finds the stack's dependencies (set by use_stack_addresses when unset).
+STACK_ADDRESSES = ("DATABASE_URL", "SPILLWAY_REDIS_URL", "SPILLWAY_BROKER_URL",
+                   "SPILLWAY_MEMCACHED_SERVERS")
 # `spillway start-checks`: a check could not decide yet (a dependency is starting or down).
 START_CHECKS_NOT_YET = 3
 
@@ -50,8 +53,35 @@ def _app_for_commands():
     return _load()
 
 
+class SpillwayGroup(FlaskGroup):
+    """Flask's command group, where a dependency's failure (the database, redis, the broker,
+    memcached) ends in one line naming its setting and the cause, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from spillway import failures
+            from spillway.deploy.local_stack import where_the_stack_is
+
+            line = failures.describe(exc, _config_of_loaded_app(ctx))
+            if line is None:
+                raise
+            setting, _key = failures.setting_of(exc)
+            raise click.ClickException(line + where_the_stack_is(setting)) from None
+
+
+def _config_of_loaded_app(ctx: click.Context) -> dict:
+    """The config of the app the command made (the values behind its settings), or {}."""
+    info = ctx.find_object(ScriptInfo)
+    try:
+        return info.load_app().config if info is not None else {}
+    except Exception:  # it could not be made: the failure's own line says enough
+        return {}
+
+
 # Flask's own `run` is left out on purpose: `serve` is the one development server.
-@click.group(cls=FlaskGroup, create_app=_app_for_commands, add_default_commands=False,
+@click.group(cls=SpillwayGroup, create_app=_app_for_commands, add_default_commands=False,
              add_version_option=False, load_dotenv=False, set_debug_flag=False)
 def cli():
     """Spillway: run your Flask app on the whole stack, migrate and operate it.
@@ -72,12 +102,16 @@ cli.add_command(shell_command)
 def check_command():
     """Check every dependency (the app's own, redis, memcached, the broker); exit 1 if any
     is down."""
+    from spillway.deploy.local_stack import where_the_stack_is
     from spillway.health.checks import run_checks
 
     results = run_checks()
     for name, result in results.items():
         click.echo(f"{name:10} {result}")
     if any(result != "ok" for result in results.values()):
+        hint = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
+        if hint:
+            click.echo(hint, err=True)
         raise SystemExit(1)
 
 

@@ -2,6 +2,7 @@
 this database)."""
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from flashsale.sales import binding
@@ -11,6 +12,7 @@ from flashsale.sales.reconcile import reconcile_all
 from spillway.deploy.local_stack import redis_of
 from spillway.deploy.local_stack import run_dir_of_checkout
 from spillway.errors import DEPENDENCY_ERRORS
+from spillway.failures import one_line
 
 
 @click.command("reconcile")
@@ -60,8 +62,8 @@ def ledger_check_command():
     except binding.NotCheckable as exc:
         raise NotYet(str(exc)) from None
     except DEPENDENCY_ERRORS as exc:
-        raise NotYet(f"cannot check the ledger binding yet: {type(exc).__name__}: "
-                     f"{exc}") from None
+        raise NotYet(f"cannot check the ledger binding yet: "
+                     f"{one_line(exc, current_app.config)}") from None
     click.echo("ledger: redis and the database belong together")
 
 
@@ -121,7 +123,7 @@ def _with_redis(work) -> None:
     except (binding.LedgerMismatch, binding.NotCheckable) as exc:
         raise click.ClickException(str(exc)) from None
     except DEPENDENCY_ERRORS as exc:
-        raise NotYet(f"{type(exc).__name__}: {exc}") from None
+        raise NotYet(one_line(exc, current_app.config)) from None
 
 
 def _echo(lines) -> None:

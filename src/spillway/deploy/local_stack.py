@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from spillway.deploy.files import read_regular
 from spillway.deploy.layout import find_system_binaries
 from spillway.deploy.layout import stack_addresses
 from spillway.deploy.run_dir import RunDir
@@ -26,6 +27,35 @@ def run_dir_of_checkout() -> RunDir | None:
     """The run directory `spillway up` would use here, if a stack was ever set up in it."""
     run_dir = RunDir(Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve())
     return run_dir if run_dir.redis_conf.exists() else None
+
+
+def is_running(run_dir: RunDir) -> bool:
+    """Whether the stack's supervisord is alive (its pid file names a live process)."""
+    text = read_regular(run_dir.supervisord_pid) or ""
+    if not text.strip().isdigit():
+        return False
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def where_the_stack_is(*settings: str) -> str:
+    """What a dependency's failure adds when the command found no stack up to use: ``""``
+    when one is running, or when the operator set one of ``settings`` themselves."""
+    run_dir = run_dir_of_checkout()
+    if run_dir is None:
+        if any(setting in os.environ for setting in settings):
+            return ""
+        where = Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve()
+        chosen = f", or {settings[0]}" if len(settings) == 1 else ", or the addresses"
+        return f" (no stack in {where}: `make run` starts one; or set SPILLWAY_RUN_DIR{chosen})"
+    if not is_running(run_dir):
+        return f" (the stack in {run_dir.root} is not running: `make run` starts it)"
+    return ""
 
 
 def use_stack_addresses() -> RunDir | None:

@@ -20,6 +20,7 @@ from flask import current_app
 from pymemcache.client.base import Client
 
 from spillway.clients import redis_store
+from spillway.failures import one_line
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,17 @@ def checks_of(app: Flask) -> dict:
 
 
 def run_checks() -> dict[str, str]:
-    """Run every check of the current app; map each to "ok" or a one-line reason."""
+    """Run every check of the current app; map each to "ok" or a one-line reason (the
+    setting and the cause, for a dependency's failure)."""
     results = {}
     for name, check in checks_of(current_app).items():
         try:
             check()
             results[name] = "ok"
         except Exception as exc:  # a probe reports failure, it never raises
-            log.warning("readiness: %s failed: %s", name, exc)
-            results[name] = f"error: {type(exc).__name__}: {exc}"[:200]
+            reason = one_line(exc, current_app.config)
+            log.warning("readiness: %s failed: %s", name, reason)
+            results[name] = f"error: {reason}"[:200]
     return results
 
 

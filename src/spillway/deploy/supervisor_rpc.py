@@ -1,0 +1,48 @@
+"""The stack's supervisord, asked over its socket: each program's state, pid and uptime.
+
+The socket is root's (0700) and asks for the user and password `spillway up` wrote into
+supervisord.conf's ``[supervisorctl]`` section (root's, 0600): whoever can read that file
+is whoever may command supervisord.
+"""
+
+import configparser
+import xmlrpc.client
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from spillway.deploy.files import read_regular
+from spillway.deploy.run_dir import RunDir
+
+# supervisord's states a program never leaves by itself: it gave up starting it.
+GAVE_UP = {"FATAL"}
+
+
+class SupervisorUnreachable(RuntimeError):
+    """supervisord does not answer on the run directory's socket (not running, or not
+    ours to ask)."""
+
+
+def programs(run_dir: RunDir) -> list[dict]:
+    """supervisord's ``getAllProcessInfo``: name, statename, pid, start, now, description…
+
+    :raise SupervisorUnreachable: it does not answer.
+    """
+    config = configparser.ConfigParser(interpolation=None)
+    config.read_string(read_regular(run_dir.supervisord_conf) or "")
+    section = config["supervisorctl"] if config.has_section("supervisorctl") else {}
+    transport = SupervisorTransport(section.get("username"), section.get("password"),
+                                    f"unix://{run_dir.supervisor_socket}")
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    try:
+        return proxy.supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error) as exc:
+        raise SupervisorUnreachable(f"supervisord does not answer on "
+                                    f"{run_dir.supervisor_socket}: {exc}") from None
+
+
+def gave_up_on(run_dir: RunDir) -> list[dict]:
+    """The programs supervisord stopped trying to start; [] if it cannot be asked yet."""
+    try:
+        return [info for info in programs(run_dir) if info["statename"] in GAVE_UP]
+    except SupervisorUnreachable:
+        return []
