@@ -61,14 +61,12 @@ class SpillwayGroup(FlaskGroup):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from spillway import failures
-            from spillway.deploy.local_stack import where_the_stack_is
+            from spillway.deploy.local_stack import dependency_line
 
-            line = failures.describe(exc, _config_of_loaded_app(ctx))
+            line = dependency_line(exc, _config_of_loaded_app(ctx))
             if line is None:
                 raise
-            setting, _key = failures.setting_of(exc)
-            raise click.ClickException(line + where_the_stack_is(setting)) from None
+            raise click.ClickException(line) from None
 
 
 def _config_of_loaded_app(ctx: click.Context) -> dict:
@@ -112,6 +110,33 @@ def check_command():
         hint = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
         if hint:
             click.echo(hint, err=True)
+        raise SystemExit(1)
+
+
+@cli.command("status")
+@with_appcontext
+def status_command():
+    """The running stack: each program's state, pid and uptime, the Celery queues' depth,
+    the outbox backlog, the URLs. Exit 1 if a program is not running or a figure could
+    not be read, or there is no stack running here."""
+    from flask import current_app
+
+    from spillway.deploy.local_stack import run_dir_of_checkout
+    from spillway.deploy.local_stack import where_the_stack_is
+    from spillway.deploy.status import status_of
+    from spillway.deploy.supervisor_rpc import SupervisorUnreachable
+
+    run_dir = run_dir_of_checkout()
+    hint = where_the_stack_is().strip(" ()")
+    if run_dir is None or hint:
+        raise click.ClickException(hint)
+    try:
+        status = status_of(run_dir, current_app)
+    except SupervisorUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"stack      {run_dir.root}")
+    click.echo("\n".join(status.lines))
+    if not status.healthy:
         raise SystemExit(1)
 
 

@@ -24,6 +24,8 @@ from redis.exceptions import ResponseError
 from spillway.clients import redis_store
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+# Every outbox made in this process, by stream: what `spillway status` reports the backlog of.
+OUTBOXES: dict[str, "Outbox"] = {}
 
 
 class Outbox:
@@ -33,6 +35,7 @@ class Outbox:
         self.stream = stream
         self.group = group
         self.batch = batch
+        OUTBOXES[stream] = self
 
     @staticmethod
     def consumer() -> str:

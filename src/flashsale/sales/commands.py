@@ -9,6 +9,7 @@ from flashsale.sales import binding
 from flashsale.sales import repair
 from flashsale.sales.reconcile import reconcile
 from flashsale.sales.reconcile import reconcile_all
+from spillway.deploy.local_stack import dependency_line
 from spillway.deploy.local_stack import redis_of
 from spillway.deploy.local_stack import run_dir_of_checkout
 from spillway.errors import DEPENDENCY_ERRORS
@@ -123,7 +124,8 @@ def _with_redis(work) -> None:
     except (binding.LedgerMismatch, binding.NotCheckable) as exc:
         raise click.ClickException(str(exc)) from None
     except DEPENDENCY_ERRORS as exc:
-        raise NotYet(one_line(exc, current_app.config)) from None
+        raise NotYet(dependency_line(exc, current_app.config)
+                     or one_line(exc, current_app.config)) from None
 
 
 def _echo(lines) -> None:

@@ -2,10 +2,13 @@
 
 `spillway up` gives its processes an environment that points at the run directory's
 sockets and database; a command the operator types in the same checkout (`spillway check`,
-`spillway ledger status`, `spillway reconcile`) gets the same addresses, for every setting
-the operator has not set, so that it finds the stack by itself.
+`spillway ledger status`, `spillway reconcile`, `spillway status`) gets the same addresses,
+and, where it can read them (root: supervisord.conf is root's, 0600), the database and the
+secrets the stack's processes were given, for every setting the operator has not set, so
+that it finds the stack by itself. Where it finds none, a dependency's failure says so.
 """
 
+import configparser
 import os
 import subprocess
 import time
@@ -13,14 +16,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from supervisor.datatypes import dict_of_key_value_pairs
 
+from spillway import failures
 from spillway.deploy.files import read_regular
+from spillway.deploy.layout import GENERATED_SECRETS
 from spillway.deploy.layout import find_system_binaries
 from spillway.deploy.layout import stack_addresses
 from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import resolve_service_user
 
 REDIS_START_SECONDS = 30.0
+# What a command takes from the environment of the stack's processes, beside the addresses:
+# the database `spillway up` was given (not the default file) and the generated secrets.
+ADOPTED_SETTINGS = ("DATABASE_URL", *GENERATED_SECRETS)
+# The program whose environment is the app's (every app process has the same one).
+APP_PROGRAM = "program:gunicorn"
 
 
 def run_dir_of_checkout() -> RunDir | None:
@@ -51,20 +62,46 @@ def where_the_stack_is(*settings: str) -> str:
         if any(setting in os.environ for setting in settings):
             return ""
         where = Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve()
-        chosen = f", or {settings[0]}" if len(settings) == 1 else ", or the addresses"
+        chosen = (f", or {settings[0]}" if len(settings) == 1
+                  else ", or the addresses" if settings else "")
         return f" (no stack in {where}: `make run` starts one; or set SPILLWAY_RUN_DIR{chosen})"
     if not is_running(run_dir):
         return f" (the stack in {run_dir.root} is not running: `make run` starts it)"
     return ""
 
 
+def dependency_line(exc: BaseException, config=None) -> str | None:
+    """A dependency's failure as the one line a command ends with: the setting, its value,
+    the cause, and where the stack is if the command found none up; None if ``exc`` is no
+    dependency's."""
+    line = failures.describe(exc, config)
+    if line is None:
+        return None
+    setting, _key = failures.setting_of(exc)
+    return line + where_the_stack_is(setting)
+
+
 def use_stack_addresses() -> RunDir | None:
     """Point this process at the checkout's stack, for each setting not set already."""
     run_dir = run_dir_of_checkout()
     if run_dir is not None:
-        for name, value in stack_addresses(run_dir).items():
+        found = {**stack_addresses(run_dir), **processes_settings(run_dir)}
+        for name, value in found.items():
             os.environ.setdefault(name, value)
     return run_dir
+
+
+def processes_settings(run_dir: RunDir) -> dict[str, str]:
+    """The ADOPTED_SETTINGS of the stack's app processes, from supervisord.conf; {} where
+    this user cannot read it (only root can) or it has none."""
+    config = configparser.RawConfigParser(strict=False)
+    try:
+        config.read_string(read_regular(run_dir.supervisord_conf) or "")
+        raw = config.get(APP_PROGRAM, "environment", fallback="")
+        environment = dict_of_key_value_pairs(raw.replace("%%", "%")) if raw else {}
+    except (configparser.Error, ValueError):
+        return {}
+    return {name: environment[name] for name in ADOPTED_SETTINGS if environment.get(name)}
 
 
 @contextmanager

@@ -174,7 +174,9 @@ def run_directory(run_dir: Path, chosen: bool, user: ServiceUser | None) -> Path
         or the closed checkout already has a ``./run`` of its own.
     """
     resolved = run_dir.resolve()
-    if user is None or not closed_to(user, [str(nearest_existing(resolved))]):
+    # Its parents must let the service user through; the run directory's own mode is
+    # claim()'s to set (a fresh mkdtemp is 0700, and fine).
+    if user is None or not closed_to(user, [str(nearest_existing(resolved.parent))]):
         return resolved
     if chosen or run_dir.is_symlink():
         raise StackError(f"SPILLWAY_RUN_DIR={run_dir}: the service user {user.name} cannot "

@@ -47,6 +47,11 @@ class RunDir:
         return self.root / "secrets.env"
 
     @property
+    def urls_file(self) -> Path:
+        """Where the stack answers (the banner's URLs), for `spillway status`."""
+        return self.root / "urls.json"
+
+    @property
     def supervisord_pid(self) -> Path:
         return self.root / "supervisord.pid"
 
@@ -114,7 +119,7 @@ class RunDir:
     def layout_names(self) -> frozenset[str]:
         """The names directly in the run directory that belong to the layout."""
         paths = (self.logs, self.supervisord_conf, self.nginx_conf, self.redis_conf,
-                 self.secrets_file, self.supervisord_pid, self.supervisor_socket,
+                 self.secrets_file, self.urls_file, self.supervisord_pid, self.supervisor_socket,
                  self.nginx_pid, self.nginx_temp, self.data, self.redis_data, self.sockets,
                  self.metrics, self.quarantine)
         return frozenset(path.name for path in paths)

@@ -1,11 +1,13 @@
 """`spillway up`: prepare the run directory, migrate, run supervisord, report when ready."""
 
 import dataclasses
+import errno
 import json
 import os
 import resource
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,9 +20,12 @@ import click
 from sqlalchemy.engine import make_url
 
 from spillway.deploy import nginx_answers
+from spillway.deploy import supervisor_rpc
 from spillway.deploy.boundary import Owners
 from spillway.deploy.boundary import claim
 from spillway.deploy.boundary import root_file_modes
+from spillway.deploy.files import read_regular
+from spillway.deploy.files import write_atomically
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import find_system_binaries
 from spillway.deploy.layout import free_loopback_port
@@ -82,10 +87,12 @@ def run_stack(options: StackOptions) -> int:
                                        "SPILLWAY_METRICS_PORT"),
             flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
                                       "SPILLWAY_FLOWER_PORT"))
+        refuse_taken_public_port(options.host, options.port)
         run_dir, supervisord_cmd, runtime, app = prepare(options)
     except (StackError, SettingsError) as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
+    run_dir.urls_file.unlink(missing_ok=True)  # an earlier run's, until this one is ready
     click.echo(f"spillway up: starting supervisord ({run_dir.supervisord_conf})")
     supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
@@ -97,10 +104,15 @@ def run_stack(options: StackOptions) -> int:
         supervisord.wait()
         click.echo(f"spillway up: {refusal}", err=True)
         return 2
-    if wait_until_ready(options, supervisord):
+    if wait_until_ready(options, run_dir, supervisord):
         if options.seed_demo and "seed-demo" in app["commands"]:
             seed_demo(runtime)
         print_banner(options, run_dir, runtime.environment, app)
+    elif gave_up := gave_up_starting(run_dir):
+        supervisord.terminate()
+        supervisord.wait()
+        click.echo(f"spillway up: {gave_up}", err=True)
+        return 2
     else:
         report_not_ready(options, run_dir, supervisord)
     status = supervisord.wait()
@@ -118,6 +130,36 @@ def loopback_port(chosen: int, default: int, setting: str) -> int:
     if free_loopback_port(chosen) != chosen:
         raise StackError(f"{setting}={chosen}: something already listens on 127.0.0.1:{chosen}")
     return chosen
+
+
+def refuse_taken_public_port(host: str, port: int) -> None:
+    """nginx's public address must be free (and this host's), or nginx would not start.
+
+    :raise StackError: naming SPILLWAY_PORT (taken) or SPILLWAY_HOST (not an address here).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx binds it
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StackError(f"SPILLWAY_PORT={port}: something already listens on "
+                                 f"{host}:{port} (--port or SPILLWAY_PORT chooses "
+                                 f"another)") from None
+            raise StackError(f"SPILLWAY_HOST={host}: cannot listen there: "
+                             f"{exc.strerror}") from None
+
+
+def gave_up_starting(run_dir: RunDir) -> str | None:
+    """The program supervisord gave up starting (it exited at once, each try) and the last
+    line of its log, or None."""
+    for info in supervisor_rpc.gave_up_on(run_dir):
+        log = run_dir.logs / f"{info['name']}.log"
+        lines = (read_regular(log) or "").strip().splitlines()
+        said = f"; its log ({log}) ends: {lines[-1].strip()}" if lines else ""
+        return f"{info['name']} did not start (supervisord gave up on it){said}"
+    return None
 
 
 def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
@@ -271,13 +313,20 @@ def start_checks_refusal(run_dir: RunDir, runtime: Runtime, supervisord: subproc
     while not run_dir.redis_socket.exists():
         if supervisord.poll() is not None or time.monotonic() > deadline:
             return None  # redis did not start: the readiness report says so
-        time.sleep(0.1)
+        if gave_up := gave_up_starting(run_dir):
+            return gave_up
+        time.sleep(0.2)
     while True:
         result = run_cli(["start-checks"], runtime)
         if result.returncode == 0:
             return None
-        # 3: they cannot decide yet (redis still opening its socket or replaying its AOF).
-        if result.returncode != START_CHECKS_NOT_YET or time.monotonic() > deadline:
+        # 3: they cannot decide yet (redis still opening its socket or replaying its AOF,
+        # or gone: it left its socket file behind when it exited).
+        if result.returncode != START_CHECKS_NOT_YET:
+            return last_line(result)
+        if gave_up := gave_up_starting(run_dir):
+            return gave_up
+        if time.monotonic() > deadline:
             return last_line(result)
         time.sleep(0.5)
 
@@ -294,11 +343,14 @@ def probe_url(options: StackOptions, path: str) -> str:
     return f"http://{host}:{options.port}{path}"
 
 
-def wait_until_ready(options: StackOptions, supervisord: subprocess.Popen) -> bool:
-    """Poll /readyz through nginx until it answers 200, supervisord dies, or time runs out."""
+def wait_until_ready(options: StackOptions, run_dir: RunDir,
+                     supervisord: subprocess.Popen) -> bool:
+    """Poll /readyz through nginx until it answers 200, supervisord dies or gives up
+    starting a program, or time runs out."""
     deadline = time.monotonic() + options.ready_timeout
     url = probe_url(options, "/readyz")
-    while time.monotonic() < deadline and supervisord.poll() is None:
+    while (time.monotonic() < deadline and supervisord.poll() is None
+           and not supervisor_rpc.gave_up_on(run_dir)):
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -309,29 +361,43 @@ def wait_until_ready(options: StackOptions, supervisord: subprocess.Popen) -> bo
     return False
 
 
+def stack_urls(options: StackOptions, app: dict) -> dict[str, str]:
+    """Where the stack answers: the app, its links, health, metrics and Flower."""
+    urls = {"app": probe_url(options, "/")}
+    urls.update({name: probe_url(options, path) for name, path in app["links"].items()})
+    urls["healthz"] = probe_url(options, "/healthz")
+    urls["readyz"] = probe_url(options, "/readyz")
+    urls["metrics"] = f"http://127.0.0.1:{options.metrics_port}/metrics"
+    if app["celery"]:
+        urls["flower"] = f"http://127.0.0.1:{options.flower_port}/"
+    return urls
+
+
 def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, str],
                  app: dict) -> None:
     """The one screen an operator needs: where the app is, its links, where everything
-    else listens and logs, how to stop it."""
+    else listens and logs, how to stop it (the URLs kept for `spillway status` too)."""
+    urls = stack_urls(options, app)
+    write_atomically(run_dir.urls_file, json.dumps(urls, indent=1) + "\n", 0o644)
     token_source = (
         "SPILLWAY_ADMIN_TOKEN (from your environment)" if os.environ.get("SPILLWAY_ADMIN_TOKEN")
         else f"{run_dir.secrets_file} (SPILLWAY_ADMIN_TOKEN, generated)")
-    lines = ["", f"Spillway is up — {app['name']}  {probe_url(options, '/')}"]
-    lines += [f"  {name:13} {probe_url(options, path)}" for name, path in app["links"].items()]
+    lines = ["", f"Spillway is up — {app['name']}  {urls['app']}"]
+    lines += [f"  {name:13} {urls[name]}" for name in app["links"]]
     lines += [
-        f"  health        {probe_url(options, '/healthz')}   {probe_url(options, '/readyz')}",
+        f"  health        {urls['healthz']}   {urls['readyz']}",
         f"  admin token   {token_source}",
-        f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics   (loopback only)",
+        f"  metrics       {urls['metrics']}   (loopback only)",
     ]
     if app["celery"]:
-        lines.append(f"  flower        http://127.0.0.1:{options.flower_port}/   (loopback only; "
+        lines.append(f"  flower        {urls['flower']}   (loopback only; "
                      f"user {FLOWER_USER}, password: the admin token)")
     lines += [
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
         f"  redis         redis-cli -s {run_dir.redis_socket}",
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
-        f"  processes     {sys.executable} -m supervisor.supervisorctl "
-        f"-c {run_dir.supervisord_conf} status",
+        f"  processes     spillway status   (or {sys.executable} -m "
+        f"supervisor.supervisorctl -c {run_dir.supervisord_conf} status)",
         "  stop          Ctrl-C (or SIGTERM to this process): everything stops",
         "",
     ]

@@ -11,6 +11,7 @@ from spillway.errors import is_dependency_down
 from spillway.extension import NotCheckableYet
 from spillway.extension import Spillway
 from spillway.extension import StartRefused
+from spillway.failures import one_line
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def run_start_checks(app: Flask) -> None:
             except Exception as exc:
                 if not is_dependency_down(exc):
                     raise
-                raise NotCheckableYet(f"{type(exc).__name__}: {exc}") from None
+                raise NotCheckableYet(one_line(exc, app.config)) from None
 
 
 def verify_at_start(app: Flask, who: str) -> None:
