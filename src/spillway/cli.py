@@ -6,6 +6,7 @@ The app is the one ``--app`` or ``SPILLWAY_APP`` names (spillway.loader). Run th
 ``spillway.__main__``, which patches for gevent before this module is imported.
 """
 
+import errno
 import json
 import os
 import sys
@@ -214,7 +215,14 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     if log_level:
         os.environ["SPILLWAY_LOG_LEVEL"] = log_level.upper()
     os.environ["SPILLWAY_ENV"] = config_name
-    serve(_load(), host, port, access_log=access_log)
+    app = _load()
+    try:
+        serve(app, host, port, access_log=access_log)
+    except OSError as exc:  # the port taken, the host not this machine's
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise click.ClickException(f"--port {port} --host {host}: cannot listen there: "
+                                   f"{exc.strerror}") from None
 
 
 @cli.command("up", with_appcontext=False)

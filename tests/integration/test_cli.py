@@ -1,12 +1,15 @@
 """The `spillway` command as an operator runs it, in a subprocess."""
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy import inspect
+
+from tests.servers import free_port
 
 
 def spillway(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -49,3 +52,32 @@ def test_worker_refuses_root():
     result = spillway("worker", env={"SPILLWAY_ENV": "test"})
     assert result.returncode != 0
     assert "root" in result.stderr
+
+
+def test_serve_on_a_taken_port_fails_in_one_line():
+    """`spillway serve` on a port something listens on already: one line naming the port
+    and the cause, exit 1, no traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = spillway("serve", "--port", str(port), env={"SPILLWAY_ENV": "test"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: --port {port} --host 127.0.0.1: cannot listen there: "
+                           "Address already in use"), line
+
+
+def test_a_dependency_down_in_a_command_is_one_line(service_env):
+    """redis down under `spillway ledger status` and memcached down under `check`: each
+    a line naming the setting (its value) and the cause, never a traceback."""
+    assert spillway("db", "upgrade", env={**service_env, "SPILLWAY_ENV": "test"}).returncode == 0
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**service_env, "SPILLWAY_ENV": "test", "SPILLWAY_REDIS_URL": closed}
+    result = spillway("ledger", "status", env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: SPILLWAY_REDIS_URL={closed}: ") and "refused" in line
+    env = {**service_env, "SPILLWAY_ENV": "test",
+           "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{free_port()}"}
+    check = spillway("check", env=env)
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert "memcached  error: SPILLWAY_MEMCACHED_SERVERS=127.0.0.1:" in check.stdout
