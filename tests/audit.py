@@ -1,5 +1,5 @@
 """The flash sale's books, audited from outside: what clients were told against what the
-database, redis and the reconciler say, once the queue has drained (../shared/API.md,
+database, redis and the reconciler say, once the queue has drained (docs/api.md,
 "Invariants").
 
 Used by the fault tests (tests/faults/) and meant for any load harness: it needs only the
@@ -164,7 +164,7 @@ def wait_drained(redis_url: str, timeout: float = 90.0) -> None:
 
 def check_books(sale: dict, promised: dict[str, tuple[str | None, int]],
                 rows: dict[str, dict], remaining: int) -> None:
-    """API.md's invariants 1-4 for a drained sale.
+    """docs/api.md's invariants 1-4 for a drained sale.
 
     :param promised: order id → (buyer id, or None not to check it; units promised).
     :param rows: the sale's orders in the database, by id: user_id, quantity, status.
@@ -204,7 +204,7 @@ class SaleAudit:
 
     def audit(self, sale: dict, answers: list[Answer], figures: Figures | None = None,
               drain_timeout: float = 90.0) -> Figures:
-        """Wait for the drain, then check API.md's invariants for ``sale``.
+        """Wait for the drain, then check docs/api.md's invariants for ``sale``.
 
         :param answers: every purchase answer clients saw for this sale (retries included).
         :raise AssertionError: naming the invariant that broke.

@@ -170,7 +170,7 @@ def init_app(app: Flask) -> None:
     def handle_http_error(exc: HTTPException):
         status = exc.code or 500
         if status == 422 or (status == 400 and getattr(exc, "data", None)):
-            # webargs/marshmallow validation: 400 naming each field, as API.md says.
+            # webargs/marshmallow validation: 400 naming each field, as docs/api.md says.
             return error_response(400, "invalid_request", validation_message(exc))
         code = CODES.get(status, "internal_error" if status >= 500 else "error")
         response = error_response(status, code, exc.description or exc.name)

@@ -108,7 +108,7 @@ def status_of(sale: Sale, remaining: int, at_ms: int) -> str:
 
 
 def status_at(starts_ms: int, ends_ms: int, remaining: int, at_ms: int) -> str:
-    """A sale's status at ``at_ms``, from its times and remaining stock (see API.md)."""
+    """A sale's status at ``at_ms``, from its times and remaining stock (see docs/api.md)."""
     if at_ms >= ends_ms:
         return "ended"
     if at_ms < starts_ms:
