@@ -19,6 +19,7 @@ DESCRIPTIONS = {
     409: "A business rule refused the request and nothing changed: sold_out, limit_exceeded, "
          "sale_not_active, order_not_payable.",
     413: "payload_too_large: the body is over 64 KiB.",
+    414: "uri_too_long: the request line is over 8 KiB (nginx's limit).",
     415: "unsupported_media_type: the body is not application/json.",
     429: "rate_limited: too many requests from this address or buyer; see Retry-After.",
     503: "unavailable: a service the request needs is down; nothing was half-done; see "
@@ -26,8 +27,8 @@ DESCRIPTIONS = {
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
                                "schema": {"type": "integer", "minimum": 1}}}
-# Any request can meet a rate limit or a dependency that is down.
-ALWAYS = (429, 503)
+# Any request can meet a rate limit or a dependency that is down, or send too long a URI.
+ALWAYS = (414, 429, 503)
 # What every operation with a JSON body can answer about the body itself.
 WITH_BODY = (400, 413, 415)
 ADMIN = (401, 403)
@@ -40,7 +41,7 @@ def errors(bp, *statuses: int):
     def decorator(view):
         for status in sorted(set(statuses) | set(ALWAYS), reverse=True):
             view = bp.alt_response(status, schema=ErrorSchema, description=DESCRIPTIONS[status],
-                                   headers=RETRY_AFTER if status in ALWAYS else None)(view)
+                                   headers=RETRY_AFTER if status in (429, 503) else None)(view)
         return view
 
     return decorator

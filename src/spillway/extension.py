@@ -21,6 +21,7 @@ every layer the app installed before, so its fast paths are measured and get the
 security headers too.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
@@ -160,7 +161,29 @@ class Spillway:
                                "aliases": route.aliases} for route in self.cached_routes],
             "links": self.links,
             "commands": sorted(app.cli.commands),
+            "allow": allowed_methods(app),
             "sidecars": [{"name": car.name, "module": car.module,
                           "port_setting": car.port_setting, "unless_set": car.unless_set,
                           "args": list(car.args)} for car in self.sidecars],
         }
+
+
+def allowed_methods(app: Flask) -> list[dict]:
+    """Each route of ``app`` as an nginx regex of its path and the methods it takes, the
+    most specific first (fewest variable parts): the ``Allow`` header of a 405 nginx answers
+    itself (``TRACE``, a write to a static file), as the app's own 405s carry it."""
+    methods: dict[str, set[str]] = {}
+    variables: dict[str, int] = {}
+    for rule in app.url_map.iter_rules():
+        pattern = path_pattern(rule.rule)
+        methods.setdefault(pattern, set()).update(rule.methods or ())
+        variables[pattern] = rule.rule.count("<")
+    return [{"pattern": pattern, "methods": ", ".join(sorted(methods[pattern]))}
+            for pattern in sorted(methods, key=lambda p: (variables[p], -len(p), p))]
+
+
+def path_pattern(rule: str) -> str:
+    """A Werkzeug rule (``/api/v1/sales/<sale_id>``) as a regex of the path it matches."""
+    parts = re.split(r"(<[^>]+>)", rule)
+    return "".join((".+" if part.startswith("<path:") else "[^/?]+") if part.startswith("<")
+                   else re.escape(part) for part in parts)

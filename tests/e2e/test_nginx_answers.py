@@ -105,6 +105,24 @@ def test_nginx_answers_its_own_errors_in_the_json_shape(stack, request_bytes, st
     assert_json_error(*exchange(stack, request_bytes), status, code)
 
 
+@pytest.mark.parametrize(("path", "allow"), [
+    ("/api/v1/sales/123/orders", "OPTIONS, POST"),
+    ("/api/v1/products?page=2", "GET, HEAD, OPTIONS, POST"),
+    ("/api/v1/users/me/orders", "GET, HEAD, OPTIONS"),
+    ("/static/app.js", "GET, HEAD, OPTIONS"),
+])
+def test_a_405_nginx_answers_itself_says_what_the_path_allows(stack, path, allow):
+    """TRACE, which nginx refuses before the app sees it, gets the Allow header the app's
+    own 405s carry (RFC 9110): the methods of the path asked for, its query aside."""
+    status, headers, body = exchange(stack, f"TRACE {path} HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     .encode())
+    assert_json_error(status, headers, body, 405, "method_not_allowed")
+    assert headers["allow"] == [allow]
+    flask = requests.delete(f"{stack.base_url}{path}", timeout=10)
+    if flask.status_code == 405:  # the app's own, for a method nginx lets through
+        assert set(flask.headers["Allow"].split(", ")) == set(allow.split(", "))
+
+
 def test_with_the_app_down_every_answer_is_a_json_503(stack):
     """gunicorn stopped: a product read that misses memcached, product writes, a sale
     listing, the metrics listener: 503 unavailable as JSON, with Retry-After."""

@@ -1,12 +1,27 @@
 """Request and response shapes of the catalog; they also write its OpenAPI document."""
 
+import re
+
 from marshmallow import Schema
+from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 
 from spillway.fields import Text
 
 MAX_PRICE_CENTS = 1_000_000_000
+# An image's URL: http(s) and a host, or a path on this site; only the characters RFC 3986
+# allows unescaped, less the quote (it goes into the storefront's markup). The OpenAPI
+# document declares this same pattern, so generated clients send only what is accepted.
+IMAGE_URL_CHARS = r"[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]"
+IMAGE_URL = rf"(https?://{IMAGE_URL_CHARS}+|/{IMAGE_URL_CHARS}*)"
+
+
+def check_image_url(value: str) -> bool:
+    """:raise ValidationError: ``value`` is not an http(s) URL or a path from ``/``."""
+    if not re.fullmatch(IMAGE_URL, value, re.ASCII):
+        raise ValidationError("Not an http(s) URL or a path from /.")
+    return True
 
 
 class ProductIn(Schema):
@@ -17,8 +32,9 @@ class ProductIn(Schema):
     price_cents = fields.Integer(required=True, strict=True,
                                  validate=validate.Range(0, MAX_PRICE_CENTS))
     image_url = Text(load_default=None, allow_none=True,
-                     validate=[validate.Length(max=2048),
-                               validate.URL(relative=True, require_tld=False)])
+                     validate=[validate.Length(max=2048), check_image_url],
+                     metadata={"pattern": f"^{IMAGE_URL}$",
+                               "description": "An http(s) URL, or a path from /."})
 
 
 class ProductPatch(ProductIn):

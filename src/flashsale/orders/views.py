@@ -16,6 +16,7 @@ bp = Blueprint("orders", __name__, description="Orders: poll their status, pay t
 
 @bp.get("/api/v1/orders/<order_id>")
 @apidoc.errors(bp, 401, 404)
+@bp.doc(operationId="get_order")
 @bp.response(200, OrderOut)
 def get_order(order_id):
     """Get an order: pending, confirmed, paid or cancelled (owner or admin)."""
@@ -26,6 +27,7 @@ def get_order(order_id):
 @bp.post("/api/v1/orders/<order_id>/pay")
 @require_buyer
 @apidoc.errors(bp, *apidoc.BUYER, 404, 409)
+@bp.doc(operationId="pay_order")
 @bp.response(200, PaidOut)
 def pay_order(order_id):
     """Pay a confirmed order before its deadline (owner); paying twice is harmless."""

@@ -49,7 +49,10 @@ class SaleIn(Schema):
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000_000))
     per_user_limit = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 100))
     starts_at = UtcInstant(load_default=None)
-    ends_at = UtcInstant(required=True)
+    # JSON Schema cannot compare two fields: said here, refused with a 400 naming ends_at.
+    ends_at = UtcInstant(required=True, metadata={
+        "description": "Must be after starts_at (after now, when starts_at is omitted); "
+                       "a 400 naming ends_at otherwise."})
     payment_timeout_s = fields.Integer(load_default=900, strict=True,
                                        validate=validate.Range(1, 86_400))
     # Stock shards for this sale; SPILLWAY_STOCK_SHARDS when absent (DEPLOYMENT.md).

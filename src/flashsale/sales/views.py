@@ -20,6 +20,7 @@ from flashsale.sales import purchase_tokens
 from flashsale.sales import service
 from flashsale.sales import stock
 from flashsale.sales import stream
+from flashsale.sales.schemas import STATUSES
 from flashsale.sales.schemas import PurchaseIn
 from flashsale.sales.schemas import PurchaseOut
 from flashsale.sales.schemas import PurchaseTokenOut
@@ -34,13 +35,43 @@ from spillway.security.ratelimits import too_many_requests
 PURCHASE_SCHEMA = PurchaseIn()
 PURCHASE_HEADERS = [
     {"in": "header", "name": "Idempotency-Key", "required": False,
-     "description": "The same key from the same buyer answers the first order again.",
-     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,64}$"}},
+     "description": "The same key from the same buyer answers the first order again; an "
+                    "empty header counts as none.",
+     "schema": {"type": "string", "pattern": "^([\\x21-\\x7e]{1,64})?$"}},
     {"in": "header", "name": purchase_tokens.HEADER, "required": False,
      "description": "Required by sales created with requires_purchase_token: from "
                     "POST /api/v1/sales/{sale_id}/purchase-token.",
      "schema": {"type": "string"}},
 ]
+
+# One event of the stream, as OpenAPI before 3.2 describes a text/event-stream: its fields
+# (an unnamed "message" event, its data a JSON object).
+STREAM_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["message"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {
+                     "type": "object", "required": ["remaining", "status"],
+                     "additionalProperties": False,
+                     "properties": {"remaining": {"type": "integer", "minimum": 0},
+                                    "status": {"type": "string", "enum": list(STATUSES)}}}},
+    },
+    "required": ["data"],
+}
+# What a client can follow from one answer to the next (OpenAPI links): a sale to its
+# purchase, a purchase's order to its status and payment.
+TO_THE_SALE = {"sale_id": "$response.body#/id"}
+SALE_LINKS = {
+    "purchase": {"operationId": "purchase", "parameters": TO_THE_SALE},
+    "get_sale": {"operationId": "get_sale", "parameters": TO_THE_SALE},
+    "purchase_token": {"operationId": "purchase_token", "parameters": TO_THE_SALE},
+}
+TO_THE_ORDER = {"order_id": "$response.body#/order_id"}
+ORDER_LINKS = {
+    "get_order": {"operationId": "get_order", "parameters": TO_THE_ORDER},
+    "pay_order": {"operationId": "pay_order", "parameters": TO_THE_ORDER},
+}
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
@@ -51,6 +82,9 @@ bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
 class Sales(MethodView):
     @bp.arguments(SaleListArgs, location="query")
     @apidoc.errors(bp, 400)
+    @bp.doc(operationId="list_sales", responses={200: {"links": {
+        "purchase": {"operationId": "purchase",
+                     "parameters": {"sale_id": "$response.body#/items/0/id"}}}}})
     @bp.response(200, SaleList)
     def get(self, args):
         """List sales in the order they were created, a page at a time, optionally only
@@ -60,6 +94,7 @@ class Sales(MethodView):
     @require_admin
     @bp.arguments(SaleIn)
     @apidoc.errors(bp, *apidoc.ADMIN, *apidoc.WITH_BODY)
+    @bp.doc(operationId="create_sale", responses={201: {"links": SALE_LINKS}})
     @bp.response(201, SaleOut)
     def post(self, fields):
         """Create a sale; its stock is in redis before this answers (admin)."""
@@ -68,6 +103,7 @@ class Sales(MethodView):
 
 @bp.get("/<sale_id>")
 @apidoc.errors(bp, 404)
+@bp.doc(operationId="get_sale")
 @bp.response(200, SaleOut)
 def get_sale(sale_id):
     """Get one sale with its live remaining stock."""
@@ -86,7 +122,8 @@ def sale_stats(sale_id):
 @bp.post("/<sale_id>/orders")
 @require_buyer
 @bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PurchaseIn}}},
-        parameters=PURCHASE_HEADERS)
+        parameters=PURCHASE_HEADERS, operationId="purchase",
+        responses={202: {"links": ORDER_LINKS}, 200: {"links": ORDER_LINKS}})
 @apidoc.errors(bp, *apidoc.BUYER, *apidoc.WITH_BODY, 404, 409)
 @bp.response(202, PurchaseOut)
 @bp.alt_response(200, schema=PurchaseOut, description="The Idempotency-Key's earlier order.")
@@ -117,6 +154,7 @@ def per_address_limit(exc: RateLimitExceeded):
 @bp.post("/<sale_id>/purchase-token")
 @require_buyer
 @apidoc.errors(bp, *apidoc.BUYER, 404, 409)
+@bp.doc(operationId="purchase_token")
 @bp.response(200, PurchaseTokenOut)
 def purchase_token(sale_id):
     """A short-lived token for this buyer and sale, issued only while the sale is on; a sale
@@ -131,7 +169,7 @@ def purchase_token(sale_id):
     "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
     "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."))
 @bp.doc(responses={200: {"content": {"text/event-stream": {
-    "schema": {"type": "string"},
+    "schema": STREAM_EVENT,
     "example": 'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'}}}})
 @apidoc.errors(bp, 404)  # and 429/503: this address's or this server's streams are at the cap
 def stream_sale(sale_id):

@@ -1,5 +1,7 @@
 """The product endpoints of API.md: shapes, auth, validation, paging."""
 
+import re
+
 import pytest
 
 from tests.factories import admin_headers
@@ -40,6 +42,9 @@ def test_writes_need_the_admin_token(client, headers):
     ({**VALID, "price_cents": True}, "price_cents"),
     ({**VALID, "description": "x" * 5001}, "description"),
     ({**VALID, "image_url": "not a url"}, "image_url"),
+    ({**VALID, "image_url": ""}, "image_url"),
+    ({**VALID, "image_url": "javascript:alert(1)"}, "image_url"),
+    ({**VALID, "image_url": "/static/a\"onerror=x.png"}, "image_url"),
     ({**VALID, "name": 7}, "name"),
     ({"description": "no name"}, "name"),
 ])
@@ -130,3 +135,19 @@ def test_openapi_document_and_docs_page(client):
     assert error["properties"]["error"]["$ref"].endswith("/ErrorDetail")  # our shape
     with client.get("/docs") as docs:
         assert docs.status_code == 200 and b"openapi.json" in docs.data
+
+
+def test_the_document_declares_what_image_url_and_text_accept(client):
+    """What the server enforces on image_url (an http(s) URL or a path from /) and on every
+    text (no NUL) is in the OpenAPI document as a pattern, so a generated client sends only
+    what is accepted (schemathesis's positive_data_acceptance found both undeclared)."""
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    image_url = schemas["ProductIn"]["properties"]["image_url"]["pattern"]
+    assert re.fullmatch(image_url, "https://example.test/kettle.png")
+    assert re.fullmatch(image_url, "/static/kettle.png")
+    assert not re.fullmatch(image_url, "ftp://example.test/kettle.png")
+    assert schemas["ProductIn"]["properties"]["name"]["pattern"] == "^[^\\x00]*$"
+    for url in ("https://example.test/kettle.png", "/static/kettle.png"):
+        response = client.post("/api/v1/products", json={**VALID, "image_url": url},
+                               headers=admin_headers())
+        assert response.status_code == 201, response.get_json()
