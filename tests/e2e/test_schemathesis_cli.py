@@ -45,7 +45,7 @@ def callers(stack):
 @pytest.mark.parametrize("who", ["admin", "buyer"])
 def test_schemathesis_checks_all_finds_nothing(stack, callers, who, capsys):
     """Every check schemathesis has, every phase, as ``who``: exit 0, no failure, the
-    coverage, fuzzing and stateful phases all run, links followed."""
+    examples, coverage, fuzzing and stateful phases all run, links followed."""
     result = subprocess.run(
         [str(SCHEMATHESIS), "--config-file", str(CONFIG), "run",
          f"{stack.base_url}/api/v1/openapi.json", "--checks", "all",
@@ -59,7 +59,7 @@ def test_schemathesis_checks_all_finds_nothing(stack, callers, who, capsys):
         print(f"\nschemathesis CLI as {who}: "
               f"{found.group(1) if found else '?'} cases, exit {result.returncode}")
     assert result.returncode == 0 and found and found.group(1) == found.group(2), out[-6000:]
-    for phase in ("Coverage", "Fuzzing", "Stateful"):
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅\s+{phase} \(in", out), (phase, out[-3000:])
     covered = re.search(r"API Links:\s+(\d+) covered", out)
     assert covered and int(covered.group(1)) > 0, out[-3000:]

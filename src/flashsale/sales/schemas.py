@@ -123,7 +123,7 @@ class PurchaseIn(Schema):
     """How many units (send an Idempotency-Key header too)."""
 
     quantity = fields.Integer(required=True, strict=True,
-                              validate=validate.Range(1, MAX_QUANTITY))
+                              validate=validate.Range(1, MAX_QUANTITY), metadata={"example": 1})
 
 
 class PurchaseOut(Schema):

@@ -10,7 +10,7 @@ from spillway.fields import Text
 class SignupIn(Schema):
     """A new buyer."""
 
-    name = Text(required=True, validate=validate.Length(1, 200))
+    name = Text(required=True, validate=validate.Length(1, 200), metadata={"example": "alice"})
 
 
 class SignupOut(Schema):
