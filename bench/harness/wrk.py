@@ -32,7 +32,8 @@ function done(summary, latency, requests)
   end
   for status, n in pairs(total) do io.write(string.format("STATUS %%d %%d\\n", status, n)) end
 end
-""" % {"percentiles": ", ".join(str(p) for p in PERCENTILES)}
+"""  # a template, like the scripts built on it: %(percentiles)s, and %% for a Lua %
+ALL_PERCENTILES = ", ".join(str(p) for p in PERCENTILES)
 
 GET_SCRIPT = """
 threads = {}
@@ -155,12 +156,13 @@ def write_purchase_script(path: Path, tokens: list[str], method: str = "POST",
     extra = "".join(f'["{name}"] = "{value}", ' for name, value in (headers or {}).items())
     quoted = ",".join(f'"{token}"' for token in tokens)
     path.write_text(PURCHASE_SCRIPT % {"tokens": quoted, "method": method, "body": body,
-                                       "replay": replay_every, "headers": extra})
+                                       "replay": replay_every, "headers": extra,
+                                       "percentiles": ALL_PERCENTILES})
     return path
 
 
 def write_get_script(path: Path) -> Path:
-    path.write_text(GET_SCRIPT)
+    path.write_text(GET_SCRIPT % {"percentiles": ALL_PERCENTILES})
     return path
 
 
