@@ -33,7 +33,9 @@ from tests.servers import start_redis
 UNLIMITED = {"SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_NGINX_RATE_PER_IP": "1000000r/s",
              "SPILLWAY_NGINX_BURST_PER_IP": "100000",
              "SPILLWAY_RATE_LIMIT_PER_IP": "1000000 per second",
-             "SPILLWAY_RATE_LIMIT_PER_BUYER": "1000000 per second"}
+             "SPILLWAY_RATE_LIMIT_PER_BUYER": "1000000 per second",
+             # The set-up signs up its buyers from one address.
+             "SPILLWAY_SIGNUP_LIMIT_PER_IP": "1000000 per second"}
 
 
 def in_process(rounds: int = 5, purchases: int = 1500) -> dict[str, float]:
