@@ -13,7 +13,9 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,9 @@ import requests
 
 from spillway.deploy.readable import readable_home
 from spillway.deploy.run_dir import RunDir
-from tests.e2e.conftest import Stack
 from tests.e2e.promises import assert_not_root
-from tests.factories import eventually
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # A first `make run`: the venv (pip, from the wheel cache), the copy, migrations, start.
@@ -33,6 +34,22 @@ FIRST_RUN_TIMEOUT = 420
 NOT_A_USERS = ("SPILLWAY_", "DATABASE_URL", "MAKE", "MFLAGS", "VIRTUAL_ENV", "PYTHONPATH")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the closed checkout is root's")
+
+
+@dataclass
+class MakeRun:
+    """A running `make run`: its process, run directory, public URL and screen."""
+
+    process: subprocess.Popen
+    run_dir: Path
+    base_url: str
+    log_path: Path
+
+    def program_pid(self, program: str) -> int:
+        result = subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c",
+                                 str(RunDir(self.run_dir).supervisord_conf), "pid", program],
+                                capture_output=True, text=True, timeout=120)
+        return int(result.stdout.strip())
 
 
 def users_environment(**settings: str) -> dict[str, str]:
@@ -53,7 +70,7 @@ def copy_checkout(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def is_up(stack: Stack) -> bool:
+def is_up(stack: MakeRun) -> bool:
     """Whether `make run` printed the banner; fails at once if it exited instead."""
     printed = stack.log_path.read_text(errors="replace")
     assert stack.process.poll() is None, f"make run exited:\n{printed[-4000:]}"
@@ -76,9 +93,9 @@ def closed_stack():
                                    env=users_environment(SPILLWAY_PORT=str(port),
                                                          SPILLWAY_RATE_LIMITS="off",
                                                          SPILLWAY_WEB_WORKERS="2"))
-    stack = Stack(process, checkout / "run", f"http://127.0.0.1:{port}", log_path)
+    stack = MakeRun(process, checkout / "run", f"http://127.0.0.1:{port}", log_path)
     try:
-        eventually(lambda: is_up(stack), timeout=FIRST_RUN_TIMEOUT, interval=1)
+        wait_until(lambda: is_up(stack), FIRST_RUN_TIMEOUT, 1, what="make run's banner")
         stack.run_dir = (checkout / "run").resolve()
         yield stack, checkout
     finally:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import Stack
+from tests.spillway_up import SpillwayUp
 
 # What the suite sets that would point a command at the suite's own servers.
 SUITES_OWN = ("SPILLWAY_", "DATABASE_URL")
@@ -26,7 +26,7 @@ def operator(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProc
                           timeout=120)
 
 
-def beside(stack: Stack, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def beside(stack: SpillwayUp, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return operator(*args, cwd=cwd, SPILLWAY_RUN_DIR=str(stack.run_dir))
 
 
