@@ -149,7 +149,8 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     app = {"static": {"url_path": "/static", "folder": str(tmp_path)},
            "pages": [{"path": "/", "root": str(tmp_path), "file": "index.html"}],
            "cached_routes": [{"location": "^/api/v1/products(/[0-9]+)?$", "key_prefix": "p",
-                              "aliases": {}}]}
+                              "aliases": {}}],
+           "allow": [{"pattern": "/api/v1/products", "methods": "GET, HEAD"}]}
     context = dict(user="", group="", nginx_workers=1, paths=RunDir(tmp_path), log_dir=tmp_path,
                    max_body_bytes=65536, app=app, host="127.0.0.1", port=1,
                    metrics_port=2, **template_context(65536))
