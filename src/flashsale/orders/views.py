@@ -2,32 +2,16 @@
 
 from flask import g
 from flask_smorest import Blueprint
-from marshmallow import Schema
-from marshmallow import fields
 
 from flashsale import apidoc
 from flashsale.auth import current_caller
 from flashsale.auth import require_buyer
 from flashsale.orders import service
+from flashsale.orders.schemas import OrderList
+from flashsale.orders.schemas import OrderOut
+from flashsale.orders.schemas import PaidOut
 
 bp = Blueprint("orders", __name__, description="Orders: poll their status, pay them.")
-
-
-class OrderOut(Schema):
-    order_id = fields.String(required=True)
-    sale_id = fields.String(required=True)
-    user_id = fields.String(required=True)
-    quantity = fields.Integer(required=True)
-    status = fields.String(required=True)
-    created_at = fields.String(required=True)
-
-
-class OrderList(Schema):
-    items = fields.List(fields.Nested(OrderOut), required=True)
-
-
-class PaidOut(Schema):
-    status = fields.String(required=True)
 
 
 @bp.get("/api/v1/orders/<order_id>")

@@ -121,13 +121,15 @@ def examine() -> Examination:
               if redis_store.hget(keys.sale_key(sale_id), "open") == b"0"}
     deleted = _outbox_info().get("max-deleted-entry-id")
     identity = db.session.scalars(select(LedgerIdentity)).one()
+    # Read now: the rollback expires the row, and touching it later would read it again,
+    # after redis's second look, and see batches that redis has not been asked about.
+    ledger_id, mark = identity.id, (identity.outbox_mark_ms, identity.outbox_mark_seq)
     db_sales = set(db.session.scalars(select(Sale.id)))
     db.session.rollback()
     registered_after = {int(sale_id) for sale_id in redis_store.hkeys(keys.REGISTRY)}
     info = _outbox_info()
     found = Examination(
-        identity.id, (identity.outbox_mark_ms, identity.outbox_mark_seq),
-        bound.decode() if bound else None, db_sales, registered, drafts - db_sales,
+        ledger_id, mark, bound.decode() if bound else None, db_sales, registered, drafts - db_sales,
         registered_after, stream_id(info.get("last-generated-id")),
         stream_id(deleted) if "max-deleted-entry-id" in info else None)
     legacy = _legacy_sales() if bound is None and not registered else {}
