@@ -32,7 +32,11 @@ def base_config(broker_url: str, visibility_timeout: int = 3600) -> dict:
     """Celery settings that keep a task's promise: JSON only (a worker that accepts pickle
     runs whatever a broker client sends it, and never needs C_FORCE_ROOT), acks_late +
     reject_on_worker_lost + prefetch 1 (a task a worker dies in is delivered again instead
-    of lost, so tasks must be idempotent)."""
+    of lost, so tasks must be idempotent).
+
+    And each worker also consumes its own queue (``worker_direct``), where it pings itself
+    (spillway.guards.worker_liveness, docs/guards.md).
+    """
     return {
         "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
@@ -46,6 +50,7 @@ def base_config(broker_url: str, visibility_timeout: int = 3600) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
+        "worker_direct": True,
     }
 
 

@@ -2,12 +2,14 @@
 
 The Celery app is the one the app declares (``app.extensions["celery"]``, or
 ``Spillway(app, celery=...)``) of the app ``SPILLWAY_APP`` names. Workers use the prefork
-pool, so this module deliberately does not monkey-patch.
+pool, so this module deliberately does not monkey-patch. Each worker pings itself through
+the broker and exits when it stops consuming (spillway.guards.worker_liveness).
 """
 
 from celery.signals import worker_process_init
 
 from spillway.extension import Spillway
+from spillway.guards import worker_liveness
 from spillway.health.start import verify_at_start
 from spillway.loader import load_app
 
@@ -18,6 +20,7 @@ if celery_app is None:
                      "(app.extensions['celery'])")
 # Nothing runs on state the app's start checks refuse (RELIABILITY.md, the ledger binding).
 verify_at_start(flask_app, "celery")
+worker_liveness.install(celery_app, flask_app)
 
 
 @worker_process_init.connect

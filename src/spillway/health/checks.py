@@ -20,6 +20,7 @@ from flask import current_app
 from pymemcache.client.base import Client
 
 from spillway.clients import redis_store
+from spillway.guards import worker_liveness
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,11 @@ def check_memcached() -> None:
 
 
 def check_broker() -> None:
+    """The broker answers, and its workers consume: some worker's ping went through lately,
+    or no worker is known (spillway.guards.worker_liveness)."""
     with current_app.extensions["spillway"].celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+    worker_liveness.check_consumers(redis_store.client, current_app.config["WORKER_STALL_S"])
 
 
 def checks_of(app: Flask) -> dict:
