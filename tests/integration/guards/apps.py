@@ -1,8 +1,9 @@
 """Small apps the guards' tests serve with gunicorn and `spillway serve`: views that hold
 the hub (a C sleep, a busy loop), that sleep cooperatively past a deadline, and factories
-that import a blocking driver first."""
+that import a blocking driver first; and an app whose beat runs one task a second."""
 
 import logging
+import os
 import time
 
 import gevent
@@ -11,11 +12,16 @@ from flask import request
 from gevent import monkey
 
 from spillway import Spillway
+from spillway.celery_app import FlaskCelery
+from spillway.celery_app import base_config
+from spillway.celery_app import every
 from spillway.clients import redis_store
 from spillway.guards.deadline import deadline
 
 # time.sleep as it was before gevent patched it: a C call that holds the hub.
 C_SLEEP = monkey.get_original("time", "sleep")
+# Each run of the beat app's task: when it ran, one list item per run.
+BEAT_RUNS_KEY = "spillway:test:beat-runs"
 
 
 def create_app() -> Flask:
@@ -90,3 +96,19 @@ def create_green_psycopg2_app() -> Flask:
 
     patch_psycopg()
     return create_app()
+
+
+def create_beat_app() -> Flask:
+    """An app whose beat sends ``guards.tick`` every second; each run is counted."""
+    app = Flask(__name__)
+    app.config["CELERY"] = base_config(os.environ["SPILLWAY_BROKER_URL"])
+    app.config["CELERY"]["beat_schedule"] = {"tick": every(1.0, "guards.tick")}
+    celery_app = FlaskCelery().init_app(app)
+
+    @celery_app.task(name="guards.tick")
+    def tick() -> None:
+        """Count this run."""
+        redis_store.rpush(BEAT_RUNS_KEY, time.time())
+
+    Spillway(app)
+    return app

@@ -95,15 +95,6 @@ def test_a_worker_stopped_on_purpose_is_not_a_stalled_one(app, client, worker):
     assert client.get("/readyz").get_json()["checks"]["broker"] == "ok"
 
 
-@pytest.fixture
-def record(request):
-    """A figure for the report, printed at the end of the run."""
-    def remember(name: str, value) -> None:
-        request.node.user_properties.append((name, value))
-        print(f"\nFIGURE {name}: {value}")
-    return remember
-
-
 def test_a_worker_that_stops_consuming_is_restarted(app, worker_env, tmp_path, record):
     """Under supervisord, a worker told to stop consuming its own queue (a real remote
     control command: alive, connected, consuming nothing of its own) logs one line and

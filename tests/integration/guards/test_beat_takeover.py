@@ -1,0 +1,140 @@
+"""Beat without a single point of failure, against real beats, a real worker and real redis:
+two `celery beat` processes on celery-redbeat's redis lock run a 1 s task about once a
+second (not twice); the leader SIGKILLed, the other takes over within the lock's timeout;
+a beat that stops warm hands over at once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spillway.celery_app import BEAT_LOCK_TIMEOUT_S
+from spillway.clients import redis_store
+from tests.factories import eventually
+from tests.integration.guards.apps import BEAT_RUNS_KEY
+from tests.integration.guards.processes import app_env
+from tests.servers import WorkerProcess
+
+ACQUIRED = "beat: Acquired lock"
+WINDOW_S = 6.0
+
+
+class Beat:
+    """One `celery beat` process, as supervisord's beat line runs it."""
+
+    def __init__(self, env: dict, log_path: Path):
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "beat",
+                 "--loglevel", "INFO", "--scheduler", "redbeat.RedBeatScheduler",
+                 "--pidfile="], env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def leads(self) -> bool:
+        return ACQUIRED in self.log()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def beat_env(service_env):
+    return app_env(service_env, "create_beat_app", SPILLWAY_LOG_LEVEL="INFO")
+
+
+@pytest.fixture
+def worker(app, beat_env, tmp_path):
+    """The beat app's worker (no embedded beat)."""
+    process = WorkerProcess(beat_env, tmp_path / "worker.log", beat=False)
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def beats(app, beat_env, tmp_path, worker):
+    """Start beats on demand; all of them stopped at the end."""
+    started = []
+
+    def start(name: str) -> Beat:
+        beat = Beat(beat_env, tmp_path / f"beat-{name}.log")
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+
+
+def runs_since(at: float) -> list[float]:
+    return [float(run) for run in redis_store.lrange(BEAT_RUNS_KEY, 0, -1) if float(run) > at]
+
+
+def runs_in_a_window() -> int:
+    """The task's runs over the next WINDOW_S seconds."""
+    start = time.time()
+    time.sleep(WINDOW_S)
+    return len([run for run in runs_since(start) if run <= start + WINDOW_S])
+
+
+def the_leader(*candidates: Beat) -> Beat:
+    leader = eventually(lambda: [beat for beat in candidates if beat.leads()], timeout=60)
+    assert len(leader) == 1, "two beats hold the lock"
+    return leader[0]
+
+
+def test_two_beats_run_each_period_once_and_the_second_takes_over(beats, record):
+    """Both beats running: about one run a second (one beat ticks, the other waits on the
+    lock). The leader SIGKILLed (it releases nothing): the other acquires the lock once it
+    expires, and the task goes on at one run a second."""
+    first, second = beats("a"), beats("b")
+    leader = the_leader(first, second)
+    follower = second if leader is first else first
+    eventually(lambda: runs_since(0), timeout=60)
+    both = runs_in_a_window()
+    assert WINDOW_S / 2 <= both <= WINDOW_S + 2, both  # about 6: not 12
+    assert not follower.leads()
+    assert "or waiting here while another beat holds it" in follower.log()
+
+    killed_at = time.time()
+    leader.stop(signal.SIGKILL)
+    eventually(follower.leads, timeout=BEAT_LOCK_TIMEOUT_S + 30)
+    first_run = eventually(lambda: runs_since(killed_at), timeout=30)[0]
+    takeover_s = first_run - killed_at
+    record("beat takeover after SIGKILL of the leader, s", round(takeover_s, 2))
+    assert takeover_s < BEAT_LOCK_TIMEOUT_S + 10, takeover_s
+    alone = runs_in_a_window()
+    assert WINDOW_S / 2 <= alone <= WINDOW_S + 2, alone
+
+
+def test_a_beat_stopped_warm_hands_over_at_once(beats, record):
+    """A leader stopped by SIGTERM (supervisorctl stop, a deploy) releases its lock: the
+    waiting beat takes over well inside the lock's timeout, and a restarted beat waits."""
+    first = beats("a")
+    the_leader(first)
+    eventually(lambda: runs_since(0), timeout=60)
+    second = beats("b")
+    time.sleep(2)  # second is waiting on the lock
+    assert not second.leads()
+    stopped_at = time.time()
+    first.stop(signal.SIGTERM)
+    eventually(second.leads, timeout=30)
+    first_run = eventually(lambda: runs_since(stopped_at), timeout=30)[0]
+    record("beat takeover after SIGTERM of the leader, s", round(first_run - stopped_at, 2))
+    third = beats("c")
+    both = runs_in_a_window()
+    assert WINDOW_S / 2 <= both <= WINDOW_S + 2, both
+    assert not third.leads()
