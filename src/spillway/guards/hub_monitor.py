@@ -33,7 +33,10 @@ from spillway.metrics import registry
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.05  # at most; a tenth of a low threshold
+# At most; half a low threshold. Each tick costs an idle worker about 0.14 ms of CPU: at a
+# tenth of the default threshold (10 ms) that was 14 ms a second, 1.4 % of a core per worker
+# doing nothing (bench/hub_monitor_cpu.py --idle); a block's length is within a tick anyway.
+TICK_S = 0.05
 # Reports kept until the ticker runs: a long block is reported once per threshold.
 MAX_PENDING = 64
 STACK_FRAMES = 12
@@ -48,7 +51,7 @@ class HubMonitor:
 
     def __init__(self, threshold_s: float, server: str):
         self.threshold_s = threshold_s
-        self.tick_s = min(TICK_S, threshold_s / 10)
+        self.tick_s = min(TICK_S, threshold_s / 2)
         self.server = server
         self.reports: collections.deque = collections.deque(maxlen=MAX_PENDING)
         self.blocks = 0
