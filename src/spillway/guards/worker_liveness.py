@@ -35,6 +35,8 @@ from celery.utils.nodenames import worker_direct
 from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 
+from spillway.clients import redis_store
+
 log = logging.getLogger(__name__)
 
 PING_TASK = "spillway.guards.ping"
@@ -51,8 +53,6 @@ def install(celery_app, flask_app) -> None:
     @celery_app.task(name=PING_TASK, ignore_result=True, acks_late=False)
     def ping(hostname: str, sent: float) -> None:
         """Record that this worker's ping went through the broker and ran."""
-        from spillway.clients import redis_store
-
         record(redis_store.client, hostname, sent, time.time())
 
     Watchdog.ping_s = config["WORKER_PING_S"]

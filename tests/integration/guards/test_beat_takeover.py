@@ -3,7 +3,6 @@ two `celery beat` processes on celery-redbeat's redis lock run a 1 s task about 
 second (not twice); the leader SIGKILLed, the other takes over within the lock's timeout;
 a beat that stops warm hands over at once."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -23,8 +22,9 @@ ACQUIRED = "beat: Acquired lock"
 WINDOW_S = 6.0
 
 
-class Beat:
-    """One `celery beat` process, as supervisord's beat line runs it."""
+class Beat(WorkerProcess):
+    """One `celery beat` process, as supervisord's beat line runs it (stopped, and its log
+    read, as a worker's)."""
 
     def __init__(self, env: dict, log_path: Path):
         self.log_path = log_path
@@ -35,20 +35,8 @@ class Beat:
                  "--pidfile="], env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def leads(self) -> bool:
         return ACQUIRED in self.log()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 @pytest.fixture
@@ -76,7 +64,7 @@ def beats(app, beat_env, tmp_path, worker):
 
     yield start
     for beat in started:
-        beat.stop()
+        beat.kill()
 
 
 def runs_since(at: float) -> list[float]:
@@ -110,7 +98,7 @@ def test_two_beats_run_each_period_once_and_the_second_takes_over(beats, record)
     assert "or waiting here while another beat holds it" in follower.log()
 
     killed_at = time.time()
-    leader.stop(signal.SIGKILL)
+    leader.kill(signal.SIGKILL)
     eventually(follower.leads, timeout=BEAT_LOCK_TIMEOUT_S + 30)
     first_run = eventually(lambda: runs_since(killed_at), timeout=30)[0]
     takeover_s = first_run - killed_at
@@ -130,7 +118,7 @@ def test_a_beat_stopped_warm_hands_over_at_once(beats, record):
     time.sleep(2)  # second is waiting on the lock
     assert not second.leads()
     stopped_at = time.time()
-    first.stop(signal.SIGTERM)
+    first.kill(signal.SIGTERM)
     eventually(second.leads, timeout=30)
     first_run = eventually(lambda: runs_since(stopped_at), timeout=30)[0]
     record("beat takeover after SIGTERM of the leader, s", round(first_run - stopped_at, 2))
