@@ -49,7 +49,8 @@ def base_config(broker_url: str, visibility_timeout: int = 3600,
     celery-redbeat, whose schedule and leader lock live in redis (``beat_redis_url``, the
     broker's by default: a beat is of no use without it), so a beat may run on every worker
     host: one holds the lock and ticks, the others wait on it and take over within
-    ``BEAT_LOCK_TIMEOUT_S`` of its death.
+    ``BEAT_LOCK_TIMEOUT_S`` of its death (spillway.guards.beat_leader: redbeat's scheduler,
+    made to ride through a redis outage).
     """
     return {
         "broker_url": broker_url,
@@ -65,7 +66,7 @@ def base_config(broker_url: str, visibility_timeout: int = 3600,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         "worker_direct": True,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "spillway.guards.beat_leader:LeaderScheduler",
         "beat_max_loop_interval": BEAT_LOOP_S,
         "redbeat_redis_url": beat_redis_url or redis_py_url(broker_url),
         "redbeat_redis_options": {"socket_timeout": 5.0, "socket_connect_timeout": 2.0},

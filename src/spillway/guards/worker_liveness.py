@@ -10,11 +10,12 @@ proves it the only way that counts, through the broker:
   process); a pool process running it records the round trip in redis
   (:data:`LIVENESS_KEY`), where ``/readyz``'s broker check and ``/metrics`` read it;
 - when no ping has been received for ``SPILLWAY_WORKER_STALL_S`` while the worker had a
-  free slot (a worker whose slots are all busy does not fetch, by design), it logs one
-  line and shuts down warm (SIGTERM), then hard after :data:`EXIT_GRACE_S`; supervisord's
-  autorestart starts a fresh one. The watchdog is a thread, not the worker's timer: a
-  main loop stuck reconnecting runs no timers. A process that was stopped as a whole
-  (SIGSTOP, a paused VM) is given the bound afresh when it runs again;
+  free slot (a pool process not running a task: a worker whose processes are all busy
+  does not fetch, by design), it logs one line and shuts down warm (SIGTERM), then hard
+  after :data:`EXIT_GRACE_S`; supervisord's autorestart starts a fresh one. The watchdog
+  is a thread, not the worker's timer: a main loop stuck reconnecting runs no timers. A
+  process that was stopped as a whole (SIGSTOP, a paused VM) is given the bound afresh
+  when it runs again;
 - a worker that stops (a warm shutdown, its own or the operator's) removes its record, so
   that a host taken away on purpose is not a stalled worker; one that dies keeps it (and
   ``/readyz`` says so) until a new one under the same hostname pings, or for
@@ -184,9 +185,11 @@ class Watchdog(bootsteps.StartStopStep):
 
     @staticmethod
     def _has_free_slot(worker) -> bool:
+        # Tasks a pool process runs, not those merely received: a task received and never
+        # run (held for its ETA, or stuck after a reconnect) leaves its slot free.
         from celery.worker import state
 
-        return len(state.reserved_requests) < (worker.concurrency or 1)
+        return len(state.active_requests) < (worker.concurrency or 1)
 
     @staticmethod
     def _exit(worker, silent: float) -> None:

@@ -1,7 +1,8 @@
 """Beat without a single point of failure, against real beats, a real worker and real redis:
 two `celery beat` processes on celery-redbeat's redis lock run a 1 s task about once a
 second (not twice); the leader SIGKILLed, the other takes over within the lock's timeout;
-a beat that stops warm hands over at once."""
+a beat that stops warm hands over at once; a beat rides through its redis being down at
+start and restarted under it."""
 
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from tests.factories import eventually
 from tests.integration.guards.apps import BEAT_RUNS_KEY
 from tests.integration.guards.processes import app_env
 from tests.servers import WorkerProcess
+from tests.servers import start_redis
 
 ACQUIRED = "beat: Acquired lock"
 WINDOW_S = 6.0
@@ -31,7 +33,7 @@ class Beat(WorkerProcess):
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "beat",
-                 "--loglevel", "INFO", "--scheduler", "redbeat.RedBeatScheduler",
+                 "--loglevel", "INFO", "--scheduler", "spillway.guards.beat_leader:LeaderScheduler",
                  "--pidfile="], env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -126,3 +128,34 @@ def test_a_beat_stopped_warm_hands_over_at_once(beats, record):
     both = runs_in_a_window()
     assert WINDOW_S / 2 <= both <= WINDOW_S + 2, both
     assert not third.leads()
+
+
+def test_a_beat_rides_through_a_redis_outage(app, beat_env, tmp_path):
+    """The beat's redis (its broker and lock) down when it starts: it waits, and ticks once
+    redis answers; redis SIGKILLed and started empty under it (the lock and the schedule
+    gone): the same beat process takes the lock again, writes the schedule again and the
+    task runs on. Without the guard the beat ended at once."""
+    broker = start_redis(tmp_path)
+    env = {**beat_env, "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{broker.port}/1"}
+    broker.stop()
+    worker = WorkerProcess(env, tmp_path / "worker.log", beat=False)
+    beat = Beat(env, tmp_path / "beat.log")
+    try:
+        time.sleep(3)
+        assert beat.process.poll() is None, beat.log()
+        assert "beat: redis is unavailable, could not load the schedule" in beat.log()
+        broker.start()
+        started_at = time.time()
+        eventually(lambda: runs_since(started_at), timeout=60)
+        broker.kill(signal.SIGKILL)
+        time.sleep(2)
+        broker.start()
+        restarted_at = time.time()
+        eventually(lambda: runs_since(restarted_at), timeout=60)
+        assert beat.process.poll() is None, beat.log()
+        assert "beat: lost the leader lock" in beat.log() or \
+            "beat: redis is unavailable, could not tick" in beat.log(), beat.log()
+    finally:
+        beat.kill()
+        worker.kill()
+        broker.stop()
