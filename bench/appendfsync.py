@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.faults.stack import aof_redis  # noqa: E402
+from tests.servers import aof_redis  # noqa: E402
 from tests.servers import binary  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "appendfsync.md"

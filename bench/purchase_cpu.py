@@ -21,25 +21,19 @@ import io
 import os
 import pstats
 import re
-import sys
-import tempfile
+import secrets
 import time
 import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
+from harness import wrk
+from harness.lab import session
+from harness.report import table
 
-from foundation import table  # noqa: E402
-from harness import wrk  # noqa: E402
-from sale import WRK_SCRIPT  # noqa: E402
-
-from tests.factories import ADMIN_TOKEN  # noqa: E402
-from tests.factories import eventually  # noqa: E402
-from tests.servers import Server  # noqa: E402
-from tests.servers import free_port  # noqa: E402
-from tests.servers import start_memcached  # noqa: E402
-from tests.servers import start_redis  # noqa: E402
+from tests.environment import service_environment
+from tests.servers import gunicorn_server
+from tests.servers import start_memcached
+from tests.servers import start_redis
 
 # Loaded by gunicorn with -c when --profile: one cProfile per worker, dumped at exit.
 PROFILE_HOOKS = """
@@ -55,7 +49,7 @@ PER_USER_LIMIT = 100
 TOP_RATE = 8_000  # purchases a second one worker could plausibly answer, to size the buyers
 
 
-def prepare(work: Path, env: dict, buyers: int) -> tuple[str, list[str]]:
+def prepare(env: dict, buyers: int) -> tuple[str, list[str]]:
     """A migrated database with a sale of ten million units and ``buyers`` buyers."""
     os.environ.update(env)
     from flask_migrate import upgrade
@@ -73,14 +67,6 @@ def prepare(work: Path, env: dict, buyers: int) -> tuple[str, list[str]]:
     return sale["id"], tokens
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def batch_counts(port: int) -> tuple[float, float]:
     """(commands, writes) the worker's redis batcher has sent so far, from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -92,28 +78,24 @@ def batch_counts(port: int) -> tuple[float, float]:
     return values["sum"], values["count"]
 
 
-def run_target(name: str, url: str, script: Path, env: dict, work: Path, args) -> dict:
+def run_target(lab, name: str, url: str, script: Path, env: dict, args) -> dict:
     """One fresh gunicorn (one gevent worker), a warm-up, then a measured wrk run."""
-    port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
-            "--worker-connections", "4096", "-b", f"127.0.0.1:{port}", "--no-control-socket",
-            "spillway.wsgi:app"]
-    profile_base = work / f"{name.replace(' ', '-')}-{time.monotonic_ns()}.prof"
+    profile_base = lab.work / f"{name.replace(' ', '-')}-{time.monotonic_ns()}.prof"
+    options = ["--worker-connections", "4096"]
     if args.profile:
-        argv[-1:-1] = ["-c", str(work / "profile_hooks.py")]
+        options += ["-c", str(lab.work / "profile_hooks.py")]
         env = {**env, "BENCH_PROFILE": str(profile_base)}
-    server = Server("gunicorn", argv, port, work, env={**os.environ, **env}).start(timeout=20)
+    server = lab.start(gunicorn_server(lab.logs, {**os.environ, **env}, *options, workers=1),
+                       timeout=20)
     try:
-        eventually(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=20)
-        target = url.replace("PORT", str(port))
+        target = url.replace("PORT", str(server.port))
         # Fresh Idempotency-Keys every run (printable ASCII, no spaces: API.md).
         tag = f"{''.join(c for c in name if c.isalnum())}-{time.monotonic_ns()}"
-        wrk.run("purchase-cpu", name, target, args.connections, 2, script,
-                script_args=(tag + "w",))
-        batches_before = batch_counts(port)
-        result = wrk.run("purchase-cpu", name, target, args.connections, args.seconds, script,
-                         script_args=(tag,), server_pid=server.process.pid)
-        commands, batches = (a - b for a, b in zip(batch_counts(port), batches_before))
+        wrk.run(target, args.connections, 2, script, script_args=(tag + "w",))
+        batches_before = batch_counts(server.port)
+        result = wrk.run(target, args.connections, args.seconds, script, script_args=(tag,),
+                         server_pid=server.process.pid)
+        commands, batches = (a - b for a, b in zip(batch_counts(server.port), batches_before))
     finally:
         server.stop()
     return {"name": name, "rps": result.rps, "non_2xx": result.non_2xx,
@@ -129,27 +111,26 @@ def main() -> int:
     parser.add_argument("--close", action="store_true", help="one request per connection")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="spillway-bench-purchase-cpu-"))
-    redis_server, memcached = start_redis(work), start_memcached(work)
-    env = {"SPILLWAY_RATE_LIMITS": "off", "SPILLWAY_LOG_LEVEL": "WARNING",
-           "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "SPILLWAY_ENV": "prd",
-           "SPILLWAY_SECRET_KEY": "bench-" + "k" * 40, "SPILLWAY_PROXY_HOPS": "0",
-           "SPILLWAY_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-           "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
-           "DATABASE_URL": f"sqlite:///{work / 'bench.db'}"}
-    (work / "profile_hooks.py").write_text(PROFILE_HOOKS)
     results = []
-    try:
+    with session("purchase-cpu") as lab:
+        redis_server = lab.start(start_redis(lab.logs))
+        memcached = lab.start(start_memcached(lab.logs))
+        env = {**service_environment(f"127.0.0.1:{redis_server.port}",
+                                     f"127.0.0.1:{memcached.port}",
+                                     f"sqlite:///{lab.work / 'bench.db'}", lab.work),
+               "SPILLWAY_LOG_LEVEL": "WARNING", "SPILLWAY_ENV": "prd",
+               "SPILLWAY_SECRET_KEY": "bench-" + "k" * 40, "SPILLWAY_PROXY_HOPS": "0"}
+        (lab.work / "profile_hooks.py").write_text(PROFILE_HOOKS)
         # Every purchase takes one unit from a buyer: enough buyers that none reaches the limit.
         purchases = 2 * args.rounds * (args.seconds + 2) * TOP_RATE
-        sale_id, tokens = prepare(work, env, max(1000, purchases // PER_USER_LIMIT))
-        quoted = ",".join(f'"{token}"' for token in tokens)
-        extra = '["Connection"] = "close", ' if args.close else ""
-        scripts = {}
-        for method, body in (("POST", "'{\"quantity\": 1}'"), ("GET", "nil")):
-            text = WRK_SCRIPT % {"tokens": quoted, "method": method, "body": body}
-            scripts[method] = work / f"{method}.lua"
-            scripts[method].write_text(text.replace('["Content-Type"]', extra + '["Content-Type"]'))
+        sale_id, tokens = prepare(env, max(1000, purchases // PER_USER_LIMIT))
+        # The servers run prd, which wants an admin token of 32+ characters; the set-up's
+        # test app used the suite's.
+        served = {**env, "SPILLWAY_ADMIN_TOKEN": secrets.token_urlsafe(32)}
+        close = {"Connection": "close"} if args.close else {}
+        scripts = {method: wrk.write_purchase_script(lab.work / f"{method}.lua", tokens, method,
+                                                     replay_every=0, headers=close)
+                   for method in ("POST", "GET")}
         purchase = f"http://127.0.0.1:PORT/api/v1/sales/{sale_id}/orders"
         targets = [("bare hello", "http://127.0.0.1:PORT/demo/index", scripts["GET"], {}),
                    ("purchase, batching on", purchase, scripts["POST"], {}),
@@ -157,16 +138,18 @@ def main() -> int:
                     {"SPILLWAY_REDIS_BATCHING": "off"})]
         for round_ in range(1, args.rounds + 1):
             for name, url, script, own_env in targets:
-                result = run_target(name, url, script, {**env, **own_env}, work, args)
+                result = run_target(lab, name, url, script, {**served, **own_env}, args)
                 results.append(result)
                 print(f"round {round_}: {name}: {result['rps']:,.0f} req/s, "
                       f"{result['cpu_us']:.0f} CPU µs/req, non-2xx {result['non_2xx']}",
                       flush=True)
-    finally:
-        memcached.stop()
-        redis_server.stop()
-    best = {name: min((r for r in results if r["name"] == name), key=lambda r: r["cpu_us"])
-            for name, *_ in targets}
+        best = {name: min((r for r in results if r["name"] == name), key=lambda r: r["cpu_us"])
+                for name, *_ in targets}
+        report(best, lab.work, args.profile)
+    return 1 if any(r["non_2xx"] for r in results) else 0
+
+
+def report(best: dict, work: Path, profile: bool) -> None:
     hello = best["bare hello"]
     print("\nbest of each (lowest CPU per request):")
     print(table(["target", "req/s", "CPU µs/req", "hello CPU ÷ this", "req/s ÷ hello",
@@ -175,16 +158,13 @@ def main() -> int:
                   f"{hello['cpu_us'] / r['cpu_us']:.2f}", f"{r['rps'] / hello['rps']:.2f}",
                   f"{r['per_write']:.1f}" if r["per_write"] else "–"]
                  for name, r in best.items()]))
-    if any(r["non_2xx"] for r in results):
+    if any(r["non_2xx"] for r in best.values()):
         print("\nsome answers were not 2xx: the figures are not of real reservations")
-        return 1
-    if args.profile:
-        for name, result in best.items():
-            stream = io.StringIO()
-            dumps = sorted(str(p) for p in work.glob(result["profile"].name + ".*"))
-            pstats.Stats(*dumps, stream=stream).sort_stats("tottime").print_stats(25)
-            print(f"\n===== {name}\n{stream.getvalue()}")
-    return 0
+    for name, result in best.items() if profile else ():
+        stream = io.StringIO()
+        dumps = sorted(str(p) for p in work.glob(result["profile"].name + ".*"))
+        pstats.Stats(*dumps, stream=stream).sort_stats("tottime").print_stats(25)
+        print(f"\n===== {name}\n{stream.getvalue()}")
 
 
 if __name__ == "__main__":

@@ -18,64 +18,44 @@ Run from the repository root:
 import argparse
 import io
 import os
-import tempfile
 import time
-from pathlib import Path
+from contextlib import ExitStack
 
-from foundation import Stack
-from foundation import ms
-from foundation import ratio
-from foundation import table
-from sale import WRK_SCRIPT
-from sale import api
-from sale import create_sale
-from sale import signup_many
-from sale import wrk
+from harness import wrk
+from harness.lab import session
+from harness.report import ms
+from harness.report import table
 
-from tests.servers import free_port
+from tests.environment import service_environment
+from tests.servers import start_memcached
+from tests.servers import start_redis
 
 UNLIMITED = {"SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_NGINX_RATE_PER_IP": "1000000r/s",
              "SPILLWAY_NGINX_BURST_PER_IP": "100000",
              "SPILLWAY_RATE_LIMIT_PER_IP": "1000000 per second",
-             "SPILLWAY_RATE_LIMIT_PER_BUYER": "1000000 per second"}
-
-
-def prepare(stack: Stack, work: Path, name: str) -> tuple[str, Path]:
-    """A sale with ten million units and 2,000 buyers; the wrk script that buys from it."""
-    base = f"http://127.0.0.1:{stack.port}"
-    secrets = dict(line.split("=", 1) for line in
-                   (stack.paths.secrets_file).read_text().split())
-    call, admin = api(base, {"Authorization": f"Bearer {secrets['SPILLWAY_ADMIN_TOKEN']}"})
-    sale_id = create_sale(call, admin, stock=10_000_000, per_user_limit=100)
-    tokens = ",".join(f'"{t}"' for t in signup_many(call, 2000))
-    script = work / f"purchase-{name}.lua"
-    script.write_text(WRK_SCRIPT % {"tokens": tokens, "method": "POST",
-                                    "body": "'{\"quantity\": 1}'"})
-    return f"{base}/api/v1/sales/{sale_id}/orders", script
+             "SPILLWAY_RATE_LIMIT_PER_BUYER": "1000000 per second",
+             # The set-up signs up its buyers from one address.
+             "SPILLWAY_SIGNUP_LIMIT_PER_IP": "1000000 per second"}
 
 
 def in_process(rounds: int = 5, purchases: int = 1500) -> dict[str, float]:
     """Best µs per purchase through the app's WSGI stack, limits off and on."""
-    from tests.factories import ADMIN_TOKEN
-    from tests.servers import start_memcached
-    from tests.servers import start_redis
-
-    logs = Path(tempfile.mkdtemp(prefix="spillway-bench-limits-inproc-"))
-    redis_server, memcached = start_redis(logs), start_memcached(logs)
-    os.environ.update(UNLIMITED, SPILLWAY_LOG_LEVEL="WARNING", SPILLWAY_ADMIN_TOKEN=ADMIN_TOKEN,
-                      SPILLWAY_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/0",
-                      SPILLWAY_MEMCACHED_SERVERS=f"127.0.0.1:{memcached.port}")
     best = {}
-    try:
-        for mode in ("off", "on", "separate") * rounds:
-            os.environ["SPILLWAY_RATE_LIMITS"] = "on" if mode == "on" else "off"
-            os.environ["DATABASE_URL"] = f"sqlite:///{logs / (mode + str(time.monotonic()))}.db"
-            micros = _time_purchases(purchases, separate_hit=mode == "separate")
-            best[mode] = min(best.get(mode, micros), micros)
-            print(f"in process, limits {mode}: {micros:.0f} CPU µs per purchase", flush=True)
-    finally:
-        memcached.stop()
-        redis_server.stop()
+    with session("limits-inproc") as lab:
+        redis_server, memcached = start_redis(lab.logs), start_memcached(lab.logs)
+        try:
+            os.environ.update(service_environment(
+                f"127.0.0.1:{redis_server.port}", f"127.0.0.1:{memcached.port}", "",
+                lab.work), **UNLIMITED, SPILLWAY_LOG_LEVEL="WARNING")
+            for mode in ("off", "on", "separate") * rounds:
+                os.environ["SPILLWAY_RATE_LIMITS"] = "on" if mode == "on" else "off"
+                os.environ["DATABASE_URL"] = f"sqlite:///{lab.work / mode}{time.monotonic()}.db"
+                micros = _time_purchases(purchases, separate_hit=mode == "separate")
+                best[mode] = min(best.get(mode, micros), micros)
+                print(f"in process, limits {mode}: {micros:.0f} CPU µs per purchase", flush=True)
+        finally:
+            memcached.stop()
+            redis_server.stop()
     return best
 
 
@@ -126,6 +106,27 @@ def _time_purchases(count: int, separate_hit: bool) -> float:
     return (time.process_time() - started) / count * 1e6
 
 
+def end_to_end(seconds: int, connections: int) -> list[tuple]:
+    """The two stacks, wrk alternating off, on, on, off: (side, run) each."""
+    with ExitStack() as stacks:
+        labs = {name: stacks.enter_context(session(f"limits-{name}", stack_env=env))
+                for name, env in (("off", {}), ("on", UNLIMITED))}
+        targets = {}
+        for name, lab in labs.items():
+            print(f"starting the limits-{name} stack; 2,000 buyers", flush=True)
+            sale = lab.new_sale(10_000_000, 100)
+            targets[name] = (f"{lab.url}/api/v1/sales/{sale['id']}/orders",
+                             wrk.write_purchase_script(lab.work / "purchase.lua",
+                                                       lab.buyers(2000), replay_every=0))
+        results = []
+        for number, name in enumerate(("off", "on", "on", "off"), 1):
+            print(f"wrk -c{connections} -d{seconds}s: limits {name}", flush=True)
+            url, script = targets[name]
+            results.append((name, wrk.run(url, connections, seconds, script,
+                                          script_args=(f"r{number}",))))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -142,33 +143,13 @@ def main() -> int:
               f"{best['separate'] / best['off']:.2f}\n", flush=True)
     if args.skip_stacks:
         return 0
-    work = Path(tempfile.mkdtemp(prefix="spillway-bench-limits-"))
-    work.chmod(0o755)
-    stacks = {}
-    try:
-        for name, env in (("off", {}), ("on", UNLIMITED)):
-            run_dir = work / f"run-{name}"
-            run_dir.mkdir()
-            run_dir.chmod(0o755)
-            print(f"starting the limits-{name} stack", flush=True)
-            stacks[name] = Stack(run_dir, free_port(), work / f"up-{name}.log",
-                                 extra_args=("--seed-demo",), env=env).start()
-        targets = {name: prepare(stack, work, name) for name, stack in stacks.items()}
-        results = []
-        for number, name in enumerate(("off", "on", "on", "off"), 1):
-            url, script = targets[name]
-            print(f"wrk -c{args.connections} -d{args.seconds}s: limits {name}", flush=True)
-            results.append((name, wrk(url, args.connections, args.seconds, script,
-                                      run_tag=f"r{number}")))
-    finally:
-        for stack in stacks.values():
-            stack.stop()
+    results = end_to_end(args.seconds, args.connections)
     best = {name: max((r for n, r in results if n == name), key=lambda r: r.rps)
             for name in ("off", "on")}
     print(table(["limits", "run req/s", "p50", "p99", "non-2xx"],
                 [[n, f"{r.rps:,.0f}", ms(r.p50_ms), ms(r.p99_ms), str(r.non_2xx)]
                  for n, r in results]))
-    print(f"\nbest on / best off: {ratio(best['on'].rps, best['off'].rps)}")
+    print(f"\nbest on / best off: {best['on'].rps / best['off'].rps:.2f}")
     return 0
 
 

@@ -8,7 +8,7 @@ from flask_migrate import upgrade
 
 from flashsale.app import create_app
 from flashsale.extensions import db
-from tests.factories import ADMIN_TOKEN
+from tests.environment import service_environment
 from tests.postgres import start_postgres
 from tests.servers import WorkerProcess
 from tests.servers import start_memcached
@@ -66,17 +66,9 @@ def database_url(database_server, tmp_path):
 @pytest.fixture
 def service_env(redis_server, memcached_server, database_url, tmp_path):
     """Environment variables that point a spillway process at this run's servers."""
-    return {
-        "SPILLWAY_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-        "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{redis_server.port}/1",
-        "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached_server.port}",
-        "SPILLWAY_RUN_DIR": str(tmp_path / "run"),
-        "DATABASE_URL": database_url,
-        "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        # Tests drive the app from one address: limits are off unless a test turns them on
-        # (tests/integration/security).
-        "SPILLWAY_RATE_LIMITS": "off",
-    }
+    return service_environment(f"127.0.0.1:{redis_server.port}",
+                               f"127.0.0.1:{memcached_server.port}", database_url,
+                               tmp_path / "run")
 
 
 @pytest.fixture
@@ -117,8 +109,8 @@ def start_worker(service_env, tmp_path):
     def start(beat: bool = True, user: int | None = None) -> WorkerProcess:
         worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", beat, user)
         started.append(worker)
-        return worker
+        return worker.start()
 
     yield start
     for worker in started:
-        worker.kill()
+        worker.stop()

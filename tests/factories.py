@@ -1,8 +1,11 @@
 """Test data, created through the service layer the API uses."""
 
-from flashsale.catalog import service
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 
-ADMIN_TOKEN = "test-admin-token"
+from flashsale.catalog import service
+from tests.environment import ADMIN_TOKEN
 
 
 def admin_headers() -> dict:
@@ -25,10 +28,6 @@ def signup(client, name: str = "buyer") -> dict:
 
 def make_sale(client, **overrides) -> dict:
     """An active sale of a new product, created through the admin API."""
-    from datetime import datetime
-    from datetime import timedelta
-    from datetime import timezone
-
     product = make_product()
     body = {"product_id": str(product.id), "stock": 10, "per_user_limit": 2,
             "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
@@ -44,16 +43,3 @@ def buy(client, sale: dict, headers: dict, quantity: int = 1, key: str | None = 
     return client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": quantity},
                        headers={**headers, **extra})
 
-
-def eventually(check, timeout: float = 30.0, interval: float = 0.2):
-    """Poll ``check`` until it returns something truthy; fail with its last value."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not true after {timeout}s (last: {value!r})")

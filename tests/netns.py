@@ -15,10 +15,13 @@ import os
 import random
 import signal
 import subprocess
-import time
+from contextlib import suppress
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 
@@ -70,13 +73,17 @@ class Host:
                 process.wait(timeout=30)
             # Children (gunicorn's worker, Celery's pool) die a moment after the parent, and
             # hold the listening sockets until they do.
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(process.pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
+            with suppress(NotYet):
+                wait_until(lambda: group_gone(process.pid), 30, 0.05)
+
+
+def group_gone(pgid: int) -> bool:
+    """No process is left in the process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 class Network:

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -18,6 +17,7 @@ import psycopg
 from spillway.deploy.service_user import resolve_service_user
 from tests.servers import Server
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 SUPERUSER = "spillway"
 # Durability off: the cluster lives as long as the test run.
@@ -67,22 +67,23 @@ class PostgresCluster:
 
     def start(self) -> "PostgresCluster":
         self.initdb()
+        # The port opens before recovery ends ("the database system is starting up"):
+        # ready once it takes a query.
         self.server = Server("postgres", self.argv(), self.port, self.log_dir, cwd="/",
-                             **self.ids).start(timeout=30)
-        self.wait_ready()
+                             ready=self.accepts_connections, **self.ids).start(timeout=60)
         return self
 
+    def accepts_connections(self, host: str = "127.0.0.1") -> bool:
+        try:
+            psycopg.connect(self.url("postgres", "postgresql", host), connect_timeout=5).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
     def wait_ready(self, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
-        """The port opens before recovery ends ("the database system is starting up")."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                psycopg.connect(self.url("postgres", "postgresql", host), connect_timeout=5).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        """Until the cluster takes connections on ``host`` (one started elsewhere: a test
+        network's data host)."""
+        wait_until(lambda: self.accepts_connections(host), timeout, what=f"postgres on {host}")
 
     def url(self, database: str, driver: str = "postgresql+psycopg",
             host: str = "127.0.0.1") -> str:

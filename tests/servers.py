@@ -1,4 +1,5 @@
-"""Real servers for tests: started on free loopback ports, stopped by PID afterwards."""
+"""Real servers for tests and the bench: started on free loopback ports, each ready once
+its probe says so, stopped by process group afterwards."""
 
 import os
 import shutil
@@ -6,8 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+
+import requests
+
+from tests.waiting import wait_until
+
+Probe = Callable[[], bool]
 
 
 def free_port() -> int:
@@ -15,24 +22,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None,
-                  host: str = "127.0.0.1"):
-    """Block until something accepts on host:port (127.0.0.1 unless a test network's host).
-
-    :raise RuntimeError: the process exited first, or the timeout passed.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 def binary(name: str) -> str:
@@ -43,43 +32,107 @@ def binary(name: str) -> str:
     return path
 
 
-class Server:
-    """One server process in its own process group, with its log in a file."""
+# ---------------------------------------------------------------------- readiness probes
 
-    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, **popen):
+def port_open(port: int, host: str = "127.0.0.1") -> Probe:
+    """Something accepts TCP connections on host:port."""
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    return probe
+
+
+def unix_socket_accepts(path: Path) -> Probe:
+    """Something accepts connections on the unix socket at ``path``."""
+    def probe() -> bool:
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(str(path))
+                return True
+            except OSError:
+                return False
+    return probe
+
+
+def http_ok(url: str) -> Probe:
+    """``url`` answers 200 (a port opens before a web worker has imported its app)."""
+    def probe() -> bool:
+        try:
+            return requests.get(url, timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+    return probe
+
+
+def exited(process: subprocess.Popen) -> Callable[[], str | None]:
+    """For ``wait_until(fail_if=…)``: why waiting on ``process`` is pointless, if it is."""
+    def reason() -> str | None:
+        code = process.poll()
+        return None if code is None else f"{Path(str(process.args[0])).name} exited with {code}"
+    return reason
+
+
+class Server:
+    """One server process in its own process group, with its log in a file.
+
+    ``ready`` says when it serves: by default its port accepting on 127.0.0.1, nothing
+    to wait for when it has no port (a Celery worker).
+    """
+
+    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, *,
+                 ready: Probe | None = None, **popen):
         self.name = name
         self.argv = argv
         self.port = port
+        self.url = f"http://127.0.0.1:{port}" if port else ""
         self.log_path = log_dir / f"{name}.log"
+        self.ready = ready or (port_open(port) if port else None)
         self.popen = popen
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 15.0) -> "Server":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, **self.popen)
-        log.close()
-        wait_for_port(self.port, timeout, self.process)
+        """Start it (again, with the same command line, after a kill) and wait until ready.
+
+        :raise NotYet: it exited, or was not ready within ``timeout``; with its log's tail.
+        """
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True, **self.popen)
+        if self.ready:
+            try:
+                wait_until(self.ready, timeout, 0.05, what=f"{self.name} ready",
+                           fail_if=exited(self.process))
+            except AssertionError as exc:
+                raise type(exc)(f"{exc}\n{self.log_tail()}") from None
         return self
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group (a fault injection, or the end of a test)."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
+        """Signal the whole process group (a fault injection, or the end of a test); if it
+        is still there after ``timeout`` seconds, SIGKILL it."""
+        if not self.running():
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
 
-    def stop(self) -> None:
-        """Stop gracefully; kill after ten seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM to the group); kill after ``timeout`` seconds."""
+        self.kill(signal.SIGTERM, timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log().splitlines()[-lines:])
 
 
 def start_redis(log_dir: Path) -> Server:
@@ -91,6 +144,18 @@ def start_redis(log_dir: Path) -> Server:
                   port, log_dir).start()
 
 
+def aof_redis(log_dir: Path, data_dir: Path, appendfsync: str = "everysec",
+              port: int | None = None) -> Server:
+    """redis-server persisting like deploy/templates/redis.conf: AOF, no RDB snapshots,
+    no eviction. Started again with the same ``port`` and ``data_dir`` it replays the AOF."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", appendfsync,
+            "--save", "", "--maxmemory-policy", "noeviction"]
+    return Server(f"redis-{appendfsync}-{port}", argv, port, log_dir)
+
+
 def start_memcached(log_dir: Path, port: int | None = None) -> Server:
     port = port or free_port()
     argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64",
@@ -100,7 +165,21 @@ def start_memcached(log_dir: Path, port: int | None = None) -> Server:
     return Server("memcached", argv, port, log_dir).start()
 
 
-class WorkerProcess:
+def gunicorn_server(log_dir: Path, env: dict, *options: str, workers: int = 2,
+             worker_class: str = "gevent", name: str = "gunicorn", ready_path: str = "/healthz",
+             **popen) -> Server:
+    """gunicorn serving the app (spillway.wsgi:app, SPILLWAY_APP in ``env`` picks which) on
+    a free loopback port, gevent workers unless told otherwise; not started. Ready once
+    ``ready_path`` answers 200 (the port opens before a worker has imported the app)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class",
+            worker_class, "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+            "--no-control-socket", *options]
+    return Server(name, argv, port, log_dir, env=env,
+                  ready=http_ok(f"http://127.0.0.1:{port}{ready_path}"), **popen)
+
+
+class WorkerProcess(Server):
     """A real `celery worker` process for the app, with embedded beat when asked."""
 
     def __init__(self, env: dict, log_path: Path, beat: bool, user: int | None = None):
@@ -110,24 +189,11 @@ class WorkerProcess:
         if beat:
             argv += ["--beat", "--schedule", str(log_path.with_suffix(".beat"))]
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, cwd="/", start_new_session=True, **ids)
+        super().__init__(log_path.stem, argv, 0, log_path.parent, env=env, cwd="/", **ids)
 
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        """Signal the worker's process group; SIGKILL if a graceful stop takes too long."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def stop(self, timeout: float = 20.0) -> None:
+        """A warm shutdown (SIGTERM) may finish the task in hand: give it longer."""
+        super().stop(timeout)
 
 
 class Gateway(Server):
@@ -138,13 +204,7 @@ class Gateway(Server):
         super().__init__(f"gateway-{port}", [sys.executable, "-m", "flashsale.gateway",
                                              "--port", str(port), *knobs], port, log_dir)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def charges(self, key: str) -> dict:
         """What the gateway knows of an idempotency key: status, charge_id, requests and
         captures (GET /charges/<key>)."""
-        import requests
-
         return requests.get(f"{self.url}/charges/{key}", timeout=5).json()

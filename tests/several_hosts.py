@@ -18,12 +18,15 @@ from pathlib import Path
 import psycopg
 
 from spillway.deploy.service_user import resolve_service_user
+from tests.environment import service_environment
 from tests.netns import Network
 from tests.postgres import PostgresCluster
 from tests.servers import Server
 from tests.servers import binary
+from tests.servers import exited
 from tests.servers import free_port
-from tests.servers import wait_for_port
+from tests.servers import port_open
+from tests.waiting import wait_until
 
 ADMIN = "multihost-admin-token-0123456789abcdef"  # prd wants 32+ characters
 REDIS_PORT, MEMCACHED_PORT, APP_PORT = 6379, 11211, 8000
@@ -91,7 +94,7 @@ def several_hosts(shards: int = 2):
                 "--workers", "1", "--worker-connections", "1000", "--bind",
                 f"{app.address}:{APP_PORT}", "--no-control-socket", "--graceful-timeout", "5"],
                 env, (user.uid, user.gid))
-            wait_for_port(APP_PORT, 60, process, host=app.address)
+            wait_for_listener(app, APP_PORT, process)
         for worker in (worker1, worker2):
             beat = (["--beat", "--schedule", str(work / "beat-schedule")]
                     if worker is worker1 else [])
@@ -135,12 +138,18 @@ def start_data_host(network: Network, data, work: Path,
     cluster.initdb(trusted_network=str(network.subnet))
     postgres = network.spawn(data, "postgres", cluster.argv(listen=data.address), {}, user)
     for port, process in ((REDIS_PORT, redis), (MEMCACHED_PORT, memcached), (5432, postgres)):
-        wait_for_port(port, 60, process, host=data.address)
+        wait_for_listener(data, port, process)
     cluster.wait_ready(host=data.address)
     with psycopg.connect(cluster.url("postgres", "postgresql", data.address),
                          autocommit=True) as conn:
         conn.execute("CREATE DATABASE spillway")
     return cluster
+
+
+def wait_for_listener(host, port: int, process) -> None:
+    """Until the server ``process`` started on ``host`` accepts on ``port``."""
+    wait_until(port_open(port, host.address), 60, 0.05, what=f"{host.name}:{port}",
+               fail_if=exited(process))
 
 
 def host_environment(data_address: str, work: Path) -> dict:
@@ -151,13 +160,9 @@ def host_environment(data_address: str, work: Path) -> dict:
         "HOME": str(work),
         "SPILLWAY_ENV": "prd",
         "SPILLWAY_SECRET_KEY": "multihost-secret-key-0123456789",
-        "SPILLWAY_ADMIN_TOKEN": ADMIN,
         "SPILLWAY_LOG_LEVEL": "INFO",
-        "SPILLWAY_RUN_DIR": str(work),
-        "DATABASE_URL": f"postgresql+psycopg://spillway@{data_address}:5432/spillway",
-        "SPILLWAY_REDIS_URL": f"redis://{data_address}:{REDIS_PORT}/0",
-        "SPILLWAY_BROKER_URL": f"redis://{data_address}:{REDIS_PORT}/1",
-        "SPILLWAY_MEMCACHED_SERVERS": f"{data_address}:{MEMCACHED_PORT}",
-        "SPILLWAY_RATE_LIMITS": "off",
+        **service_environment(f"{data_address}:{REDIS_PORT}", f"{data_address}:{MEMCACHED_PORT}",
+                              f"postgresql+psycopg://spillway@{data_address}:5432/spillway",
+                              work, admin_token=ADMIN),
         "SPILLWAY_OUTBOX_STUCK_MS": "2000",
     }

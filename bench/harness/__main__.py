@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]  # foundation, sale, tests.servers
+sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]  # harness; tests (servers, audit)
 
 from harness import facts as machine  # noqa: E402
 from harness import report  # noqa: E402

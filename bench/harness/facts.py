@@ -8,9 +8,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from foundation import REPO_ROOT
-
 from tests.servers import binary
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PACKAGES = ("flask", "werkzeug", "gunicorn", "gevent", "greenlet", "celery", "redis",
             "pymemcache", "fastapi", "starlette", "uvicorn", "uvloop", "httptools",

@@ -7,32 +7,38 @@
   gunicorn writes none either), on a unix socket behind an nginx proxying like ours;
 - baselines: the seed's ``app.run()`` (bench/naive_seed_app.py), gunicorn sync ×2 running
   the same app, the naive row-lock purchase (bench/naive_purchase_app.py) behind nginx.
+
+``session()`` is the life of a standalone bench: a work directory, a lab, everything it
+started stopped by process group however the run ends.
 """
 
 import logging
 import os
+import re
+import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-import foundation
 import requests
-import sale
-from foundation import PYTHON
-from foundation import REPO_ROOT
 
-from spillway.deploy.layout import process_environment
-from spillway.deploy.run_dir import RunDir
+from harness.shop import Shop
+from tests.audit import wait_drained
 from tests.servers import Server
 from tests.servers import binary
 from tests.servers import free_port
+from tests.servers import gunicorn_server
+from tests.servers import unix_socket_accepts
+from tests.spillway_up import SpillwayUp
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCH_DIR = REPO_ROOT / "bench"
+PYTHON = sys.executable
 HOST = "127.0.0.1"
-WEB_WORKERS = 2  # foundation.Stack runs `spillway up --web-workers 2`
+WEB_WORKERS = 2
+STACK_ARGS = ("--web-workers", str(WEB_WORKERS), "--seed-demo")
 
 FRONT_NGINX = """
 daemon off;
@@ -61,155 +67,111 @@ http {
 """
 
 
-class UnixSocketServer(Server):
-    """A Server that listens on a unix socket: ready once the socket accepts."""
-
-    def __init__(self, name: str, argv: list[str], path: Path, log_dir: Path, **popen):
-        super().__init__(name, argv, 0, log_dir, **popen)
-        self.path = path
-
-    def start(self, timeout: float = 60.0) -> "UnixSocketServer":
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True, **self.popen)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
-            try:
-                with socket.socket(socket.AF_UNIX) as probe:
-                    probe.connect(str(self.path))
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name}: nothing on {self.path} after {timeout}s")
-
-
 class Lab:
     """Everything one run starts, lazily; ``stop_all`` stops it, newest first."""
 
-    def __init__(self, work: Path):
-        # The app built here (lab.app) configures logging; the sign-ups' shared session
-        # would then warn on every connection its pool of 10 cannot keep.
+    def __init__(self, work: Path, stack_args: tuple = STACK_ARGS, stack_env: dict | None = None):
+        # The sign-ups' shared session would warn on every connection its pool cannot keep.
         logging.getLogger("urllib3").setLevel(logging.ERROR)
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(exist_ok=True)
+        self.stack_args = stack_args
+        self.stack_env = stack_env or {}
         self._started: list = []
-        self._stack = None
+        self._stack: SpillwayUp | None = None
+        self._shop: Shop | None = None
         self._urls: dict[str, str] = {}
         self._tokens: list[str] = []
-        self._app = None
-        self.admin: dict = {}
 
     # ------------------------------------------------------------------ the stack
 
     @property
-    def stack(self) -> foundation.Stack:
+    def stack(self) -> SpillwayUp:
         if self._stack is None:
             run_dir = self.work / "run"
-            run_dir.mkdir()
+            run_dir.mkdir(exist_ok=True)
             run_dir.chmod(0o755)  # the spillway user must reach the sockets inside
-            os.environ["SPILLWAY_RATE_LIMITS"] = "off"  # passed through by `spillway up`
-            stack = foundation.Stack(run_dir, free_port(), self.logs / "spillway-up.log",
-                                     extra_args=("--seed-demo",))
+            stack = SpillwayUp(run_dir, self.logs, *self.stack_args, env=self.stack_env)
             self._started.append(stack)
-            stack.start()
-            self._stack = stack
-            self.admin = {"Authorization": f"Bearer {self.secrets['SPILLWAY_ADMIN_TOKEN']}"}
+            self._stack = stack.start()
         return self._stack
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.stack.port}"
+        return self.stack.base_url
 
     @property
-    def secrets(self) -> dict[str, str]:
-        text = (self.stack.paths.secrets_file).read_text()
-        return dict(line.split("=", 1) for line in text.split())
+    def admin(self) -> dict:
+        return self.stack.admin_headers()
 
-    def environment(self) -> dict[str, str]:
-        """The environment the stack's app processes run with (prd, its sockets, secrets)."""
-        env = process_environment(RunDir(self.stack.run_dir), "WARNING", self.secrets,
-                                  "http://127.0.0.1:9")
-        return {**env, "SPILLWAY_RATE_LIMITS": "off"}
-
-    def app(self):
-        """The stack's app, built in this process with the stack's environment (for the
-        reconciler; this process is not patched for gevent and needs no server)."""
-        if self._app is None:
-            from flashsale.app import create_app
-
-            saved = dict(os.environ)
-            os.environ.update(self.environment())
-            try:
-                self._app = create_app("prd")
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-        return self._app
-
-    def supervisorctl(self, *args: str) -> None:
-        sale.stack_supervisorctl(self.stack)(*args)
-
-    def api(self):
-        """``call(method, path, **kwargs)`` against the stack, raising on an error status."""
-        return sale.api(self.url, self.admin)[0]
+    @property
+    def shop(self) -> Shop:
+        if self._shop is None:
+            self._shop = Shop(self.url, self.admin)
+        return self._shop
 
     def buyers(self, count: int) -> list[str]:
         """Tokens of ``count`` signed-up buyers (user ids 1…count on a fresh stack)."""
         if len(self._tokens) < count:
-            call = self.api()
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                self._tokens += list(pool.map(
-                    lambda n: call("POST", "/api/v1/users", json={"name": f"bench{n}"})["token"],
-                    range(len(self._tokens), count)))
+            self._tokens += self.shop.signup(count - len(self._tokens), start=len(self._tokens))
         return self._tokens[:count]
 
-    def new_sale(self, stock: int, per_user_limit: int) -> dict:
-        call = self.api()
-        sale_id = sale.create_sale(call, self.admin, stock, per_user_limit)
-        return call("GET", f"/api/v1/sales/{sale_id}")
+    def new_sale(self, stock: int, per_user_limit: int, **fields) -> dict:
+        return self.shop.new_sale(stock, per_user_limit, **fields)
+
+    def supervisorctl(self, *args: str) -> str:
+        return self.stack.supervisorctl(*args)
+
+    def wait_drained(self, timeout: float = 120) -> None:
+        """Until the workers have emptied the outbox: no run pays for the one before it."""
+        wait_drained(self.stack.environment()["SPILLWAY_REDIS_URL"], timeout)
 
     # ------------------------------------------------------------------ the others
+
+    def start(self, server: Server, timeout: float = 60) -> Server:
+        """Start a server of one's own (or take one started already, start_redis's);
+        stopped with the others."""
+        self._started.append(server)
+        return server if server.running() else server.start(timeout)
 
     def _once(self, name: str, start) -> str:
         if name not in self._urls:
             self._urls[name] = start()
         return self._urls[name]
 
-    def _front_nginx(self, name: str, upstream: str, keepalive: int = 0) -> str:
-        """An nginx proxying to ``upstream`` the way the stack's nginx proxies to gunicorn
-        (with ``keepalive``: pooling that many idle upstream connections per worker)."""
+    def _nginx(self, name: str, config: str) -> str:
+        """An nginx of its own, from ``config`` with %(work)s and %(port)d filled in."""
         own = self.work / name
         own.mkdir()
         port = free_port()
-        config = own / "nginx.conf"
-        config.write_text(FRONT_NGINX % {"work": own, "upstream": upstream, "port": port,
-                                         "keepalive": f"keepalive {keepalive}; " if keepalive
-                                         else ""})
-        server = Server(name, [binary("nginx"), "-c", str(config), "-e",
-                               str(own / "error.log")], port, self.logs)
-        self._started.append(server)
-        server.start()
-        return f"http://{HOST}:{port}"
+        (own / "nginx.conf").write_text(config.replace("%(work)s", str(own))
+                                        .replace("%(port)d", str(port)))
+        server = self.start(Server(name, [binary("nginx"), "-c", str(own / "nginx.conf"),
+                                          "-e", str(own / "error.log")], port, self.logs))
+        return server.url
+
+    def _front_nginx(self, name: str, upstream: str, keepalive: int = 0) -> str:
+        """An nginx proxying to ``upstream`` the way the stack's nginx proxies to gunicorn
+        (with ``keepalive``: pooling that many idle upstream connections per worker)."""
+        return self._nginx(name, FRONT_NGINX.replace("%(upstream)s", upstream).replace(
+            "%(keepalive)s", f"keepalive {keepalive}; " if keepalive else ""))
 
     @property
     def peer_url(self) -> str:
         def start() -> str:
             socket_path = self.work / "peer.sock"
-            env = {**os.environ, "PEER_REDIS_SOCKET": str(self.stack.paths.redis_socket),
-                   "PEER_MEMCACHED_SOCKET": str(self.stack.paths.memcached_socket),
-                   "PEER_DATABASE": str(self.stack.paths.database),
-                   "SPILLWAY_SECRET_KEY": self.secrets["SPILLWAY_SECRET_KEY"],
-                   "PYTHONPATH": str(REPO_ROOT / "bench")}
+            paths = self.stack.paths
+            env = {**os.environ, "PEER_REDIS_SOCKET": str(paths.redis_socket),
+                   "PEER_MEMCACHED_SOCKET": str(paths.memcached_socket),
+                   "PEER_DATABASE": str(paths.database),
+                   "SPILLWAY_SECRET_KEY": self.stack.secrets()["SPILLWAY_SECRET_KEY"],
+                   "PYTHONPATH": str(BENCH_DIR)}
             argv = [PYTHON, "-m", "uvicorn", "peer.app:app", "--workers", str(WEB_WORKERS),
                     "--uds", str(socket_path), "--loop", "uvloop", "--http", "httptools",
                     "--no-access-log", "--backlog", "4096", "--log-level", "warning"]
-            server = UnixSocketServer("peer-uvicorn", argv, socket_path, self.logs, env=env,
-                                      cwd=REPO_ROOT / "bench")
-            self._started.append(server)
-            server.start()
+            self.start(Server("peer-uvicorn", argv, 0, self.logs, env=env, cwd=BENCH_DIR,
+                              ready=unix_socket_accepts(socket_path)))
             return self._front_nginx("peer-nginx", f"unix:{socket_path}")
         return self._once("peer", start)
 
@@ -225,27 +187,15 @@ class Lab:
     def keepalive_url(self) -> str:
         """Our gunicorn behind a second nginx, the stack's config plus ``keepalive 64``:
         what pooled upstream connections would give (the stack ships without, for its tail)."""
-        def start() -> str:
-            own = self.work / "nginx-keepalive"
-            own.mkdir()
-            port = free_port()
-            config = own / "nginx.conf"
-            config.write_text(foundation.keepalive_variant(
-                (self.stack.paths.nginx_conf).read_text(), port, own))
-            server = Server("nginx-keepalive", [binary("nginx"), "-c", str(config), "-e",
-                                                str(own / "error.log")], port, self.logs)
-            self._started.append(server)
-            server.start()
-            return f"http://{HOST}:{port}"
-        return self._once("keepalive", start)
+        return self._once("keepalive", lambda: self._nginx(
+            "nginx-keepalive", keepalive_variant(self.stack.paths.nginx_conf.read_text())))
 
     @property
     def naive_seed_url(self) -> str:
         def start() -> str:
-            server = foundation.naive_server(self.logs)
-            self._started.append(server)
-            server.start()
-            return f"http://{HOST}:{server.port}"
+            port = free_port()
+            return self.start(Server("naive-seed", [PYTHON, str(BENCH_DIR / "naive_seed_app.py"),
+                                                    str(port)], port, self.logs)).url
         return self._once("naive-seed", start)
 
     def stop_naive_seed(self) -> None:
@@ -255,17 +205,10 @@ class Lab:
     @property
     def sync_url(self) -> str:
         """The same app on gunicorn's sync workers, directly (the textbook deployment)."""
-        def start() -> str:
-            port = free_port()
-            argv = [PYTHON, "-m", "gunicorn", "spillway.wsgi:app", "-w", str(WEB_WORKERS),
-                    "-b", f"{HOST}:{port}", "--backlog", "4096", "--no-control-socket",
-                    "--timeout", "120"]
-            server = Server("gunicorn-sync", argv, port, self.logs, env=self.environment(),
-                            cwd=self.stack.run_dir)
-            self._started.append(server)
-            server.start(timeout=60)
-            return f"http://{HOST}:{port}"
-        return self._once("gunicorn-sync", start)
+        return self._once("gunicorn-sync", lambda: self.start(gunicorn_server(
+            self.logs, self.stack.environment(), "--backlog", "4096", "--timeout", "120",
+            workers=WEB_WORKERS, worker_class="sync", name="gunicorn-sync",
+            cwd=self.stack.run_dir)).url)
 
     def stop_sync(self) -> None:
         self._stop_named("gunicorn-sync")
@@ -273,38 +216,64 @@ class Lab:
     @property
     def naive_purchase_url(self) -> str:
         def start() -> str:
-            work = self.work / "naive-purchase"
-            work.mkdir()
-            app = sale.naive_server(work)
-            self._started.append(app)
-            return self._front_nginx("naive-purchase-nginx", f"{HOST}:{app.port}")
+            port = free_port()
+            database = self.work / "naive-purchase.db"
+            self.start(Server("naive-purchase", [
+                PYTHON, "-m", "gunicorn", f"naive_purchase_app:make_app('{database}')",
+                "-k", "gevent", "-w", str(WEB_WORKERS), "--worker-connections", "4096",
+                "--backlog", "4096", "-b", f"{HOST}:{port}", "--no-control-socket",
+                "--chdir", str(BENCH_DIR)], port, self.logs))
+            return self._front_nginx("naive-purchase-nginx", f"{HOST}:{port}")
         return self._once("naive-purchase", start)
 
     def pid_of(self, server: str) -> int | None:
         """The root process of a server whose CPU per request is measured: "gunicorn" and
         "nginx" are the stack's, anything else a server this lab started, by name."""
         if server == "nginx":
-            return int((self.stack.paths.nginx_pid).read_text())
+            return int(self.stack.paths.nginx_pid.read_text())
         if server == "gunicorn":
-            done = subprocess.run([PYTHON, "-m", "supervisor.supervisorctl", "-c",
-                                   str(self.stack.paths.supervisord_conf), "pid",
-                                   "gunicorn"], capture_output=True, text=True, timeout=60)
-            return int(done.stdout.strip()) if done.stdout.strip().isdigit() else None
-        found = [s.process.pid for s in self._started
-                 if getattr(s, "name", "") == server and s.process]
+            pid = self.stack.supervisorctl("pid", "gunicorn").strip()
+            return int(pid) if pid.isdigit() else None
+        found = [s.process.pid for s in self._started if s.name == server and s.process]
         return found[-1] if found else None
 
     def _stop_named(self, name: str) -> None:
         for server in self._started:
-            if getattr(server, "name", "") == name:
+            if server.name == name:
                 server.stop()
         self._urls.pop(name, None)
 
     def stop_all(self) -> None:
-        foundation.stop_all(self._started)
+        """Stop every server this lab started, newest first; one failure must not stop the
+        rest."""
+        for server in reversed(self._started):
+            try:
+                server.stop()
+            except Exception as exc:  # noqa: BLE001  (report, and go on stopping the others)
+                print(f"warning: could not stop {server.name}: {exc}", file=sys.stderr)
         self._started.clear()
         self._urls.clear()
-        self._stack = self._app = None
+        self._stack = self._shop = None
+
+
+def keepalive_variant(config: str) -> str:
+    """The stack's nginx.conf on a port, pid file and logs of its own (%(port)d, %(work)s),
+    with ``keepalive 64;`` in the upstream block. Every edit must apply exactly once, so a
+    changed template fails here loudly instead of silently benchmarking the wrong thing."""
+    edits = [
+        (r"listen\s+127\.0\.0\.1:\d+ backlog", f"listen {HOST}:%(port)d backlog"),
+        # The loopback metrics server: its port is the stack's own nginx's.
+        (r"listen\s+127\.0\.0\.1:\d+;", f"listen {HOST}:{free_port()};"),
+        (r"^pid\s+\S+;", "pid %(work)s/nginx.pid;"),
+        (r"^error_log\s+\S+", "error_log %(work)s/error.log"),
+        (r"access_log\s+\S+nginx-access\.log", "access_log %(work)s/access.log"),
+        (r"(server unix:\S+gunicorn\.sock[^;]*;)", r"\1\n        keepalive 64;"),
+    ]
+    for pattern, replacement in edits:
+        config, count = re.subn(pattern, replacement, config, flags=re.M)
+        if count != 1:
+            raise RuntimeError(f"nginx.conf: expected one match for {pattern!r}, got {count}")
+    return config
 
 
 def check_get(url: str, expected_status: int = 200, headers: dict | None = None,
@@ -319,3 +288,24 @@ def check_get(url: str, expected_status: int = 200, headers: dict | None = None,
 def install_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so every finally block stops what it started."""
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+
+
+@contextmanager
+def session(name: str, **lab_options):
+    """A standalone bench's life: a work directory (kept, and named, if the run fails), a
+    lab in it, every server it started stopped however the run ends."""
+    install_sigterm()
+    work = Path(tempfile.mkdtemp(prefix=f"spillway-bench-{name}-"))
+    work.chmod(0o755)  # the stack's processes run as the spillway user
+    lab = Lab(work, **lab_options)
+    failed = True
+    try:
+        yield lab
+        failed = False
+    finally:
+        lab.stop_all()
+        if failed:
+            print(f"bench {name} failed; logs kept in {work}/logs and {work}/run/logs",
+                  file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)

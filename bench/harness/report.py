@@ -1,10 +1,11 @@
-"""The Markdown report of one run (and the JSON it is rendered from)."""
+"""The Markdown report of one run (and the JSON it is rendered from); the tables and the
+results files of the standalone benches."""
 
+import datetime
+import os
 from pathlib import Path
 
-from foundation import ms
-from foundation import table
-
+from harness.facts import git
 from harness.goals import CEILING
 from harness.goals import MISSED
 from harness.goals import PEER_OF
@@ -12,6 +13,36 @@ from harness.goals import audits_of
 from harness.goals import evaluate
 
 RED = "🟥"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 10:
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def when_and_where(load_before: float) -> str:
+    """The run line atop a standalone bench's report: date, commit, cores, load."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (f"run: {now:%Y-%m-%d %H:%M} UTC, commit {git('rev-parse', '--short', 'HEAD')}, "
+            f"{os.cpu_count()} cores shared, load average {load_before:.1f} before / "
+            f"{os.getloadavg()[0]:.1f} after")
+
+
+def publish(name: str, text: str) -> None:
+    """A standalone bench's report: printed, and kept as bench/results/NAME.md."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.md").write_text(text)
+    print(text)
 
 
 def ratio(top: float | None, bottom: float | None) -> str:
@@ -131,16 +162,11 @@ def drain_section(drain: dict) -> str:
 
 
 def sse_section(sse: dict) -> str:
-    if not sse:
-        return "Not run."
-    if not sse.get("available"):
-        return "Not available: `bench/sse_fanout.py` does not exist in this checkout."
     if "streams" not in sse:
-        return f"{RED} bench/sse_fanout.py failed (exit {sse.get('exit_status')}):\n\n```\n" \
-               f"{sse.get('error', '')}\n```"
+        return "Not run."
     keys = ("streams", "rss_before_mb", "rss_with_streams_mb", "latency_p50_ms",
             "latency_p99_ms", "events_received")
-    return ("`bench/sse_fanout.py` (its own stack, ours stopped first):\n\n"
+    return ("`bench/sse_fanout.py`'s measurement (its own stack, ours stopped first):\n\n"
             + table(list(keys), [[str(sse.get(k, "–")) for k in keys]]))
 
 

@@ -2,30 +2,27 @@
 fills in; measurements of one scenario run side by side, the order of the targets
 alternating from one concurrency to the next so that none always runs first."""
 
-import json
-import os
-import signal
-import subprocess
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
-import foundation
 import redis
 import requests
-from foundation import PYTHON
-from foundation import REPO_ROOT
 
 from flashsale.sales.stock import LUA_DIR
 from flashsale.sales.stock import reserve_call
 from harness import audit
+from harness import sse
 from harness import wrk
+from harness.lab import Lab
 from harness.lab import check_get
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 PRODUCT = "/api/v1/products/1"
-SSE_SCRIPT = REPO_ROOT / "bench" / "sse_fanout.py"
 
 
 @dataclass(frozen=True)
@@ -36,17 +33,22 @@ class Profile:
     baseline_connections: tuple[int, ...]  # the sweep of the extra baselines
     buyers: int
     sellout_stock: int
-    slow: foundation.Profile
     drain_orders: int
+    streams: int  # sse-fanout
+    # slow-isolation: this many /demo/slow?seconds=slow_seconds held open by one wrk for
+    # slow_hold_seconds; /demo/index measured by a second for index_seconds, once
+    # index_delay_seconds have let the slow ones in.
+    slow_requests: int = 1000
+    slow_seconds: int = 10
+    slow_hold_seconds: int = 25
+    index_seconds: int = 10
+    index_delay_seconds: int = 3
     pause: float = 1.0
 
 
-FULL = Profile("full", 10, (16, 64, 256, 1024), (64, 256), 4000, 2000,
-               foundation.FULL, 100_000)
-QUICK = Profile("quick", 2, (64, 256), (256,), 500, 300,
-                foundation.Profile("quick", run_seconds=3, slow_requests=1000, slow_seconds=4,
-                                   slow_hold_seconds=9, index_delay_seconds=2, rounds=1),
-                20_000, pause=0.3)
+FULL = Profile("full", 10, (16, 64, 256, 1024), (64, 256), 4000, 2000, 100_000, 10_000)
+QUICK = Profile("quick", 2, (64, 256), (256,), 500, 300, 20_000, 1000, slow_seconds=4,
+                slow_hold_seconds=9, index_seconds=3, index_delay_seconds=2, pause=0.3)
 
 
 @dataclass
@@ -106,8 +108,8 @@ def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
     runs = results.setdefault("runs", [])
 
     def measure(target: Target, connections: int) -> None:
-        runs.append(wrk.run("catalog-hot", target.name, target.url, connections,
-                            profile.seconds, script, target.headers,
+        runs.append(wrk.run(target.url, connections, profile.seconds, script,
+                            scenario="catalog-hot", target=target.name, headers=target.headers,
                             server_pid=lab.pid_of(target.server)).to_dict())
 
     sweep(profile, targets, measure, progress)
@@ -146,8 +148,9 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
         else:
             url = target.url
         script = get if "hello" in target.name else post
-        run = wrk.run("purchase-burst", label, url, connections, profile.seconds, script,
-                      script_args=(tag, str(prefix)), server_pid=lab.pid_of(target.server))
+        run = wrk.run(url, connections, profile.seconds, script, scenario="purchase-burst",
+                      target=label, script_args=(tag, str(prefix)),
+                      server_pid=lab.pid_of(target.server))
         runs.append(run.to_dict())
         if sale is not None:
             progress.step(f"audit of {label} at {connections} connections (sale {sale['id']})")
@@ -155,15 +158,18 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
             checked = audit.audit_burst(lab, f"{label} -c{connections}", sale, accepted,
                                         replayed, run.statuses)
             if label.startswith("sell-out"):
-                checked.check(checked.persisted == stock,
-                              f"sold {checked.persisted} of {stock} units in a burst of "
-                              f"{run.requests:,} requests")
+                if checked["persisted"] != stock:
+                    checked["failures"].append(f"sold {checked['persisted']} of {stock} units "
+                                               f"in a burst of {run.requests:,} requests")
             else:  # stock and limits to spare: every answer is a 202 or a replay's 200
                 odd = {s: n for s, n in run.statuses.items() if s not in ("200", "202")}
-                checked.check(not odd, f"answers other than 202/200 with stock to spare: {odd}")
-            audits.append(checked.to_dict())
-            if not checked.ok:
-                print(f"INVARIANT VIOLATED in {label}: {checked.failures}", flush=True)
+                if odd:
+                    checked["failures"].append(f"answers other than 202/200 with stock to "
+                                               f"spare: {odd}")
+            checked["ok"] = not checked["failures"]
+            audits.append(checked)
+            if not checked["ok"]:
+                print(f"INVARIANT VIOLATED in {label}: {checked['failures']}", flush=True)
 
     sweep(profile, targets, lambda target, connections: burst(
         target, connections, 10_000_000, 100, target.name), progress)
@@ -179,35 +185,55 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
 
 def slow_isolation(lab, profile: Profile, progress, results: dict) -> None:
     """/demo/index while 1,000 long /demo/slow are in flight: ours, app.run, gunicorn sync."""
-    slow = profile.slow
-    servers = [("spillway (nginx → gunicorn gevent)", lambda: lab.url, lambda: lab.stack.port,
-                None),
-               ("app.run (the seed's server)", lambda: lab.naive_seed_url,
-                lambda: int(lab.naive_seed_url.rsplit(":", 1)[1]), lab.stop_naive_seed),
-               ("gunicorn sync ×2", lambda: lab.sync_url,
-                lambda: int(lab.sync_url.rsplit(":", 1)[1]), lab.stop_sync)]
+    servers = [("spillway (nginx → gunicorn gevent)", lambda: lab.url, None),
+               ("app.run (the seed's server)", lambda: lab.naive_seed_url, lab.stop_naive_seed),
+               ("gunicorn sync ×2", lambda: lab.sync_url, lab.stop_sync)]
     rows = results.setdefault("rows", [])
-    results["setup"] = {"slow_requests": slow.slow_requests, "slow_seconds": slow.slow_seconds,
-                        "hold_seconds": slow.slow_hold_seconds,
-                        "index_seconds": slow.run_seconds}
-    for name, url, port, stop in servers:
-        progress.step(f"{name}: {slow.slow_requests:,} × /demo/slow?seconds="
-                      f"{slow.slow_seconds} in flight, /demo/index measured")
-        measured = foundation.slow_isolation(name, url(), port(), slow)
-        rows.append({"server": name, "slow_open": measured.slow_open,
-                     "index": wrk_result(measured.index), "slow": wrk_result(measured.slow)})
+    results["setup"] = {"slow_requests": profile.slow_requests,
+                        "slow_seconds": profile.slow_seconds,
+                        "hold_seconds": profile.slow_hold_seconds,
+                        "index_seconds": profile.index_seconds}
+    for name, url, stop in servers:
+        progress.step(f"{name}: {profile.slow_requests:,} × /demo/slow?seconds="
+                      f"{profile.slow_seconds} in flight, /demo/index measured")
+        rows.append({"server": name, **index_under_slow_flood(url(), profile)})
         if stop:
             stop()  # its sleeping threads or workers would linger into the next measurement
 
 
-def wrk_result(result) -> dict:
-    answered = result.requests > 0  # else wrk prints zero latencies
-    return {"requests": result.requests, "rps": result.rps,
-            "p50_ms": result.p50_ms if answered else None,
-            "p99_ms": result.p99_ms if answered else None,
-            "max_ms": result.max_ms if answered else None, "timeouts": result.timeouts,
-            "socket_errors": result.connect_errors + result.read_errors + result.write_errors,
-            "non_2xx": result.non_2xx}
+def index_under_slow_flood(base_url: str, profile: Profile) -> dict:
+    """Index latency with the slow requests in flight; the slow wrk runs on throughout
+    (its timeout generous: a slow answer late is counted, not a wrk timeout)."""
+    slow = wrk.start(f"{base_url}/demo/slow?seconds={profile.slow_seconds}",
+                     profile.slow_requests, profile.slow_hold_seconds, profile.slow_seconds + 20)
+    try:
+        time.sleep(profile.index_delay_seconds)  # let all the slow requests get in
+        slow_open = open_connections_to(int(base_url.rsplit(":", 1)[1]))
+        index = wrk.run(f"{base_url}/demo/index", 8, profile.index_seconds)
+        flood = wrk.finish(slow, profile.slow_hold_seconds + 30)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    return {"slow_open": slow_open, "index": wrk_result(index), "slow": wrk_result(flood)}
+
+
+def open_connections_to(port: int) -> int:
+    """Established client-side TCP connections to 127.0.0.1:port (wrk's open sockets),
+    counted from /proc/net/tcp: this shows whether the slow requests really were in flight."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        if fields[3] == "01" and remote_port == port:  # 01 = ESTABLISHED
+            count += 1
+    return count
+
+
+def wrk_result(result: wrk.Run) -> dict:
+    return {"requests": result.requests, "rps": result.rps, "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms, "max_ms": result.max_ms, "timeouts": result.timeouts,
+            "socket_errors": result.socket_errors, "non_2xx": result.non_2xx}
 
 
 # ---------------------------------------------------------------------- drain
@@ -228,25 +254,27 @@ def drain(lab, profile: Profile, progress, results: dict) -> None:
         progress.step("starting the Celery worker and beat: the drain")
         started = time.monotonic()
         lab.supervisorctl("start", "celery-worker", "celery-beat")
-    first, first_count, persisted = None, 0, 0
-    while time.monotonic() - started < 300:
-        persisted = audit.count_orders(lab, sale["id"])
-        if persisted and first is None:
-            first, first_count = time.monotonic(), persisted
-        if persisted >= count:
-            break
-        time.sleep(0.05)
+    seen = {"persisted": 0}
+
+    def all_persisted() -> bool:
+        seen["persisted"] = persisted = audit.count_orders(lab, sale["id"])
+        if persisted and "first" not in seen:
+            seen.update(first=time.monotonic(), first_count=persisted)
+        return persisted >= count
+
+    with suppress(NotYet):  # the goals judge what was persisted by then
+        wait_until(all_persisted, 300, 0.05)
     finished = time.monotonic()
     # The rate once persisting: from the first poll that saw orders (not counting those).
-    persisting = finished - (first or started)
+    persisted = seen["persisted"]
+    persisting = finished - seen.get("first", started)
     results.update(orders=count, persisted=persisted, seconds_from_start=finished - started,
                    seconds_from_first=persisting,
                    rate_from_start=persisted / (finished - started),
-                   rate_from_first=(persisted - first_count) / persisting if persisting > 0.2
-                   else persisted / (finished - started))
+                   rate_from_first=(persisted - seen.get("first_count", 0)) / persisting
+                   if persisting > 0.2 else persisted / (finished - started))
     progress.step("audit of the drained sale")
-    checked = audit.audit_burst(lab, "drain", sale, order_ids, [], {"202": count})
-    results["audit"] = checked.to_dict()
+    results["audit"] = audit.audit_burst(lab, "drain", sale, order_ids, [], {"202": count})
 
 
 def fill_outbox(lab, sale_id: int, count: int, buyers: int) -> list[str]:
@@ -271,36 +299,16 @@ def fill_outbox(lab, sale_id: int, count: int, buyers: int) -> list[str]:
 # ---------------------------------------------------------------------- sse-fanout
 
 def sse_fanout(lab, profile: Profile, progress, results: dict) -> None:
-    """bench/sse_fanout.py (its own stack), when it exists; our servers are stopped first."""
-    if not SSE_SCRIPT.exists():
-        results["available"] = False
-        progress.step("bench/sse_fanout.py does not exist: not available")
-        return
+    """harness/sse.py (bench/sse_fanout.py's measurement) on a stack of its own with one
+    gunicorn worker; ours is stopped first."""
     lab.stop_all()
-    output = lab.work / "sse.json"
-    argv = [PYTHON, str(SSE_SCRIPT), "--json", str(output)]
-    if profile.name == "quick":
-        argv.append("--quick")
-    progress.step(f"running {' '.join(argv[1:])}")
-    with open(lab.logs / "sse-fanout.log", "wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                   start_new_session=True)
-        try:
-            process.wait(timeout=240 if profile.name == "quick" else 900)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-    results["available"] = True
-    results["exit_status"] = process.returncode
-    if process.returncode == 0 and output.exists():
-        results.update(json.loads(output.read_text()))
-    else:
-        results["error"] = Path(lab.logs / "sse-fanout.log").read_text(errors="replace")[-800:]
+    (lab.work / "sse").mkdir(exist_ok=True)
+    own = Lab(lab.work / "sse", stack_args=sse.stack_args(profile.streams))
+    try:
+        progress.step(f"{profile.streams:,} streams on one worker (its own stack)")
+        results.update(sse.measure(own, profile.streams, 10 if profile.name == "full" else 5))
+    finally:
+        own.stop_all()
 
 
 SCENARIOS = {
@@ -320,7 +328,7 @@ def estimate(name: str, profile: Profile) -> float:
         "catalog-hot": 15 + per_run * (7 * conns + 5 * baseline),
         "purchase-burst": 5 + profile.buyers / 50 + per_run * 5 * conns + 3 * 2 * conns
                           + 2 * (per_run + 2),
-        "slow-isolation": 3 * (profile.slow.slow_hold_seconds + 2),
+        "slow-isolation": 3 * (profile.slow_hold_seconds + 2),
         "drain": 10 + profile.drain_orders / 5000,
         "sse-fanout": 90 if profile.name == "quick" else 300,
     }[name]

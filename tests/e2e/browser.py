@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.request import urlopen
 
 from tornado.websocket import websocket_connect
 
 from tests.servers import binary
+from tests.servers import exited
+from tests.waiting import wait_until
 
 
 class Browser:
@@ -50,11 +51,8 @@ class Browser:
     def _page_socket_url(self, timeout: float = 30.0) -> str:
         # chromium writes the port it picked, and its browser socket path, to this file.
         active = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while not active.exists() or len(active.read_text().split()) < 2:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("chromium did not start its DevTools listener")
-            time.sleep(0.1)
+        wait_until(lambda: active.exists() and len(active.read_text().split()) >= 2, timeout,
+                   0.1, what="chromium's DevTools listener", fail_if=exited(self.process))
         port = int(active.read_text().split()[0])
         targets = json.load(urlopen(f"http://127.0.0.1:{port}/json", timeout=10))
         return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
@@ -93,13 +91,8 @@ class Browser:
 
     def wait_for(self, expression: str, timeout: float = 20.0):
         """Poll a JavaScript expression until it is truthy; return its value."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"not true in the page after {timeout}s: {expression}")
+        return wait_until(lambda: self.evaluate(expression), timeout,
+                          what=f"true in the page: {expression}")
 
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

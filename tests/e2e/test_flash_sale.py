@@ -3,7 +3,7 @@
 import requests
 
 from tests.e2e.conftest import sale_burst
-from tests.factories import eventually
+from tests.waiting import wait_until
 
 
 def test_burst_then_pay_through_the_stack(stack):
@@ -15,13 +15,13 @@ def test_burst_then_pay_through_the_stack(stack):
     accepted = [(b, a.json()["order_id"]) for b, a in zip(buyers, answers) if a.status_code == 202]
     assert len(accepted) == 50
     stats_url = f"{base}/api/v1/sales/{sale['id']}/stats"
-    eventually(lambda: requests.get(stats_url, headers=admin, timeout=5)
+    wait_until(lambda: requests.get(stats_url, headers=admin, timeout=5)
                .json()["orders_persisted"] == 50)
     stats = requests.get(stats_url, headers=admin, timeout=5).json()
     assert (stats["remaining"], stats["reserved"], stats["rejected"]["sold_out"]) == (0, 50, 150)
     buyer, order_id = accepted[0]
     auth = {"Authorization": f"Bearer {buyer['token']}"}
-    eventually(lambda: requests.get(f"{base}/api/v1/orders/{order_id}", headers=auth,
+    wait_until(lambda: requests.get(f"{base}/api/v1/orders/{order_id}", headers=auth,
                                     timeout=5).json()["status"] == "confirmed")
     paid = requests.post(f"{base}/api/v1/orders/{order_id}/pay", headers=auth, timeout=30)
     assert paid.status_code == 200 and paid.json() == {"status": "paid"}

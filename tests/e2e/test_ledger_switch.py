@@ -15,9 +15,9 @@ import requests
 
 from tests.e2e.conftest import running_stack
 from tests.e2e.conftest import sale_burst
-from tests.factories import eventually
 from tests.postgres import start_postgres
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_a_new_postgresql_ledger_beside_an_old_redis(pg):
                                       idempotency_key="k")
         assert sum(a.status_code == 202 for a in answers) == 20
         stats = f"{stack.base_url}/api/v1/sales/{sale['id']}/stats"
-        eventually(lambda: requests.get(stats, headers=stack.admin_headers(), timeout=5)
+        wait_until(lambda: requests.get(stats, headers=stack.admin_headers(), timeout=5)
                    .json()["orders_persisted"] == 20)
 
     database = pg.create_database()
@@ -74,6 +74,6 @@ def test_a_new_postgresql_ledger_beside_an_old_redis(pg):
                 return {row[0] for row in conn.execute(
                     "SELECT id FROM orders WHERE sale_id = %s", (int(sale["id"]),))}
 
-        eventually(lambda: ledger() == promised, timeout=60)
+        wait_until(lambda: ledger() == promised, timeout=60)
         reconcile = spillway(run_dir, new_ledger, "reconcile", sale["id"])
         assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr

@@ -20,12 +20,12 @@ import requests
 from flashsale.app import create_app
 from flashsale.extensions import db
 from flashsale.sales.reconcile import reconcile
-from tests.factories import eventually
 from tests.integration.sales.test_queue import accepted_orders
 from tests.integration.sales.test_queue import check_invariants
 from tests.integration.sales.test_queue import persisted
 from tests.several_hosts import ADMIN
 from tests.several_hosts import several_hosts
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="network namespaces need root (CI runs as root)")
@@ -83,6 +83,6 @@ def test_burst_survives_a_worker_host_dying(hosts, ledger):
     assert 0 < sum(accepted.values()) <= 200, "never oversold"
     assert len(served_by) == 2, f"both app hosts took traffic: {served_by}"
     with ledger.app_context():
-        eventually(lambda: len(persisted(accepted)) == len(accepted), timeout=120)
+        wait_until(lambda: len(persisted(accepted)) == len(accepted), timeout=120)
         check_invariants(sale, accepted)
-        eventually(lambda: reconcile(int(sale["id"])).ok, timeout=60)
+        wait_until(lambda: reconcile(int(sale["id"])).ok, timeout=60)

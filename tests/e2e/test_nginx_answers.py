@@ -6,13 +6,13 @@ once one address holds too many requests open."""
 import json
 import re
 import socket
-import time
 from contextlib import ExitStack
 
 import pytest
 import requests
 
 from spillway.security.headers import SECURITY_HEADERS
+from tests.waiting import wait_until
 
 CONN_PER_IP = 6
 
@@ -160,20 +160,16 @@ def test_one_address_holding_too_many_requests_gets_a_json_429(stack):
     with ExitStack() as held:
         for _ in range(CONN_PER_IP):
             held.callback(hold_request_open(stack).close)
-        deadline = time.monotonic() + 10
-        refused = get_static_file(stack)
-        while refused.status_code != 429 and time.monotonic() < deadline:
-            time.sleep(0.1)  # nginx may not have read every held request's headers yet
-            refused = get_static_file(stack)
+        # nginx may not have read every held request's headers yet
+        refused = wait_until(lambda: get_static_file(stack), 10, 0.1,
+                             until=lambda answer: answer.status_code == 429)
         assert refused.status_code == 429, refused.status_code
         assert refused.headers["Content-Type"] == "application/json"
         assert refused.json()["error"]["code"] == "rate_limited"
         assert refused.headers["Retry-After"] == "1"
         for name, value in SECURITY_HEADERS:
             assert refused.headers[name] == value, name
-    deadline = time.monotonic() + 10
-    answer = get_static_file(stack)
-    while answer.status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)  # nginx notices the closed sockets on its next read of each
-        answer = get_static_file(stack)
+    # nginx notices the closed sockets on its next read of each
+    answer = wait_until(lambda: get_static_file(stack), 10, 0.1,
+                        until=lambda answer: answer.status_code == 200)
     assert answer.status_code == 200

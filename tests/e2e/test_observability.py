@@ -3,7 +3,6 @@
 import os
 import re
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tests.e2e.promises import children_of
 from tests.e2e.promises import uid_of
 from tests.integration.metrics.scrape import sample_names
 from tests.integration.metrics.scrape import sample_sum
+from tests.waiting import wait_until
 
 TCP_TABLE = Path("/proc/net/tcp")  # state 0A: listening; addresses in hex, little-endian
 # Spellings of /metrics a client might try on the public port; nginx normalizes them all.
@@ -65,7 +65,7 @@ def test_metrics_on_the_loopback_listener(stack):
         # beat's heartbeat runs every second in these tests: a worker process has recorded.
         return "spillway_celery_task_duration_seconds_count" in text and text
 
-    text = _eventually(scraped)
+    text = wait_until(scraped, 60, 0.5)
     names = sample_names(text)
     assert {"spillway_http_request_duration_seconds_bucket", "spillway_outbox_entries",
             "spillway_orders_persisted_total", "spillway_redis_up"} <= names
@@ -96,7 +96,7 @@ def test_flower_is_up_and_sees_the_worker(stack):
                               timeout=10)
         return answer.status_code == 200 and answer.json().get("data")
 
-    assert any(w["hostname"].startswith("worker@") for w in _eventually(workers))
+    assert any(w["hostname"].startswith("worker@") for w in wait_until(workers, 60, 0.5))
 
 
 def test_flower_is_not_public(stack, public_port):
@@ -125,16 +125,6 @@ def test_operator_page_is_served_and_its_data_needs_the_token(stack):
     live = requests.get(f"{stack.base_url}/api/v1/ops/live", headers=stack.admin_headers(),
                         timeout=10)
     assert live.status_code == 200 and {"admitted", "outbox", "sales", "cache"} <= set(live.json())
-
-
-def _eventually(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"not true after {timeout}s")
 
 
 def test_operator_page_charts_a_sale_in_a_browser(stack):

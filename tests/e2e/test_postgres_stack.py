@@ -10,8 +10,8 @@ import requests
 
 from tests.e2e.conftest import running_stack
 from tests.e2e.conftest import sale_burst
-from tests.factories import eventually
 from tests.postgres import start_postgres
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +44,11 @@ def test_stack_on_postgresql(pg_stack):
         with psycopg.connect(dsn) as conn:
             return conn.execute(sql, params).fetchall()
 
-    eventually(lambda: ledger("SELECT count(*) FROM orders WHERE sale_id = %s",
+    wait_until(lambda: ledger("SELECT count(*) FROM orders WHERE sale_id = %s",
                               int(sale["id"]))[0][0] == 20)
     buyer, order_id = accepted[0]
     auth = {"Authorization": f"Bearer {buyer['token']}"}
-    eventually(lambda: requests.get(f"{base}/api/v1/orders/{order_id}", headers=auth,
+    wait_until(lambda: requests.get(f"{base}/api/v1/orders/{order_id}", headers=auth,
                                     timeout=5).json()["status"] == "confirmed")
     paid = requests.post(f"{base}/api/v1/orders/{order_id}/pay", headers=auth, timeout=30)
     assert paid.json() == {"status": "paid"}

@@ -19,8 +19,8 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,8 @@ import requests
 
 from spillway.deploy.run_dir import RunDir
 from tests.e2e.conftest import running_stack
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 SERVICE_USER = os.environ.get("SPILLWAY_USER", "spillway")
 STACK_ENV = {"SPILLWAY_REDIS_MAXMEMORY": "256mb"}
@@ -318,12 +320,15 @@ def test_beat_keeps_no_schedule_file_and_still_ticks(boundary):
     client = redis.Redis(unix_socket_path=str(boundary.paths.redis_socket))
     try:
         beats = []
-        deadline = time.monotonic() + 60
-        while len(set(beats)) < 3 and time.monotonic() < deadline:
+
+        def three_beats() -> bool:
             beat = client.get("spillway:worker:heartbeat")
             if beat is not None:
                 beats.append(beat)
-            time.sleep(0.5)
+            return len(set(beats)) >= 3
+
+        with suppress(NotYet):
+            wait_until(three_beats, 60, 0.5)
         assert len(set(beats)) >= 3, beats
     finally:
         client.close()

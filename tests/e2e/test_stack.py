@@ -2,6 +2,7 @@
 
 import os
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import redis
@@ -10,6 +11,8 @@ import requests
 from tests.e2e.promises import assert_fast_while_slow
 from tests.e2e.promises import assert_not_root
 from tests.e2e.promises import children_of
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 
 def test_ready_through_nginx(stack):
@@ -36,9 +39,8 @@ def test_gunicorn_and_celery_do_not_run_as_root(stack):
 def test_beat_schedules_and_worker_runs_tasks(stack):
     """Celery beat's heartbeat reaches the worker, which records it in redis."""
     client = redis.Redis(unix_socket_path=str(stack.paths.redis_socket))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and client.get("spillway:worker:heartbeat") is None:
-        time.sleep(0.5)
+    with suppress(NotYet):
+        wait_until(lambda: client.get("spillway:worker:heartbeat") is not None, 30, 0.5)
     assert client.get("spillway:worker:heartbeat") is not None
     client.close()
 

@@ -9,7 +9,7 @@ import requests
 from tests.e2e.conftest import running_stack
 from tests.e2e.promises import assert_fast_while_slow
 from tests.e2e.promises import assert_not_root
-from tests.factories import eventually
+from tests.waiting import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -48,7 +48,7 @@ def test_the_migration_ran_and_the_task_runs_in_the_celery_worker(stack):
     book = add_book(stack, "Walden", "I went to the woods because I wished to live")
     counted = requests.post(f"{stack.base_url}/books/{book['id']}/count", timeout=10)
     assert counted.status_code == 202
-    done = eventually(lambda: requests.get(f"{stack.base_url}/books/{book['id']}", timeout=5)
+    done = wait_until(lambda: requests.get(f"{stack.base_url}/books/{book['id']}", timeout=5)
                       .json().get("words"))
     assert done == 10
     again = requests.get(f"{stack.base_url}/books/{book['id']}", timeout=5).json()

@@ -3,10 +3,8 @@ file, gunicorn with gevent workers on a loopback port, and Celery workers with b
 each a real process in its own process group, stopped by PID."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from datetime import timedelta
@@ -17,48 +15,26 @@ import redis
 import requests
 
 from tests.audit import SaleAudit
-from tests.factories import ADMIN_TOKEN
+from tests.environment import service_environment
 from tests.factories import admin_headers
 from tests.servers import Server
 from tests.servers import WorkerProcess
-from tests.servers import binary
-from tests.servers import free_port
+from tests.servers import aof_redis
+from tests.servers import gunicorn_server
 from tests.servers import start_memcached
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 WEB_WORKERS = 2
-
-
-def aof_redis(log_dir: Path, data_dir: Path, appendfsync: str = "everysec",
-              port: int | None = None) -> Server:
-    """redis-server persisting like deploy/templates/redis.conf: AOF, no RDB snapshots,
-    no eviction. Started again with the same ``port`` and ``data_dir`` it replays the AOF."""
-    port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", appendfsync,
-            "--save", "", "--maxmemory-policy", "noeviction"]
-    return Server(f"redis-{appendfsync}-{port}", argv, port, log_dir)
-
-
-def restart(server: Server, timeout: float = 30.0) -> Server:
-    """Start a killed server again with the same command line (same port, same data)."""
-    return server.start(timeout)
 
 
 def wait_redis_loaded(url: str, timeout: float = 30.0) -> None:
     """Block until redis answers PING: it accepts connections while it replays its AOF,
     and answers -LOADING (a 503 for the app's clients) until done."""
     client = redis.Redis.from_url(url, socket_timeout=5)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.exceptions.ConnectionError:  # BusyLoadingError is one
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    try:  # BusyLoadingError is a ConnectionError
+        wait_until(client.ping, timeout, 0.05, what="redis loaded",
+                   ignoring=(redis.exceptions.ConnectionError,))
     finally:
         client.close()
 
@@ -87,59 +63,49 @@ class FaultStack:
         self.redis_url = f"redis://127.0.0.1:{self.redis.port}/0"
         self.env = {
             **os.environ, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "INFO",
-            "SPILLWAY_REDIS_URL": self.redis_url,
-            "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/1",
-            "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{self.memcached.port}",
-            "SPILLWAY_RUN_DIR": str(work / "run"), "DATABASE_URL": self.database_url,
-            "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "SPILLWAY_RATE_LIMITS": "off",
+            **service_environment(f"127.0.0.1:{self.redis.port}",
+                                  f"127.0.0.1:{self.memcached.port}", self.database_url,
+                                  work / "run"),
             # What a killed worker held is re-driven after 2 s instead of 30 s.
             "SPILLWAY_OUTBOX_STUCK_MS": "2000",
         }
         subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"], env=self.env,
                        check=True, capture_output=True, timeout=120)
-        port = free_port()
-        self.web = Server("gunicorn", [
-            sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class", "gevent",
-            "--workers", str(WEB_WORKERS), "--worker-connections", "1000",
-            "--bind", f"127.0.0.1:{port}", "--timeout", "90", "--graceful-timeout", "5",
-            "--no-control-socket", "--error-logfile", "-"], port, self.logs, env=self.env)
+        self.web = gunicorn_server(self.logs, self.env, "--worker-connections", "1000",
+                                   "--timeout", "90", "--graceful-timeout", "5",
+                                   "--error-logfile", "-", workers=WEB_WORKERS,
+                                   ready_path="/readyz")
         self.servers.append(self.web)
         self.web.start(60)
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.wait_healthy()
+        self.base_url = self.web.url
 
     def start_worker(self, beat: bool = True) -> WorkerProcess:
         worker = WorkerProcess(self.env, self.logs / f"worker-{len(self.workers)}.log", beat)
         self.workers.append(worker)
-        return worker
+        return worker.start()
 
     def live_workers(self) -> list[WorkerProcess]:
-        return [w for w in self.workers if w.process.poll() is None]
+        return [w for w in self.workers if w.running()]
 
     def ensure_up(self) -> None:
         """Every part running again (a test that failed half-way may have left one down)."""
         for server in (self.redis, self.memcached):
-            if server.process.poll() is not None:
-                restart(server)
+            if not server.running():
+                server.start(30)
         wait_redis_loaded(self.redis_url)
         if not self.live_workers():
             self.start_worker()
         self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base_url}/readyz", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"stack not ready:\n{self.web.log_tail()}")
+        try:
+            wait_until(self.web.ready, timeout, 0.3, what="the app ready")
+        except NotYet as exc:
+            raise NotYet(f"{exc}\n{self.web.log_tail()}") from None
 
     def stop(self) -> None:
         for worker in self.workers:
-            worker.kill()
+            worker.stop()
         for server in reversed(self.servers):
             server.stop()
 
@@ -175,5 +141,4 @@ class FaultStack:
 
     def kill_worker(self, worker: WorkerProcess) -> None:
         """SIGKILL a Celery worker's whole process group (its pool children too)."""
-        os.killpg(worker.process.pid, signal.SIGKILL)
-        worker.process.wait(timeout=30)
+        worker.kill()

@@ -12,7 +12,6 @@ from tests.audit import promised_orders
 from tests.factories import admin_headers
 from tests.faults.burst import Burst
 from tests.faults.burst import plan
-from tests.faults.stack import restart
 from tests.faults.stack import wait_redis_loaded
 
 OUTAGE_SECONDS = 3.0
@@ -30,7 +29,7 @@ def test_redis_killed_mid_burst(stack, record_figures):
     killed_at = time.monotonic()
     given_before = promised_orders(list(burst.purchase_answers()))
     time.sleep(OUTAGE_SECONDS)
-    restart(stack.redis)
+    stack.redis.start(30)
     wait_redis_loaded(stack.redis_url)  # until then, clients get 503 (redis is LOADING)
     outage_seconds = time.monotonic() - killed_at
     # Every 202 given before the kill is still there right after the restart.
@@ -70,7 +69,7 @@ def test_acknowledged_reservations_survive_a_process_kill(stack, appendfsync, re
         client.close()
     accepted = [a.body["order_id"] for a in answers if a.status == 202]
     assert len(accepted) == len(buyers)
-    restart(stack.redis)
+    stack.redis.start(30)
     wait_redis_loaded(stack.redis_url)
     client = redis.Redis.from_url(stack.redis_url)
     try:

@@ -7,18 +7,19 @@ import pytest
 
 from flashsale.ops.tasks import SMOKE_PREFIX
 from spillway.clients import redis_store
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 NOBODY = 65534
 
 
 def wait_for_key(key: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = redis_store.get(key)
-        if value is not None:
-            return value
-        time.sleep(0.1)
-    return None
+    """The key's value once a task has set it; None if none did in time (the assertion
+    then shows the worker's log)."""
+    try:
+        return wait_until(lambda: redis_store.get(key), timeout, 0.1)
+    except NotYet:
+        return None
 
 
 @pytest.fixture

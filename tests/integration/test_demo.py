@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from tests.factories import eventually
+from tests.waiting import wait_until
 
 
 def slow_requests(app, count: int, address: str, seconds: float = 2.0) -> list:
@@ -42,12 +42,12 @@ def test_a_process_sleeps_at_most_its_cap(app, limits):
     app.config.update(DEMO_SLOW_PER_WORKER=3, DEMO_SLOW_PER_ADDRESS=100,
                       RATE_LIMITS_ENABLED=limits == "on")
     statuses = slow_requests(app, 3, "10.0.0.1", seconds=1.5)
-    eventually(lambda: asleep(app) == 3, timeout=10, interval=0.02)
+    wait_until(lambda: asleep(app) == 3, timeout=10, interval=0.02)
     client = app.test_client()
     assert_refused(client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.2"}),
                    503, "unavailable")
     assert client.get("/demo/index").status_code == 200
-    eventually(lambda: sorted(statuses) == [200, 200, 200], timeout=20)
+    wait_until(lambda: sorted(statuses) == [200, 200, 200], timeout=20)
     assert asleep(app) == 0
     assert client.get("/demo/slow?seconds=0").status_code == 200
 
@@ -57,11 +57,11 @@ def test_an_address_sleeps_at_most_its_cap_while_limits_are_on(app):
     the third is a 429 JSON; another address still gets in."""
     app.config.update(DEMO_SLOW_PER_WORKER=100, DEMO_SLOW_PER_ADDRESS=2, RATE_LIMITS_ENABLED=True)
     statuses = slow_requests(app, 2, "10.0.0.1", seconds=1.5)
-    eventually(lambda: asleep(app) == 2, timeout=10, interval=0.02)
+    wait_until(lambda: asleep(app) == 2, timeout=10, interval=0.02)
     client = app.test_client()
     assert_refused(client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.1"}),
                    429, "rate_limited")
     assert client.get("/demo/slow?seconds=0",
                       headers={"X-Forwarded-For": "10.0.0.2"}).status_code == 200
-    eventually(lambda: sorted(statuses) == [200, 200], timeout=20)
+    wait_until(lambda: sorted(statuses) == [200, 200], timeout=20)
     assert asleep(app) == 0

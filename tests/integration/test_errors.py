@@ -12,12 +12,12 @@ import pytest
 from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import buy
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
 from tests.servers import Server
 from tests.servers import binary
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize("method, path, status, code", [
@@ -163,6 +163,6 @@ def test_a_redis_whose_snapshot_failed_is_503(app, client, unsavable_redis):
     sale = make_sale(client)
     buyer = signup(client)
     redis_store.bgsave()
-    eventually(lambda: redis_store.info("persistence")["rdb_last_bgsave_status"] == "err")
+    wait_until(lambda: redis_store.info("persistence")["rdb_last_bgsave_status"] == "err")
     assert_unavailable(buy(client, sale, buyer))
     assert_unavailable(chunked_purchase(client, sale, buyer))

@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from spillway.serve import make_listener
+from tests.servers import Server
 from tests.servers import free_port
-from tests.servers import wait_for_port
+from tests.servers import gunicorn_server
 
 PROBE = "from spillway.gevent_boot import is_patched; assert is_patched(), 'not patched'"
 
@@ -46,21 +47,13 @@ def test_cli_runs_under_warnings_as_errors(env):
 
 def test_gunicorn_gevent_worker_loads_app_without_warning(env, tmp_path):
     """gunicorn -k gevent imports spillway.wsgi with no MonkeyPatchWarning."""
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "-k", "gevent", "-w", "1",
-             "-b", f"127.0.0.1:{port}", "--no-control-socket"],
-            env={**env, "PYTHONWARNINGS": "error::Warning"}, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+    server = gunicorn_server(tmp_path, {**env, "PYTHONWARNINGS": "error::Warning"}, workers=1)
     try:
-        wait_for_port(port, process=process)
-        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        server.start()
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-    assert "MonkeyPatchWarning" not in log.read_text()
+        server.stop(30)
+    assert "MonkeyPatchWarning" not in server.log()
 
 
 def test_listener_sets_tcp_nodelay():
@@ -85,15 +78,11 @@ def test_serve_refuses_debug_in_prd(env):
 def test_serve_answers_index_while_slow_requests_are_in_flight(env, tmp_path):
     """One `spillway serve` process answers /demo/index at once under 100 sleeping requests."""
     port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "spillway", "serve", "--port", str(port), "--no-debug",
-             "--log-level", "WARNING"], env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
+    server = Server("serve", [sys.executable, "-m", "spillway", "serve", "--port", str(port),
+                              "--no-debug", "--log-level", "WARNING"], port, tmp_path, env=env)
     try:
-        wait_for_port(port, process=process)
-        base = f"http://127.0.0.1:{port}"
+        server.start()
+        base = server.url
         with ThreadPoolExecutor(max_workers=100) as pool:
             slow = [pool.submit(requests.get, f"{base}/demo/slow?seconds=4", timeout=30)
                     for _ in range(100)]
@@ -106,6 +95,5 @@ def test_serve_answers_index_while_slow_requests_are_in_flight(env, tmp_path):
             assert not any(f.done() for f in slow), "slow requests finished too early"
             assert all(f.result().text == "Hello World!" for f in slow)
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-    assert "Traceback" not in log.read_text(), log.read_text()
+        server.stop(30)
+    assert "Traceback" not in server.log(), server.log()

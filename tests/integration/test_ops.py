@@ -4,8 +4,8 @@ import threading
 import time
 
 from tests.factories import admin_headers
-from tests.factories import eventually
 from tests.servers import start_memcached
+from tests.waiting import wait_until
 
 
 def test_healthz_answers_without_dependencies(client):
@@ -35,7 +35,7 @@ def test_readyz_says_which_dependency_is_down_and_why_only_to_the_admin(app, cli
     port = memcached.port
     memcached.kill()
     died = time.monotonic()
-    response = eventually(lambda: (r := client.get("/readyz")).status_code == 503 and r,
+    response = wait_until(lambda: (r := client.get("/readyz")).status_code == 503 and r,
                           timeout=10, interval=0.05)
     assert time.monotonic() - died < 3.0
     assert response.headers["Retry-After"] == "1"
@@ -47,7 +47,7 @@ def test_readyz_says_which_dependency_is_down_and_why_only_to_the_admin(app, cli
     assert admin["checks"]["memcached"].startswith("error: ")
     restarted = start_memcached(server_logs, port=port)
     try:
-        eventually(lambda: client.get("/readyz").status_code == 200, timeout=10)
+        wait_until(lambda: client.get("/readyz").status_code == 200, timeout=10)
     finally:
         restarted.stop()
 

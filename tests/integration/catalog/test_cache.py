@@ -2,6 +2,7 @@
 
 import logging
 import time
+from contextlib import suppress
 
 from flashsale.catalog import cache
 from flashsale.catalog import service
@@ -13,6 +14,8 @@ from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import make_product
 from tests.servers import start_memcached
+from tests.waiting import NotYet
+from tests.waiting import wait_until
 
 
 def db_reads() -> int:
@@ -96,15 +99,15 @@ def test_memcached_down_serves_from_database_then_recovers(app, client, server_l
     assert counters.read().get("cache.catalog-pages.errors", 0) > 0
     restarted = start_memcached(server_logs, port=own.port)
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        def refilled() -> bool:
             client.get(f"/api/v1/products/{product.id}")
             try:
-                if memcache.get(cache.product_key(product.id)) is not None:
-                    break
+                return memcache.get(cache.product_key(product.id)) is not None
             except Exception:
-                pass
-            time.sleep(0.5)
+                return False
+
+        with suppress(NotYet):
+            wait_until(refilled, 15, 0.5)
         assert memcache.get(cache.product_key(product.id)) is not None
     finally:
         restarted.stop()

@@ -2,7 +2,6 @@
 across two gunicorn gevent worker processes."""
 
 import os
-import signal
 import subprocess
 import sys
 
@@ -13,8 +12,7 @@ import requests
 from tests.factories import ADMIN_TOKEN
 from tests.factories import admin_headers
 from tests.servers import binary
-from tests.servers import free_port
-from tests.servers import wait_for_port
+from tests.servers import gunicorn_server
 
 
 @pytest.fixture
@@ -24,19 +22,11 @@ def gunicorn(service_env, tmp_path):
            "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "SPILLWAY_LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"], env=env, check=True,
                    capture_output=True)
-    port = free_port()
-    with open(tmp_path / "gunicorn.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "-k", "gevent", "-w", "2",
-             "--worker-connections", "2048", "--backlog", "2048", "-b", f"127.0.0.1:{port}",
-             "--no-control-socket"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = gunicorn_server(tmp_path, env, "--worker-connections", "2048", "--backlog", "2048")
     try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
+        yield server.start(60).url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        server.stop(30)
 
 
 def test_cold_burst_costs_one_database_read(gunicorn, service_env):

@@ -2,7 +2,6 @@
 PROMETHEUS_MULTIPROC_DIR: what every process recorded is summed in one scrape."""
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,11 +11,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from spillway.metrics.registry import LATENCY_BUCKETS
 from tests.factories import admin_headers
-from tests.factories import eventually
 from tests.factories import make_product
 from tests.integration.metrics.scrape import sample_sum
 from tests.servers import Server
-from tests.servers import free_port
+from tests.servers import gunicorn_server
+from tests.waiting import wait_until
 
 LATENCY = "spillway_http_request_duration_seconds"
 PURCHASE_ROUTE = "/api/v1/sales/<sale_id>/orders"
@@ -38,15 +37,10 @@ def shared_dir(service_env) -> Path:
 @pytest.fixture
 def gunicorn(app, service_env, tmp_path):
     """gunicorn with two gevent workers and the stack's hooks, on a loopback port."""
-    port = free_port()
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "WARNING"}
-    server = Server("gunicorn", [
-        sys.executable, "-m", "gunicorn", "spillway.wsgi:app",
-        "--config", "python:spillway.metrics.gunicorn_conf", "-k", "gevent", "-w", "2",
-        "-b", f"127.0.0.1:{port}", "--no-control-socket"], port, tmp_path, env=env)
+    server = gunicorn_server(tmp_path, env, "--config", "python:spillway.metrics.gunicorn_conf")
     server.start(timeout=60)
-    server.url = f"http://127.0.0.1:{port}"
-    eventually(lambda: len(worker_pids(server)) == 2)
+    wait_until(lambda: len(worker_pids(server)) == 2)
     yield server
     server.stop()
 
@@ -141,8 +135,8 @@ def test_a_dead_workers_counts_stay_and_its_live_gauges_go(gunicorn, shared_dir)
     live_gauge = shared_dir / f"gauge_livesum_{victim}.db"
     live_gauge.write_bytes(b"")  # what a live gauge of that worker would have left
     os.kill(victim, 9)
-    eventually(lambda: victim not in worker_pids(gunicorn) and len(worker_pids(gunicorn)) == 2)
-    eventually(lambda: not live_gauge.exists())
+    wait_until(lambda: victim not in worker_pids(gunicorn) and len(worker_pids(gunicorn)) == 2)
+    wait_until(lambda: not live_gauge.exists())
     after = sample_sum(scrape(gunicorn), f"{LATENCY}_count", route="/healthz")
     assert after >= before >= 20
     assert "Traceback" not in gunicorn.log_path.read_text()
@@ -168,7 +162,7 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
                                task="flashsale.ops.tasks.mark", state="success") == 1
                 and text)
 
-    text = eventually(drained, timeout=60)
+    text = wait_until(drained, timeout=60)
     assert sample_sum(text, "spillway_celery_task_duration_seconds_count",
                       task="flashsale.orders.tasks.drain_outbox", state="success") >= 1
     assert sample_sum(text, "spillway_redis_up") == 1
@@ -190,8 +184,8 @@ def test_a_celery_child_that_exits_drops_its_live_gauges(app, shared_dir, start_
     worker = start_worker(beat=False)
     pid = worker.process.pid
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    child = int(eventually(lambda: children.read_text().split())[0])
+    child = int(wait_until(lambda: children.read_text().split())[0])
     live_gauge = shared_dir / f"gauge_livesum_{child}.db"
     live_gauge.write_bytes(b"")
-    worker.kill()  # SIGTERM: a warm shutdown, each child exits by itself
+    worker.stop()  # SIGTERM: a warm shutdown, each child exits by itself
     assert not live_gauge.exists(), worker.log()[-3000:]

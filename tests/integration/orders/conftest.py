@@ -4,15 +4,11 @@ gateway deadline and grace so that outcomes resolve in seconds. A test picks the
 behaviour by parametrizing ``gateway_knobs``, and the deadlines with ``payment_settings``."""
 
 import os
-import sys
 
 import pytest
-import requests
 
-from tests.factories import eventually
 from tests.servers import Gateway
-from tests.servers import Server
-from tests.servers import free_port
+from tests.servers import gunicorn_server
 
 
 @pytest.fixture
@@ -45,13 +41,8 @@ def service_env(service_env, gateway, payment_settings):
 def web(app, service_env, tmp_path):
     """gunicorn with gevent workers, as deployed, on this test's servers (the database is
     migrated by ``app``); ``web.url`` is its base URL."""
-    port = free_port()
-    server = Server("gunicorn", [
-        sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class", "gevent",
-        "--workers", "2", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-        "--no-control-socket", "--error-logfile", "-"], port, tmp_path,
-        env={**os.environ, **service_env, "SPILLWAY_ENV": "test"}).start(60)
-    server.url = f"http://127.0.0.1:{port}"
-    eventually(lambda: requests.get(f"{server.url}/readyz", timeout=10).status_code == 200)
+    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
+    server = gunicorn_server(tmp_path, env, "--graceful-timeout", "5", "--error-logfile", "-",
+                             ready_path="/readyz").start(60)
     yield server
     server.stop()

@@ -7,13 +7,13 @@ from flashsale.extensions import db
 from flashsale.orders import state as order_states
 from flashsale.orders.models import Order
 from tests.factories import buy
-from tests.factories import eventually
+from tests.waiting import wait_until
 
 
 def confirmed_order(client, sale: dict, buyer: dict) -> str:
     """A new order of one unit, once the worker has persisted it (payable)."""
     order_id = buy(client, sale, buyer).get_json()["order_id"]
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
                .get_json()["status"] == "confirmed")
     return order_id
 

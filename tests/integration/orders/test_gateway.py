@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.factories import eventually
+from tests.waiting import wait_until
 
 
 def charge(gateway, key: str | None, order_id: str = "o-1"):
@@ -42,7 +42,7 @@ def test_a_void_closes_a_key_in_flight_unseen_or_captured(gateway):
     key's void says captured, with its charge id."""
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(charge, gateway, "flying")
-        eventually(lambda: gateway.charges("flying")["status"] == "in_flight", interval=0.02)
+        wait_until(lambda: gateway.charges("flying")["status"] == "in_flight", interval=0.02)
         assert void(gateway, "flying") == {"status": "voided"}
         assert in_flight.result().status_code == 402
     assert in_flight.result().json()["status"] == "declined"

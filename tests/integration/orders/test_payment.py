@@ -16,13 +16,13 @@ from flashsale.orders import tasks
 from flashsale.sales import stock
 from spillway import counters
 from spillway.clients import redis_store
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
 from tests.integration.orders.orders import confirmed_order
 from tests.integration.orders.orders import ledger_status
 from tests.integration.orders.orders import live_status
 from tests.integration.orders.orders import resolution_due_ms
+from tests.waiting import wait_until
 
 
 def pay(client, order_id: str, buyer: dict):
@@ -80,7 +80,7 @@ def test_an_approval_without_charge_id_is_no_500_and_resolves(client, start_work
     broken = pay(client, order_id, buyer)
     assert broken.status_code == 503 and broken.get_json()["error"]["code"] == "unavailable"
     assert live_status(order_id) == "paying"
-    eventually(lambda: live_status(order_id) == "paid", timeout=30)
+    wait_until(lambda: live_status(order_id) == "paid", timeout=30)
     assert pay(client, order_id, buyer).get_json() == {"status": "paid"}
     assert ledger_status(order_id) == "paid"
     assert gateway.charges(order_id)["captures"] == 1
@@ -106,11 +106,11 @@ def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, sta
     assert live_status(order_id) == "paying"
     assert counters.read().get("payments.unresolved", 0) >= 1
     gateway.start()
-    eventually(lambda: live_status(order_id) == "cancelled", timeout=30)
+    wait_until(lambda: live_status(order_id) == "cancelled", timeout=30)
     assert gateway.charges(order_id) | {"requests": 0} == {
         "status": "voided", "charge_id": None, "requests": 0, "captures": 0}
     assert stock.sale_state(sale["id"])["remaining"] == 3
-    eventually(lambda: ledger_status(order_id) == "cancelled")
+    wait_until(lambda: ledger_status(order_id) == "cancelled")
     refused = pay(client, order_id, buyer)
     assert refused.status_code == 409 and refused.get_json()["error"]["code"] == \
         "order_not_payable"

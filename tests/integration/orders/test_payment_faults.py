@@ -21,11 +21,11 @@ from flashsale.sales import stock
 from flashsale.sales.reconcile import reconcile
 from spillway.clients import redis_store
 from tests.factories import buy
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.integration.orders.orders import confirmed_order
 from tests.integration.orders.orders import ledger_status
 from tests.integration.orders.orders import live_status
+from tests.waiting import wait_until
 
 # A web process's gateway call may last 3 s here: time enough to kill it mid-call.
 SLOW_CALLS = {"SPILLWAY_GATEWAY_TIMEOUT_S": "3", "SPILLWAY_PAYING_GRACE_MS": "4000"}
@@ -112,7 +112,7 @@ def test_a_gateway_slower_than_deadline_and_grace(client, start_worker, gateway,
     for answers in told.values():
         assert answers[-1] == (409, "order_not_payable")
         assert all(status in (503, 409) for status, _ in answers), answers
-    eventually(lambda: all(live_status(order_id) == "cancelled" for order_id in orders))
+    wait_until(lambda: all(live_status(order_id) == "cancelled" for order_id in orders))
     again = [buyer_with_id(client, f"again-{i}") for i in range(3)]
     for b in again:
         response = buy(client, sale, b["headers"])
@@ -120,8 +120,8 @@ def test_a_gateway_slower_than_deadline_and_grace(client, start_worker, gateway,
         orders[response.get_json()["order_id"]] = b
     assert stock.sale_state(sale["id"])["remaining"] == 0
     time.sleep(max(0.0, started + 8.5 - time.monotonic()))  # the charges' flights are over
-    eventually(lambda: all(live_status(order_id) == "cancelled" for order_id in orders))
-    eventually(lambda: all(ledger_status(order_id) == "cancelled" for order_id in orders))
+    wait_until(lambda: all(live_status(order_id) == "cancelled" for order_id in orders))
+    wait_until(lambda: all(ledger_status(order_id) == "cancelled" for order_id in orders))
     audit(sale, orders, told, gateway)
     assert stock.sale_state(sale["id"])["remaining"] == 3
 
@@ -167,7 +167,7 @@ def pay_and_kill_the_web(web, gateway, order_id: str, buyer: dict) -> None:
 
     payer = threading.Thread(target=pay)
     payer.start()
-    eventually(lambda: in_flight(gateway, order_id), interval=0.02)
+    wait_until(lambda: in_flight(gateway, order_id), interval=0.02)
     web.kill(signal.SIGKILL)
     payer.join()
     assert answers == [None], "the web process must die before answering"
@@ -187,9 +187,9 @@ def test_web_killed_mid_payment_never_charged_is_cancelled(client, start_worker,
     order_id = confirmed_order(client, sale, buyer["headers"])
     started = time.monotonic()
     pay_and_kill_the_web(web, gateway, order_id, buyer)
-    eventually(lambda: live_status(order_id) != "paying", timeout=30)
+    wait_until(lambda: live_status(order_id) != "paying", timeout=30)
     assert live_status(order_id) == "cancelled"
-    eventually(lambda: ledger_status(order_id) == "cancelled")
+    wait_until(lambda: ledger_status(order_id) == "cancelled")
     time.sleep(max(0.0, started + 12.5 - time.monotonic()))  # the charge's flight is over
     assert gateway.charges(order_id)["status"] == "voided"
     audit(sale, {order_id: buyer}, {}, gateway)
@@ -207,11 +207,11 @@ def test_web_killed_mid_payment_after_the_capture_is_paid(client, start_worker, 
     buyer = buyer_with_id(client, "charged")
     order_id = confirmed_order(client, sale, buyer["headers"])
     pay_and_kill_the_web(web, gateway, order_id, buyer)
-    eventually(lambda: gateway.charges(order_id)["status"] == "captured")
+    wait_until(lambda: gateway.charges(order_id)["status"] == "captured")
     assert live_status(order_id) == "paying"  # charged, and nobody knows yet
-    eventually(lambda: live_status(order_id) != "paying", timeout=30)
+    wait_until(lambda: live_status(order_id) != "paying", timeout=30)
     assert live_status(order_id) == "paid"
-    eventually(lambda: ledger_status(order_id) == "paid")
+    wait_until(lambda: ledger_status(order_id) == "paid")
     retried = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer["headers"])
     assert retried.get_json() == {"status": "paid"}
     audit(sale, {order_id: buyer}, {order_id: [(200, retried.get_json())]}, gateway)

@@ -1,10 +1,7 @@
 """The queue behind admission, with real Celery worker processes: every 202 becomes exactly
 one order in the database, whatever dies in between."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +19,11 @@ from spillway.clients import redis_store
 from tests.audit import check_books
 from tests.factories import admin_headers
 from tests.factories import buy
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
+from tests.servers import Gateway
 from tests.servers import free_port
-from tests.servers import wait_for_port
+from tests.waiting import wait_until
 
 
 def persisted(order_ids) -> dict[str, Order]:
@@ -75,7 +72,7 @@ def test_orders_are_persisted_and_confirmed(client, app, start_worker):
     sale = make_sale(client)
     buyer = signup(client)
     order_id = buy(client, sale, buyer).get_json()["order_id"]
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
                .get_json()["status"] == "confirmed")
     assert persisted([order_id])[order_id].status == "confirmed"
 
@@ -87,9 +84,9 @@ def test_far_more_buyers_than_stock(client, app, start_worker):
     buyers = [signup(client, f"b{i}") for i in range(60)]
     accepted = burst(app, sale, buyers, 300)
     assert sum(accepted.values()) == 40
-    eventually(lambda: len(persisted(accepted)) == len(accepted))
+    wait_until(lambda: len(persisted(accepted)) == len(accepted))
     check_invariants(sale, accepted)
-    eventually(lambda: reconcile(int(sale["id"])).ok)
+    wait_until(lambda: reconcile(int(sale["id"])).ok)
 
 
 def test_reconcile_reports_drift_loudly(client, app, start_worker, caplog):
@@ -97,7 +94,7 @@ def test_reconcile_reports_drift_loudly(client, app, start_worker, caplog):
     start_worker()
     sale = make_sale(client, stock=5)
     buy(client, sale, signup(client))
-    eventually(lambda: reconcile(int(sale["id"])).ok)
+    wait_until(lambda: reconcile(int(sale["id"])).ok)
     redis_store.hincrby(keys.sale_key(sale["id"]), "remaining", 1)  # the drift
     report = reconcile(int(sale["id"]))
     assert not report.ok and not report.redis_balanced
@@ -112,13 +109,13 @@ def test_worker_killed_mid_burst_loses_nothing(client, app, start_worker):
     buyers = [signup(client, f"k{i}") for i in range(1500)]
     accepted = burst(app, sale, buyers, 3000)  # the outbox fills; no worker yet
     first = start_worker(beat=False)
-    eventually(lambda: pending_in_outbox() > 0, timeout=30, interval=0.001)
+    wait_until(lambda: pending_in_outbox() > 0, timeout=30, interval=0.001)
     first.kill(signal.SIGKILL)  # mid-batch: taken from the outbox, not acknowledged
     held = pending_in_outbox()
     assert held > 0, "the kill must land while the worker holds entries"
     start_worker()  # with beat: drains, and sweeps what the dead worker held
-    eventually(lambda: pending_in_outbox() == 0, timeout=60)
-    eventually(lambda: len(persisted(accepted)) == len(accepted), timeout=60)
+    wait_until(lambda: pending_in_outbox() == 0, timeout=60)
+    wait_until(lambda: len(persisted(accepted)) == len(accepted), timeout=60)
     check_invariants(sale, accepted)
     statuses = {order_states.order_state(order_id)["status"] for order_id in accepted}
     assert statuses == {"confirmed"}, "what the dead worker held was confirmed by the sweeper"
@@ -141,7 +138,7 @@ def test_reservation_without_a_publish_is_persisted(client, app, start_worker):
     admission = stock.reserve(int(sale["id"]), buyer_id, 1, "", int(time.time() * 1000),
                               order_id)
     assert admission.outcome == "reserved"  # …and the process died here, before any nudge
-    eventually(lambda: order_id in persisted([order_id]))
+    wait_until(lambda: order_id in persisted([order_id]))
 
 
 def test_payment_timeout_returns_stock_once_for_resale(client, app, start_worker):
@@ -151,11 +148,11 @@ def test_payment_timeout_returns_stock_once_for_resale(client, app, start_worker
     alice, bob = signup(client, "alice"), signup(client, "bob")
     order_id = buy(client, sale, alice).get_json()["order_id"]
     assert buy(client, sale, bob).get_json()["error"]["code"] == "sold_out"
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
+    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
                .get_json()["status"] == "cancelled")
     assert stock.sale_state(sale["id"])["remaining"] == 1
     assert buy(client, sale, bob).status_code == 202
-    eventually(lambda: persisted([order_id])[order_id].status == "cancelled")
+    wait_until(lambda: persisted([order_id])[order_id].status == "cancelled")
     stats = client.get(f"/api/v1/sales/{sale['id']}/stats", headers=admin_headers()).get_json()
     assert (stats["orders_cancelled"], stats["remaining"]) == (1, 0)
 
@@ -163,16 +160,10 @@ def test_payment_timeout_returns_stock_once_for_resale(client, app, start_worker
 @pytest.fixture
 def gateway(app, tmp_path):
     """The stand-in payment gateway, 50 ms per charge."""
-    port = free_port()
-    with open(tmp_path / "gateway.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "flashsale.gateway", "--port",
-                                    str(port), "--latency", "0.05"], stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for_port(port, process=process)
-    app.config["PAYMENT_URL"] = f"http://127.0.0.1:{port}"
+    server = Gateway(tmp_path, "--latency", "0.05").start()
+    app.config["PAYMENT_URL"] = server.url
     yield
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=10)
+    server.stop()
 
 
 def test_pay_once_confirmed(client, app, start_worker, gateway):
@@ -184,7 +175,7 @@ def test_pay_once_confirmed(client, app, start_worker, gateway):
     early = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
     if early.status_code == 409:
         assert early.get_json()["error"]["code"] == "order_not_payable"
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
                .get_json()["status"] in ("confirmed", "paid"))
     for _ in range(2):
         paid = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
@@ -201,7 +192,7 @@ def test_gateway_down_is_503_and_changes_nothing(client, app, start_worker):
     sale = make_sale(client)
     buyer = signup(client)
     order_id = buy(client, sale, buyer).get_json()["order_id"]
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
+    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
                .get_json()["status"] == "confirmed")
     response = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"

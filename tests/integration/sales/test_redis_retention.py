@@ -13,9 +13,9 @@ from flashsale.sales import stock
 from flashsale.sales.reconcile import reconcile
 from spillway.clients import redis_store
 from tests.factories import buy
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
+from tests.waiting import wait_until
 
 
 def test_a_final_orders_record_expires_and_the_ledger_answers_for_it(client, app):
@@ -67,7 +67,7 @@ def test_a_sale_long_over_leaves_its_per_buyer_keys_to_the_ledger(client, app):
     held = keys.shard(sale["id"], 0, 1)
     assert redis_store.exists(held.units, held.idempotency) == 2
     assert archive.archive_sales() == 0  # not over yet
-    eventually(lambda: time.time() * 1000 > stock.registered_sales()[int(sale["id"])]
+    wait_until(lambda: time.time() * 1000 > stock.registered_sales()[int(sale["id"])]
                .archive_ms(1), timeout=10)
     assert tasks.expire_payments() >= 1
     assert archive.archive_sales() == 1

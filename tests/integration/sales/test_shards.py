@@ -12,12 +12,12 @@ from flashsale.sales.reconcile import reconcile
 from spillway.clients import redis_store
 from tests.factories import admin_headers
 from tests.factories import buy
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
 from tests.integration.sales.test_queue import burst
 from tests.integration.sales.test_queue import check_invariants
 from tests.integration.sales.test_queue import persisted
+from tests.waiting import wait_until
 
 
 def stats(client, sale) -> dict:
@@ -55,9 +55,9 @@ def test_burst_on_four_shards(client, app, start_worker):
         assert response.status_code == 202
         accepted[response.get_json()["order_id"]] = 1
     assert buy(client, sale, signup(client, "last")).get_json()["error"]["code"] == "sold_out"
-    eventually(lambda: len(persisted(accepted)) == len(accepted))
+    wait_until(lambda: len(persisted(accepted)) == len(accepted))
     check_invariants(sale, accepted)
-    eventually(lambda: reconcile(int(sale["id"])).ok)
+    wait_until(lambda: reconcile(int(sale["id"])).ok)
     assert stock.sale_state(sale["id"])["in_transit"] == 0
 
 
@@ -98,10 +98,10 @@ def test_cancel_returns_stock_for_resale(client, app, start_worker):
     alice, bob = signup(client, "alice"), signup(client, "bob")
     order_id = buy(client, sale, alice, quantity=2).get_json()["order_id"]
     assert buy(client, sale, bob).get_json()["error"]["code"] == "sold_out"
-    eventually(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
+    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
                .get_json()["status"] == "cancelled")
     assert stats(client, sale)["remaining"] == 2
     assert buy(client, sale, bob, quantity=2).status_code == 202
-    eventually(lambda: persisted([order_id])[order_id].status == "cancelled")
+    wait_until(lambda: persisted([order_id])[order_id].status == "cancelled")
     assert (stats(client, sale)["orders_cancelled"], stats(client, sale)["remaining"]) == (1, 0)
-    eventually(lambda: reconcile(int(sale["id"])).ok)
+    wait_until(lambda: reconcile(int(sale["id"])).ok)

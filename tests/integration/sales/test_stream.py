@@ -4,7 +4,6 @@ gevent worker on a free port, on the suite's real redis, read by a real HTTP cli
 import http.client
 import json
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -15,11 +14,11 @@ import pytest
 
 from flashsale.orders import state as order_states
 from spillway.clients import redis_store
-from tests.factories import eventually
 from tests.factories import make_sale
 from tests.factories import signup
+from tests.servers import Server
 from tests.servers import free_port
-from tests.servers import wait_for_port
+from tests.waiting import wait_until
 
 HEARTBEAT_S = 0.3
 
@@ -68,15 +67,12 @@ def stream_server(request, app, service_env, tmp_path, stream_settings):
     port = free_port()
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test",
            "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S), **stream_settings}
-    with open(tmp_path / f"{request.param}.log", "wb") as log:
-        process = subprocess.Popen(server_argv(request.param, port), env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(request.param, server_argv(request.param, port), port, tmp_path, env=env)
     try:
-        wait_for_port(port, timeout=60, process=process)
+        server.start(60)
         yield port
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop(30)
 
 
 def post_purchase(port: int, sale: dict, headers: dict, key: str) -> dict:
@@ -189,12 +185,12 @@ def test_disconnected_clients_are_unsubscribed(app, client, stream_server):
         reader.next_event()
     assert server_connections(stream_server) >= 40
     before = poller_reads()
-    eventually(lambda: poller_reads() > before, timeout=10)  # the poller is reading
+    wait_until(lambda: poller_reads() > before, timeout=10)  # the poller is reading
     for reader in readers:
         reader.close()
-    eventually(lambda: server_connections(stream_server) == 0, timeout=30)
+    wait_until(lambda: server_connections(stream_server) == 0, timeout=30)
     # Once every watch is gone the poller ends: the count of reads stands still.
-    eventually(redis_reads_stopped, timeout=30)
+    wait_until(redis_reads_stopped, timeout=30)
 
 
 @pytest.mark.parametrize("stream_settings", [{"SPILLWAY_STREAM_MAX_LIFETIME_S": "1.5"}])
@@ -252,7 +248,7 @@ def test_streams_are_capped_per_address_and_per_worker(app, client, stream_serve
         reader.next_event()
     assert_refused(open_from(stream_server, sale, "10.0.0.3"), 503, "unavailable")
     held.pop(0).close()  # noticed at its next heartbeat, then its place is free
-    reopened = eventually(lambda: (r := open_from(stream_server, sale, "10.0.0.1"))
+    reopened = wait_until(lambda: (r := open_from(stream_server, sale, "10.0.0.1"))
                           .response.status == 200 and r or r.close(), timeout=10)
     assert reopened.next_event()
     for reader in [*held, reopened]:

@@ -13,7 +13,8 @@ from datetime import timezone
 import pytest
 import requests
 
-from tests.factories import ADMIN_TOKEN
+from tests.environment import ADMIN_TOKEN
+from tests.environment import service_environment
 from tests.servers import Server
 from tests.servers import free_port
 from tests.servers import start_memcached
@@ -43,11 +44,9 @@ def live_app(server_logs, tmp_path_factory):
     root = tmp_path_factory.mktemp("live-app")
     redis_server, memcached = start_redis(server_logs), start_memcached(server_logs)
     env = {**os.environ, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "WARNING",
-           "SPILLWAY_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-           "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{redis_server.port}/1",
-           "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
-           "SPILLWAY_RUN_DIR": str(root), "DATABASE_URL": f"sqlite:///{root / 'live.db'}",
-           "SPILLWAY_ADMIN_TOKEN": ADMIN_TOKEN, "SPILLWAY_RATE_LIMITS": "off",
+           **service_environment(f"127.0.0.1:{redis_server.port}",
+                                 f"127.0.0.1:{memcached.port}", f"sqlite:///{root / 'live.db'}",
+                                 root),
            "SPILLWAY_PROXY_HOPS": "0"}
     subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"], env=env, cwd=root,
                    check=True, capture_output=True, timeout=120)
@@ -55,7 +54,7 @@ def live_app(server_logs, tmp_path_factory):
     server = Server("live-app", [sys.executable, "-m", "spillway", "serve", "--port", str(port),
                                  "--env", "test", "--no-access-log"],
                     port, server_logs, env=env, cwd=root).start(timeout=60)
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = server.url
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
         product = requests.post(f"{base_url}/api/v1/products", headers=admin, timeout=10,
