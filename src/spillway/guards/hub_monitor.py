@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # At most; half a low threshold. Each tick costs an idle worker about 0.14 ms of CPU: at a
 # tenth of the default threshold (10 ms) that was 14 ms a second, 1.4 % of a core per worker
-# doing nothing (bench/hub_monitor_cpu.py --idle); a block's length is within a tick anyway.
+# doing nothing (docs/guards.md, Figures); a block's length is within a tick anyway.
 TICK_S = 0.05
 # Reports kept until the ticker runs: a long block is reported once per threshold.
 MAX_PENDING = 64

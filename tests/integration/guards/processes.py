@@ -8,8 +8,10 @@ from pathlib import Path
 
 import requests
 
+from tests.servers import exited
 from tests.servers import free_port
-from tests.servers import wait_for_port
+from tests.servers import port_open
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 APPS = "tests.integration.guards.apps"
@@ -72,7 +74,8 @@ def gunicorn(env: dict, log_path: Path, workers: int = 1, wait: bool = True) -> 
                      "--bind", f"127.0.0.1:{port}", "--no-control-socket",
                      "--error-logfile", "-"], env, log_path, port)
     if wait:
-        wait_for_port(port, 30, served.process)
+        wait_until(port_open(port), 30, 0.05, what=f"port {port}",
+                   fail_if=exited(served.process))
     return served
 
 
@@ -82,5 +85,6 @@ def serve(env: dict, log_path: Path, wait: bool = True) -> Served:
     served = Served([sys.executable, "-m", "spillway", "serve", "--port", str(port),
                      "--no-debug", "--no-access-log"], env, log_path, port)
     if wait:
-        wait_for_port(port, 30, served.process)
+        wait_until(port_open(port), 30, 0.05, what=f"port {port}",
+                   fail_if=exited(served.process))
     return served

@@ -5,7 +5,6 @@ a beat that stops warm hands over at once; a beat rides through its redis being 
 start and restarted under it."""
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,28 +13,26 @@ import pytest
 
 from spillway.celery_app import BEAT_LOCK_TIMEOUT_S
 from spillway.clients import redis_store
-from tests.factories import eventually
 from tests.integration.guards.apps import BEAT_RUNS_KEY
 from tests.integration.guards.processes import app_env
+from tests.servers import Server
 from tests.servers import WorkerProcess
 from tests.servers import start_redis
+from tests.waiting import wait_until
 
 ACQUIRED = "beat: Acquired lock"
 WINDOW_S = 6.0
 
 
-class Beat(WorkerProcess):
-    """One `celery beat` process, as supervisord's beat line runs it (stopped, and its log
-    read, as a worker's)."""
+class Beat(Server):
+    """One `celery beat` process, as supervisord's beat line runs it."""
 
     def __init__(self, env: dict, log_path: Path):
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "beat",
-                 "--loglevel", "INFO", "--scheduler", "spillway.guards.beat_leader:LeaderScheduler",
-                 "--pidfile="], env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        super().__init__(log_path.stem, [
+            sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "beat",
+            "--loglevel", "INFO", "--scheduler", "spillway.guards.beat_leader:LeaderScheduler",
+            "--pidfile="], 0, log_path.parent, env=env, cwd="/")
+        self.start()
 
     def leads(self) -> bool:
         return ACQUIRED in self.log()
@@ -49,9 +46,9 @@ def beat_env(service_env):
 @pytest.fixture
 def worker(app, beat_env, tmp_path):
     """The beat app's worker (no embedded beat)."""
-    process = WorkerProcess(beat_env, tmp_path / "worker.log", beat=False)
+    process = WorkerProcess(beat_env, tmp_path / "worker.log", beat=False).start()
     yield process
-    process.kill()
+    process.stop()
 
 
 @pytest.fixture
@@ -66,7 +63,7 @@ def beats(app, beat_env, tmp_path, worker):
 
     yield start
     for beat in started:
-        beat.kill()
+        beat.stop()
 
 
 def runs_since(at: float) -> list[float]:
@@ -81,7 +78,7 @@ def runs_in_a_window() -> int:
 
 
 def the_leader(*candidates: Beat) -> Beat:
-    leader = eventually(lambda: [beat for beat in candidates if beat.leads()], timeout=60)
+    leader = wait_until(lambda: [beat for beat in candidates if beat.leads()], timeout=60)
     assert len(leader) == 1, "two beats hold the lock"
     return leader[0]
 
@@ -93,7 +90,7 @@ def test_two_beats_run_each_period_once_and_the_second_takes_over(beats, record)
     first, second = beats("a"), beats("b")
     leader = the_leader(first, second)
     follower = second if leader is first else first
-    eventually(lambda: runs_since(0), timeout=60)
+    wait_until(lambda: runs_since(0), timeout=60)
     both = runs_in_a_window()
     assert WINDOW_S / 2 <= both <= WINDOW_S + 2, both  # about 6: not 12
     assert not follower.leads()
@@ -101,8 +98,8 @@ def test_two_beats_run_each_period_once_and_the_second_takes_over(beats, record)
 
     killed_at = time.time()
     leader.kill(signal.SIGKILL)
-    eventually(follower.leads, timeout=BEAT_LOCK_TIMEOUT_S + 30)
-    first_run = eventually(lambda: runs_since(killed_at), timeout=30)[0]
+    wait_until(follower.leads, timeout=BEAT_LOCK_TIMEOUT_S + 30)
+    first_run = wait_until(lambda: runs_since(killed_at), timeout=30)[0]
     takeover_s = first_run - killed_at
     record("beat takeover after SIGKILL of the leader, s", round(takeover_s, 2))
     assert takeover_s < BEAT_LOCK_TIMEOUT_S + 10, takeover_s
@@ -115,14 +112,14 @@ def test_a_beat_stopped_warm_hands_over_at_once(beats, record):
     waiting beat takes over well inside the lock's timeout, and a restarted beat waits."""
     first = beats("a")
     the_leader(first)
-    eventually(lambda: runs_since(0), timeout=60)
+    wait_until(lambda: runs_since(0), timeout=60)
     second = beats("b")
     time.sleep(2)  # second is waiting on the lock
     assert not second.leads()
     stopped_at = time.time()
     first.kill(signal.SIGTERM)
-    eventually(second.leads, timeout=30)
-    first_run = eventually(lambda: runs_since(stopped_at), timeout=30)[0]
+    wait_until(second.leads, timeout=30)
+    first_run = wait_until(lambda: runs_since(stopped_at), timeout=30)[0]
     record("beat takeover after SIGTERM of the leader, s", round(first_run - stopped_at, 2))
     third = beats("c")
     both = runs_in_a_window()
@@ -138,7 +135,7 @@ def test_a_beat_rides_through_a_redis_outage(app, beat_env, tmp_path):
     broker = start_redis(tmp_path)
     env = {**beat_env, "SPILLWAY_BROKER_URL": f"redis://127.0.0.1:{broker.port}/1"}
     broker.stop()
-    worker = WorkerProcess(env, tmp_path / "worker.log", beat=False)
+    worker = WorkerProcess(env, tmp_path / "worker.log", beat=False).start()
     beat = Beat(env, tmp_path / "beat.log")
     try:
         time.sleep(3)
@@ -146,16 +143,16 @@ def test_a_beat_rides_through_a_redis_outage(app, beat_env, tmp_path):
         assert "beat: redis is unavailable, could not load the schedule" in beat.log()
         broker.start()
         started_at = time.time()
-        eventually(lambda: runs_since(started_at), timeout=60)
+        wait_until(lambda: runs_since(started_at), timeout=60)
         broker.kill(signal.SIGKILL)
         time.sleep(2)
         broker.start()
         restarted_at = time.time()
-        eventually(lambda: runs_since(restarted_at), timeout=60)
+        wait_until(lambda: runs_since(restarted_at), timeout=60)
         assert beat.process.poll() is None, beat.log()
         assert "beat: lost the leader lock" in beat.log() or \
             "beat: redis is unavailable, could not tick" in beat.log(), beat.log()
     finally:
-        beat.kill()
+        beat.stop()
         worker.kill()
         broker.stop()

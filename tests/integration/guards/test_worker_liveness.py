@@ -14,8 +14,8 @@ import pytest
 from spillway.clients import redis_store
 from spillway.guards.worker_liveness import workers
 from tests.factories import admin_headers
-from tests.factories import eventually
 from tests.servers import WorkerProcess
+from tests.waiting import wait_until
 
 PING_S = "0.5"
 STALL_S = 3.0
@@ -31,11 +31,11 @@ def worker_env(service_env):
 @pytest.fixture
 def worker(app, worker_env, tmp_path):
     """One real worker, its liveness record awaited."""
-    process = WorkerProcess(worker_env, tmp_path / "worker.log", beat=False)
+    process = WorkerProcess(worker_env, tmp_path / "worker.log", beat=False).start()
     hostname = process.process.args[process.process.args.index("--hostname") + 1]
-    eventually(lambda: hostname in workers(redis_store.client), timeout=60)
+    wait_until(lambda: hostname in workers(redis_store.client), timeout=60)
     yield hostname, process
-    process.kill()
+    process.stop()
 
 
 def last_ping(hostname: str) -> dict:
@@ -47,7 +47,7 @@ def test_each_worker_pings_itself_and_the_metrics_show_it(app, client, worker):
     hostname, _ = worker
     first = last_ping(hostname)
     assert 0 <= first["rtt_s"] < 5
-    eventually(lambda: last_ping(hostname)["ran"] > first["ran"], timeout=10)
+    wait_until(lambda: last_ping(hostname)["ran"] > first["ran"], timeout=10)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert f'spillway_celery_worker_ping_rtt_seconds{{worker="{hostname}"}}' in metrics
     assert f'spillway_celery_worker_ping_age_seconds{{worker="{hostname}"}}' in metrics
@@ -61,14 +61,14 @@ def test_readyz_says_when_no_worker_consumes(app, client, worker):
     assert client.get("/readyz").get_json()["checks"]["broker"] == "ok"
     os.killpg(process.process.pid, signal.SIGSTOP)
     try:
-        answer = eventually(lambda: (r := client.get("/readyz", headers=admin_headers()))
+        answer = wait_until(lambda: (r := client.get("/readyz", headers=admin_headers()))
                             .status_code == 503 and r, timeout=STALL_S + 10)
     finally:
         os.killpg(process.process.pid, signal.SIGCONT)
     reason = answer.get_json()["checks"]["broker"]
     assert "no worker consumed a ping in the last 3 s" in reason and hostname in reason
     assert answer.headers["Retry-After"] == "1"
-    eventually(lambda: client.get("/readyz").status_code == 200, timeout=15)
+    wait_until(lambda: client.get("/readyz").status_code == 200, timeout=15)
 
 
 def test_a_worker_whose_connections_are_cut_consumes_again(worker, redis_server, record):
@@ -78,7 +78,7 @@ def test_a_worker_whose_connections_are_cut_consumes_again(worker, redis_server,
     killed_at = time.time()
     redis_store.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     redis_store.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    back = eventually(lambda: last_ping(hostname).get("sent", 0) > killed_at
+    back = wait_until(lambda: last_ping(hostname).get("sent", 0) > killed_at
                       and last_ping(hostname), timeout=STALL_S + 10)
     record("consuming again after CLIENT KILL, s", round(back["ran"] - killed_at, 2))
     assert process.process.poll() is None  # the same process, consuming again
@@ -134,20 +134,20 @@ stdout_logfile={tmp_path}/worker.log
         return int(out) if out.isdigit() else 0
 
     try:
-        eventually(lambda: hostname in workers(redis_store.client), timeout=60)
+        wait_until(lambda: hostname in workers(redis_store.client), timeout=60)
         first = pid()
         assert first > 0
         app.extensions["celery"].control.cancel_consumer(f"{hostname}.dq2",
                                                          destination=[hostname], reply=True)
         stopped_at = time.monotonic()
-        second = eventually(lambda: (now := pid()) not in (0, first) and now, timeout=60)
+        second = wait_until(lambda: (now := pid()) not in (0, first) and now, timeout=60)
         restart_s = time.monotonic() - stopped_at
         log = (tmp_path / "worker.log").read_text()
         assert f"worker {hostname} consumed none of its pings for" in log, log
         assert STALL_S <= restart_s < STALL_S + 15, restart_s
         record("stalled worker detected and restarted, s", round(restart_s, 2))
         restarted_at = time.time()
-        eventually(lambda: last_ping(hostname).get("ran", 0) > restarted_at, timeout=60)
+        wait_until(lambda: last_ping(hostname).get("ran", 0) > restarted_at, timeout=60)
         assert pid() == second
     finally:
         os.killpg(supervisord.pid, signal.SIGTERM)

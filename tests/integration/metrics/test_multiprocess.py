@@ -173,7 +173,7 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
     # The guards on /ops: each gevent worker's hub (none blocked), the worker's last ping.
     assert sorted(worker["pid"] for worker in live["hub"]) == sorted(worker_pids(gunicorn))
     assert {(worker["server"], worker["blocks"]) for worker in live["hub"]} == {("gunicorn", 0)}
-    [celery_worker] = eventually(lambda: session.get(
+    [celery_worker] = wait_until(lambda: session.get(
         f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(), timeout=30,
     ).json()["celery_workers"], timeout=30)  # its first ping, SPILLWAY_WORKER_PING_S in
     assert celery_worker["rtt_s"] < 5 and not celery_worker["silent"]
