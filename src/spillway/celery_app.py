@@ -5,9 +5,18 @@ The pattern of Flask's own Celery example (``celery_init_app``): the Celery app 
 ``app.extensions["celery"]``, where the runtime finds it to run its worker and beat.
 """
 
+from urllib.parse import parse_qsl
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+
 from celery import Celery
 from celery import Task
 from flask import Flask
+
+# Beat wakes at least this often, and extends its lock each time; a beat that dies holds the
+# lock this long at most, then another takes over (the takeover time, docs/guards.md).
+BEAT_LOOP_S = 1.0
+BEAT_LOCK_TIMEOUT_S = 5
 
 
 class FlaskCelery:
@@ -28,11 +37,21 @@ class FlaskCelery:
         return celery_app
 
 
-def base_config(broker_url: str, visibility_timeout: int = 3600) -> dict:
+def base_config(broker_url: str, visibility_timeout: int = 3600,
+                beat_redis_url: str | None = None) -> dict:
     """Celery settings that keep a task's promise: JSON only (a worker that accepts pickle
     runs whatever a broker client sends it, and never needs C_FORCE_ROOT), acks_late +
     reject_on_worker_lost + prefetch 1 (a task a worker dies in is delivered again instead
-    of lost, so tasks must be idempotent)."""
+    of lost, so tasks must be idempotent).
+
+    And the guards (docs/guards.md): each worker also consumes its own queue
+    (``worker_direct``), where it pings itself (spillway.guards.worker_liveness); beat is
+    celery-redbeat, whose schedule and leader lock live in redis (``beat_redis_url``, the
+    broker's by default: a beat is of no use without it), so a beat may run on every worker
+    host: one holds the lock and ticks, the others wait on it and take over within
+    ``BEAT_LOCK_TIMEOUT_S`` of its death (spillway.guards.beat_leader: redbeat's scheduler,
+    made to ride through a redis outage).
+    """
     return {
         "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
@@ -46,7 +65,26 @@ def base_config(broker_url: str, visibility_timeout: int = 3600) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
+        "worker_direct": True,
+        "beat_scheduler": "spillway.guards.beat_leader:LeaderScheduler",
+        "beat_max_loop_interval": BEAT_LOOP_S,
+        "redbeat_redis_url": beat_redis_url or redis_py_url(broker_url),
+        "redbeat_redis_options": {"socket_timeout": 5.0, "socket_connect_timeout": 2.0},
+        "redbeat_key_prefix": "spillway:beat:",
+        "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
     }
+
+
+def redis_py_url(broker_url: str) -> str:
+    """The broker's URL as redis-py spells it (redbeat connects with redis-py): kombu's
+    ``redis+socket:///path?virtual_host=1`` (what `spillway up` gives) is
+    ``unix:///path?db=1``; ``redis://`` and ``rediss://`` are the same in both."""
+    parts = urlsplit(broker_url)
+    if parts.scheme != "redis+socket":
+        return broker_url
+    query = [("db" if name == "virtual_host" else name, value)
+             for name, value in parse_qsl(parts.query)]
+    return f"unix://{parts.path}" + (f"?{urlencode(query)}" if query else "")
 
 
 def every(seconds: float, task: str) -> dict:

@@ -7,8 +7,10 @@ Outermost first, each seeing what the next one answers:
 2. ``SecurityHeaders`` — nosniff, frame and referrer policies, CSP on every answer;
 3. ``RequestMetricsMiddleware`` — one latency observation per request, by route
    (``SPILLWAY_METRICS=off`` drops it);
-4. ``RuntimeEndpoints`` — ``/healthz``, ``/readyz``, ``/metrics``;
-5. the app's own WSGI layers (its fast paths, installed by its factory), then Flask, where
+4. ``DeadlineMiddleware`` — the request's greenlet ends at ``SPILLWAY_REQUEST_TIMEOUT_S``
+   with a 503 (a view may set its own; only in a process patched by gevent);
+5. ``RuntimeEndpoints`` — ``/healthz``, ``/readyz``, ``/metrics``;
+6. the app's own WSGI layers (its fast paths, installed by its factory), then Flask, where
    the rate limit per address runs on every route and the matched rule is recorded for
    the metrics.
 
@@ -16,8 +18,11 @@ Outermost first, each seeing what the next one answers:
 """
 
 from flask import Flask
+from flask import current_app
+from flask import request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from spillway.guards import deadline
 from spillway.health.endpoints import RuntimeEndpoints
 from spillway.metrics import celery_signals
 from spillway.metrics.middleware import RequestMetricsMiddleware
@@ -36,6 +41,10 @@ def install(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, remember_route)
     celery_signals.connect()
     wsgi = RuntimeEndpoints(app, app.wsgi_app)
+    if deadline.applies():
+        # Once routed, a view's own deadline replaces the default (spillway.guards.deadline).
+        app.before_request_funcs[None].insert(1, _apply_view_deadline)
+        wsgi = deadline.DeadlineMiddleware(wsgi, app.config["REQUEST_TIMEOUT_S"])
     if app.config["METRICS_ENABLED"]:
         wsgi = RequestMetricsMiddleware(wsgi)
     wsgi = SecurityHeaders(wsgi)
@@ -45,3 +54,8 @@ def install(app: Flask) -> None:
         # nginx appended (the real peer) is believed.
         wsgi = ProxyFix(wsgi, x_for=hops, x_proto=hops)
     app.wsgi_app = wsgi
+
+
+def _apply_view_deadline() -> None:
+    deadline.apply_view_deadline(request.environ,
+                                 current_app.view_functions.get(request.endpoint))

@@ -8,6 +8,8 @@ import gevent
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
+from spillway.guards import protect_gevent_worker
+
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 2048
@@ -27,7 +29,9 @@ def make_listener(host: str, port: int) -> socket.socket:
 
 
 def serve(app: Flask, host: str, port: int, access_log: bool = True) -> None:
-    """Serve ``app`` until interrupted; with debug on, behind Werkzeug's debugger."""
+    """Serve ``app`` until interrupted; with debug on, behind Werkzeug's debugger. The gevent
+    guards first: a blocking driver stops it in one line; the hub is watched."""
+    protect_gevent_worker(app, "serve")
     wsgi_app = app
     if app.debug:
         from werkzeug.debug import DebuggedApplication

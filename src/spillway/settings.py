@@ -84,6 +84,26 @@ def _read(env: Env, config_name: str) -> dict:
         # /readyz reuses a process's last checks this long: a flood costs one run a second.
         "READYZ_CACHE_S": env.float("SPILLWAY_READYZ_CACHE_S", 1.0, validate=Range(0, 60)),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+        **_guard_settings(env),
+    }
+
+
+def _guard_settings(env: Env) -> dict:
+    # The guards of a gevent stack (spillway/guards/, docs/guards.md).
+    return {
+        # A request's greenlet ends after this (503): a little under nginx's
+        # proxy_read_timeout (90 s), so the client hears our answer, not nginx's 504.
+        "REQUEST_TIMEOUT_S": env.float("SPILLWAY_REQUEST_TIMEOUT_S", 85.0,
+                                       validate=Range(0.01, 86400)),
+        # gevent's monitor thread: a hub that runs no other greenlet this long is blocked.
+        "HUB_MONITOR": env.str("SPILLWAY_HUB_MONITOR", "on").lower() != "off",
+        "MAX_BLOCKING_MS": env.int("SPILLWAY_MAX_BLOCKING_MS", 100,
+                                   validate=Range(5, 60_000)),
+        # Each Celery worker pings itself through the broker this often, and exits (to be
+        # restarted) when its pings go unconsumed this long while it has a free slot.
+        "WORKER_PING_S": env.float("SPILLWAY_WORKER_PING_S", 5.0, validate=Range(0.1, 3600)),
+        "WORKER_STALL_S": env.float("SPILLWAY_WORKER_STALL_S", 30.0,
+                                    validate=Range(0.5, 86400)),
     }
 
 

@@ -313,8 +313,8 @@ def test_what_the_service_user_writes_is_never_run_or_followed_by_root(boundary)
 
 
 def test_beat_keeps_no_schedule_file_and_still_ticks(boundary):
-    """Celery beat runs on the in-memory scheduler: no pickle shelve anywhere in the run
-    directory, and its heartbeat reaches the worker again and again."""
+    """Celery beat runs on redbeat (schedule and lock in redis): no pickle shelve anywhere
+    in the run directory, and its heartbeat reaches the worker again and again."""
     leftovers = [path for path in boundary.paths.root.rglob("*") if "celerybeat" in path.name]
     assert leftovers == []
     client = redis.Redis(unix_socket_path=str(boundary.paths.redis_socket))

@@ -2,7 +2,9 @@
 
 The page computes rates from two consecutive snapshots. Sales, the outbox and the
 orders persisted come from redis (one pipelined round trip) and are global; cache
-lookups come from this host's Prometheus counters (summed over its processes).
+lookups come from this host's Prometheus counters (summed over its processes). The
+runtime's guards (docs/guards.md): each gevent worker of this host with its hub blocks,
+and each Celery worker with its last ping through the broker.
 """
 
 import glob
@@ -12,6 +14,7 @@ from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
+from flask import current_app
 from sqlalchemy import select
 
 from flashsale import keys
@@ -20,6 +23,8 @@ from flashsale.ops.collectors import outbox_state
 from flashsale.sales.models import Sale
 from flashsale.sales.service import status_of
 from spillway.clients import redis_store
+from spillway.guards import hub_monitor
+from spillway.guards import worker_liveness
 from spillway.metrics import registry
 
 # Sales shown: not yet ended, or ended this recently; the newest first, at most this many.
@@ -46,7 +51,18 @@ def snapshot() -> dict:
         "outbox": {"depth": outbox["depth"], "pending": outbox["pending"]},
         "sales": [_sale(sale, raw, now_ms) for sale, raw in zip(sales, states)],
         "cache": cache_totals(),
+        "hub": hub_monitor.worker_blocks(),
+        "celery_workers": celery_workers(),
     }
+
+
+def celery_workers() -> list[dict]:
+    """Each Celery worker heard of lately, with its last ping's round trip and age, and
+    whether it is silent past the stall bound (the bound its watchdog restarts it at)."""
+    stall_s = current_app.config["WORKER_STALL_S"]
+    return [{"name": name, "rtt_s": round(entry["rtt_s"], 4), "age_s": round(entry["age_s"], 1),
+             "silent": entry["age_s"] > stall_s}
+            for name, entry in sorted(worker_liveness.workers(redis_store.client).items())]
 
 
 def _sale(sale: Sale, raw: dict, now_ms: int) -> dict:

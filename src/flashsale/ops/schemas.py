@@ -28,6 +28,23 @@ class CacheTotalsOut(Schema):
     misses = fields.Integer(required=True)
 
 
+class HubWorkerOut(Schema):
+    pid = fields.Integer(required=True)
+    server = fields.String(required=True, metadata={"example": "gunicorn"})
+    blocks = fields.Integer(required=True, metadata={
+        "description": "times its hub ran no other greenlet over SPILLWAY_MAX_BLOCKING_MS"})
+    longest_s = fields.Float(required=True, metadata={"description": "its longest block"})
+
+
+class CeleryWorkerOut(Schema):
+    name = fields.String(required=True, metadata={"example": "celery@worker-1"})
+    rtt_s = fields.Float(required=True,
+                         metadata={"description": "its last ping: sent to its queue → run"})
+    age_s = fields.Float(required=True, metadata={"description": "seconds since it ran"})
+    silent = fields.Boolean(required=True,
+                            metadata={"description": "no ping for SPILLWAY_WORKER_STALL_S"})
+
+
 class LiveOut(Schema):
     """Cumulative counters at one instant; rates are differences of two snapshots."""
 
@@ -43,3 +60,7 @@ class LiveOut(Schema):
     cache = fields.List(fields.Nested(CacheTotalsOut), required=True,
                         metadata={"description": "app-side lookups on this host (nginx's own "
                                                  "memcached hits are not seen by the app)"})
+    hub = fields.List(fields.Nested(HubWorkerOut), required=True,
+                      metadata={"description": "this host's live gevent workers"})
+    celery_workers = fields.List(fields.Nested(CeleryWorkerOut), required=True,
+                                 metadata={"description": "Celery workers heard of lately"})

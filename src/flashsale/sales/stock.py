@@ -31,6 +31,7 @@ from flashsale.keys import shard_count
 from flashsale.sales import metrics
 from spillway import redis_scripts
 from spillway.clients import redis_store
+from spillway.guards.deadline import shielded
 
 LUA_DIR = Path(__file__).parent / "lua"
 # Fields of a sale hash that add up over its shards (the rest is the sale's definition).
@@ -232,7 +233,10 @@ def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, or
                 buyer_limits: tuple[tuple[int, int], ...] = ()) -> Admission:
     keys, args = reserve_call(sale_id, user_id, quantity, idempotency, now_ms, order_id, home,
                               deposit, final, retry, buyer_limits)
-    reply = redis_scripts.run(redis_scripts.script(LUA_DIR / "reserve.lua"), keys, args)
+    # A request's deadline never lands while the EVALSHA is queued or awaited: the batcher
+    # would still send it, and a reservation would be taken that nobody is told of.
+    with shielded():
+        reply = redis_scripts.run(redis_scripts.script(LUA_DIR / "reserve.lua"), keys, args)
     outcome = reply[0].decode()
     if outcome == "short":
         return Admission(outcome, remaining=int(reply[1]))

@@ -21,6 +21,7 @@ from pymemcache.client.base import Client
 
 from spillway.clients import redis_store
 from spillway.failures import one_line
+from spillway.guards import worker_liveness
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ def check_memcached() -> None:
 
 
 def check_broker() -> None:
+    """The broker answers, and its workers consume: some worker's ping went through lately,
+    or no worker is known (spillway.guards.worker_liveness)."""
     with current_app.extensions["spillway"].celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+    worker_liveness.check_consumers(redis_store.client, current_app.config["WORKER_STALL_S"])
 
 
 def checks_of(app: Flask) -> dict:

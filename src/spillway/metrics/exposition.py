@@ -9,13 +9,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from spillway.clients import redis_store
+from spillway.guards import worker_liveness
 from spillway.metrics.registry import multiprocess_dir
 
 
 def exposition(app: Flask) -> bytes:
     """The Prometheus text of ``app``'s processes and its declared collectors."""
     shared = CollectorRegistry()
-    for make in app.extensions["spillway"].collectors:
+    spec = app.extensions["spillway"]
+    if spec.celery is not None:  # each worker's last ping, from redis
+        shared.register(worker_liveness.LivenessCollector(redis_store.client))
+    for make in spec.collectors:
         shared.register(make(app))
     if multiprocess_dir():
         processes = CollectorRegistry()

@@ -16,3 +16,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_abort(worker):
+    """gunicorn is killing a worker that stopped answering (--timeout): log the block that
+    held its hub, if the monitor caught one (spillway.guards.hub_monitor)."""
+    from spillway.guards import hub_monitor
+
+    hub_monitor.flush_pending("gunicorn aborted the worker")

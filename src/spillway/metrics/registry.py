@@ -10,6 +10,7 @@ Children are bound on first use: a process that never records a series writes no
 import os
 
 from prometheus_client import Counter
+from prometheus_client import Gauge
 from prometheus_client import Histogram
 
 # Sub-millisecond to seconds: the purchase fast path answers in well under 5 ms.
@@ -34,7 +35,22 @@ TASK_DURATION = Histogram(
     "Celery task run time in the worker, by task and final state.", ["task", "state"],
     buckets=TASK_BUCKETS)
 
-
+# The guards (spillway/guards/). "liveall" gauges keep one series per live process (a pid
+# label), dropped when gunicorn reaps the worker: the blocks of each gevent worker. Labelled
+# by the server ("gunicorn", "serve") so that only a process that watches its hub writes them.
+HUB_BLOCK_SECONDS = Histogram(
+    "spillway_hub_block_seconds",
+    "How long the gevent hub ran no other greenlet, per block over SPILLWAY_MAX_BLOCKING_MS.",
+    ["server"], buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
+HUB_BLOCKS = Gauge("spillway_hub_blocks", "Blocks of this gevent worker's hub since it started.",
+                   ["server"], multiprocess_mode="liveall")
+HUB_BLOCK_LONGEST = Gauge("spillway_hub_block_longest_seconds",
+                          "The longest block of this gevent worker's hub since it started.",
+                          ["server"], multiprocess_mode="liveall")
+REQUEST_DEADLINES = Counter(
+    "spillway_request_deadlines_total",
+    "Requests ended by their deadline (SPILLWAY_REQUEST_TIMEOUT_S) and answered 503.",
+    ["route"])
 
 def multiprocess_dir() -> str | None:
     """The shared directory of multiprocess mode, or None when this process counts alone."""

@@ -143,7 +143,8 @@ def test_a_dead_workers_counts_stay_and_its_live_gauges_go(gunicorn, shared_dir)
 
 
 def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
-    """A real worker's task durations, and the orders it persisted, show in the web's scrape."""
+    """A real worker's task durations, and the orders it persisted, show in the web's scrape;
+    /ops lists the gevent workers' hubs and the Celery worker's last ping."""
     session = requests.Session()
     sale = open_sale(session, gunicorn, make_product(), stock=5)
     for name in ("cat", "dan"):
@@ -169,6 +170,13 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
     live = session.get(f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(),
                        timeout=30).json()
     assert live["orders_persisted"] == 2 and live["admitted"] == 2
+    # The guards on /ops: each gevent worker's hub (none blocked), the worker's last ping.
+    assert sorted(worker["pid"] for worker in live["hub"]) == sorted(worker_pids(gunicorn))
+    assert {(worker["server"], worker["blocks"]) for worker in live["hub"]} == {("gunicorn", 0)}
+    [celery_worker] = wait_until(lambda: session.get(
+        f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(), timeout=30,
+    ).json()["celery_workers"], timeout=30)  # its first ping, SPILLWAY_WORKER_PING_S in
+    assert celery_worker["rtt_s"] < 5 and not celery_worker["silent"]
 
 
 def test_a_celery_child_that_exits_drops_its_live_gauges(app, shared_dir, start_worker):

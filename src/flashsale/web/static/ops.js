@@ -180,6 +180,35 @@ function render() {
   $("now-cache").textContent = current.length
     ? current.map((v) => Math.round(v * 100) + " %").join(" · ")
     : "no lookups";
+
+  const blocked = latest.hub.reduce((sum, worker) => sum + worker.blocks, 0);
+  $("now-hub").textContent = latest.hub.length
+    ? blocked.toLocaleString() + " blocks in " + latest.hub.length + " workers"
+    : "no gevent worker";
+  rows("table-hub", latest.hub.map((w) => [w.pid, w.server, w.blocks, seconds(w.longest_s)]));
+  const silent = latest.celery_workers.filter((w) => w.silent).length;
+  $("now-celery").textContent = latest.celery_workers.length
+    ? (latest.celery_workers.length - silent) + " consuming" + (silent ? ", " + silent + " silent" : "")
+    : "no worker heard of";
+  rows("table-celery", latest.celery_workers.map((w) => [w.name, seconds(w.rtt_s),
+                                                         seconds(w.age_s) + (w.silent ? " (silent)" : "")]));
+}
+
+function seconds(value) {
+  return value < 1 ? Math.round(value * 1000) + " ms" : value.toFixed(1) + " s";
+}
+
+function rows(id, cells) {
+  const body = $(id);
+  body.replaceChildren(...cells.map((row) => {
+    const tr = document.createElement("tr");
+    row.forEach((cell) => {
+      const td = document.createElement("td");
+      td.textContent = String(cell);  // worker names come from hosts: text, never markup
+      tr.appendChild(td);
+    });
+    return tr;
+  }));
 }
 
 function palette() {
