@@ -41,6 +41,7 @@ test: test-deps lint ## Set everything up, then run the whole test suite
 
 lint: test-deps ## ruff: lint and the formatting (pyproject.toml has the rules)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-fast: test-deps ## Unit and integration tests only (no full-stack end-to-end)
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)

@@ -35,8 +35,19 @@ WORKLOADS = {
 
 def benchmark(port: int, workload: list[str], clients: int, requests: int) -> float:
     """Requests per second redis-benchmark measured."""
-    argv = [binary("redis-benchmark"), "-p", str(port), "-c", str(clients), "-n",
-            str(requests), "-r", "1000000", "--csv", *workload]
+    argv = [
+        binary("redis-benchmark"),
+        "-p",
+        str(port),
+        "-c",
+        str(clients),
+        "-n",
+        str(requests),
+        "-r",
+        "1000000",
+        "--csv",
+        *workload,
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True).stdout
     rows = list(csv.reader(io.StringIO(out)))
     return float(rows[-1][1])
@@ -69,8 +80,7 @@ def main() -> int:
 
 
 def redis_version() -> str:
-    answer = subprocess.run([binary("redis-server"), "--version"], capture_output=True,
-                            text=True)
+    answer = subprocess.run([binary("redis-server"), "--version"], capture_output=True, text=True)
     return answer.stdout.split()[2].removeprefix("v=")
 
 
@@ -84,16 +94,17 @@ def render(results: dict, rounds: int, requests: int) -> str:
         f"{redis_version()}, "
         "AOF on the machine's disk. A shared, loaded 2-core machine: read the ratios.",
         "",
-        "| writes | clients | always (req/s) | everysec (req/s) | no (req/s) "
-        "| always ÷ everysec |",
+        "| writes | clients | always (req/s) | everysec (req/s) | no (req/s) | always ÷ everysec |",
         "|---|---|---|---|---|---|",
     ]
     for name in WORKLOADS:
         for clients in (50, 1):
             rates = {p: statistics.median(results[(name, clients, p)]) for p in POLICIES}
-            lines.append(f"| {name} | {clients} | {rates['always']:,.0f} | "
-                         f"{rates['everysec']:,.0f} | {rates['no']:,.0f} | "
-                         f"{rates['always'] / rates['everysec']:.2f} |")
+            lines.append(
+                f"| {name} | {clients} | {rates['always']:,.0f} | "
+                f"{rates['everysec']:,.0f} | {rates['no']:,.0f} | "
+                f"{rates['always'] / rates['everysec']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -55,10 +55,20 @@ def side_server(lab, name: str, metrics_on: bool):
         env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     else:
         env["SPILLWAY_METRICS"] = "off"
-    return lab.start(gunicorn_server(lab.logs, env, "--config",
-                                     "python:spillway.metrics.gunicorn_conf",
-                                     "--worker-connections", "4096", "--backlog", "4096",
-                                     workers=1, name=f"gunicorn-{name}"))
+    return lab.start(
+        gunicorn_server(
+            lab.logs,
+            env,
+            "--config",
+            "python:spillway.metrics.gunicorn_conf",
+            "--worker-connections",
+            "4096",
+            "--backlog",
+            "4096",
+            workers=1,
+            name=f"gunicorn-{name}",
+        )
+    )
 
 
 def worker_pid(server) -> int:
@@ -101,8 +111,15 @@ def measure_marginal(lab) -> dict:
     shared = lab.work / "metrics-marginal"
     shared.mkdir()
     env = {**os.environ, **lab.stack.environment(), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
-    done = subprocess.run([PYTHON, __file__, "--marginal"], env=env, capture_output=True,
-                          text=True, timeout=600, check=True, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [PYTHON, __file__, "--marginal"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -125,16 +142,21 @@ def main() -> int:
         lab.supervisorctl("stop", "celery-beat", "celery-worker")
         sale = lab.new_sale(10_000_000, 100)
         print(f"[2] signing up {BUYERS} buyers; starting the two side servers", flush=True)
-        script = wrk.write_purchase_script(lab.work / "purchase.lua", lab.buyers(BUYERS),
-                                           replay_every=0)
+        script = wrk.write_purchase_script(
+            lab.work / "purchase.lua", lab.buyers(BUYERS), replay_every=0
+        )
         servers = {name: side_server(lab, name, name == "on") for name in ("off", "on")}
         for round_number in range(1, args.rounds + 1):
             for name in ("off", "on") if round_number % 2 else ("on", "off"):
                 print(f"[3] round {round_number}: metrics {name}", flush=True)
-                run = wrk.run(f"{servers[name].url}/api/v1/sales/{sale['id']}/orders",
-                              CONNECTIONS, args.seconds, script,
-                              script_args=(f"m{len(rows)}",),
-                              server_pid=worker_pid(servers[name]))
+                run = wrk.run(
+                    f"{servers[name].url}/api/v1/sales/{sale['id']}/orders",
+                    CONNECTIONS,
+                    args.seconds,
+                    script,
+                    script_args=(f"m{len(rows)}",),
+                    server_pid=worker_pid(servers[name]),
+                )
                 rows.append((round_number, name, run))
         scraped = requests.get(f"{servers['on'].url}/metrics", timeout=30).text
         print("[4] what the metrics add to one purchase, timed in-process", flush=True)
@@ -144,42 +166,68 @@ def main() -> int:
 
 
 def render(rows, scraped: str, marginal: dict, seconds: int, load_before: float) -> str:
-    median = {name: statistics.median(r.rps for _, n, r in rows if n == name)
-              for name in ("off", "on")}
-    cpu = {name: statistics.median(r.cpu_us_per_request for _, n, r in rows if n == name)
-           for name in ("off", "on")}
+    median = {
+        name: statistics.median(r.rps for _, n, r in rows if n == name) for name in ("off", "on")
+    }
+    cpu = {
+        name: statistics.median(r.cpu_us_per_request for _, n, r in rows if n == name)
+        for name in ("off", "on")
+    }
     added = marginal["middleware"] + marginal["counter"]
     leanest = min(r.cpu_us_per_request for _, n, r in rows if n == "off")
-    recorded = sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
-                   if line.startswith("spillway_http_request_duration_seconds_count")
-                   and "orders" in line)
-    return "\n".join([
-        "# Metrics overhead on the purchase fast path",
-        "",
-        f"- {when_and_where(load_before)}; wrk -t2 -c{CONNECTIONS} -d{seconds}s, alternating",
-        "- target: POST /api/v1/sales/{id}/orders on one gunicorn gevent worker, no nginx",
-        "- off: SPILLWAY_METRICS=off, no PROMETHEUS_MULTIPROC_DIR; on: as deployed",
-        "",
-        f"**What the metrics add to one purchase: {added:.1f} µs of CPU** (in-process,"
-        f" multiprocess mode, best of 3 × 200,000: middleware with its histogram"
-        f" observation {marginal['middleware']:.1f} µs, reservation counter"
-        f" {marginal['counter']:.1f} µs), against {leanest:,.0f} µs of worker CPU"
-        f" per purchase without metrics (the least disturbed run, so the share is not"
-        f" understated): **{added / leanest:.1%} of purchase req/s** at saturation"
-        f" (goal < 5 %).",
-        "",
-        f"Side by side under wrk (noisy: the cores are shared): worker CPU per purchase,"
-        f" median, off {cpu['off']:,.0f} µs, on {cpu['on']:,.0f} µs"
-        f" ({1 - cpu['off'] / cpu['on']:+.1%}); req/s off {median['off']:,.0f}, on"
-        f" {median['on']:,.0f} ({median['on'] / median['off'] - 1:+.1%}). The `on` server's"
-        f" /metrics counted {recorded:,.0f} purchase requests.",
-        "",
-        table(["round", "metrics", "req/s", "worker CPU µs/request", "p50 ms", "p99 ms",
-               "non-2xx"],
-              [[str(r), n, f"{w.rps:,.0f}", f"{w.cpu_us_per_request:,.0f}", f"{w.p50_ms:.2f}",
-                f"{w.p99_ms:.2f}", str(w.non_2xx)] for r, n, w in rows]),
-        "",
-    ])
+    recorded = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line.startswith("spillway_http_request_duration_seconds_count") and "orders" in line
+    )
+    return "\n".join(
+        [
+            "# Metrics overhead on the purchase fast path",
+            "",
+            f"- {when_and_where(load_before)}; wrk -t2 -c{CONNECTIONS} -d{seconds}s, alternating",
+            "- target: POST /api/v1/sales/{id}/orders on one gunicorn gevent worker, no nginx",
+            "- off: SPILLWAY_METRICS=off, no PROMETHEUS_MULTIPROC_DIR; on: as deployed",
+            "",
+            f"**What the metrics add to one purchase: {added:.1f} µs of CPU** (in-process,"
+            f" multiprocess mode, best of 3 × 200,000: middleware with its histogram"
+            f" observation {marginal['middleware']:.1f} µs, reservation counter"
+            f" {marginal['counter']:.1f} µs), against {leanest:,.0f} µs of worker CPU"
+            f" per purchase without metrics (the least disturbed run, so the share is not"
+            f" understated): **{added / leanest:.1%} of purchase req/s** at saturation"
+            f" (goal < 5 %).",
+            "",
+            f"Side by side under wrk (noisy: the cores are shared): worker CPU per purchase,"
+            f" median, off {cpu['off']:,.0f} µs, on {cpu['on']:,.0f} µs"
+            f" ({1 - cpu['off'] / cpu['on']:+.1%}); req/s off {median['off']:,.0f}, on"
+            f" {median['on']:,.0f} ({median['on'] / median['off'] - 1:+.1%}). The `on` server's"
+            f" /metrics counted {recorded:,.0f} purchase requests.",
+            "",
+            table(
+                [
+                    "round",
+                    "metrics",
+                    "req/s",
+                    "worker CPU µs/request",
+                    "p50 ms",
+                    "p99 ms",
+                    "non-2xx",
+                ],
+                [
+                    [
+                        str(r),
+                        n,
+                        f"{w.rps:,.0f}",
+                        f"{w.cpu_us_per_request:,.0f}",
+                        f"{w.p50_ms:.2f}",
+                        f"{w.p99_ms:.2f}",
+                        str(w.non_2xx),
+                    ]
+                    for r, n, w in rows
+                ],
+            ),
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -53,40 +53,82 @@ def main() -> int:
     with several_hosts(shards=1) as deployment:
         shop = Shop(deployment.url, {"Authorization": f"Bearer {ADMIN}"})
         url = f"{deployment.url}/api/v1/sales/{shop.new_sale(10_000_000, 100)['id']}/orders"
-        script = wrk.write_purchase_script(deployment.work / "purchase.lua",
-                                           shop.signup(BUYERS, "mb"), replay_every=0)
+        script = wrk.write_purchase_script(
+            deployment.work / "purchase.lua", shop.signup(BUYERS, "mb"), replay_every=0
+        )
         for name in SCENARIOS:
             killer = threading.Timer(1.0, deployment.hosts["app2"].kill)
             if "dies" in name:
                 killer.start()
             print(f"[bench] {name}: wrk -c{options.connections} -d{options.seconds}s", flush=True)
-            run = wrk.run(url, options.connections, options.seconds, script,
-                          script_args=(name[:3],))
+            run = wrk.run(
+                url, options.connections, options.seconds, script, script_args=(name[:3],)
+            )
             if killer.is_alive():
                 killer.join()
-            results.append({"scenario": name, "rps": run.rps, "p50_ms": run.p50_ms,
-                            "p99_ms": run.p99_ms, "requests": run.requests,
-                            "non_2xx": run.non_2xx, "timeouts": run.timeouts,
-                            "socket_errors": run.socket_errors})
-    publish("multihost", "\n".join([
-        "# Several-hosts benchmark",
-        "",
-        f"- {when_and_where(load_before)}",
-        "- five network namespaces on this machine (tests/several_hosts.py); nginx on "
-        "127.0.0.1 balancing two app hosts (gunicorn, 1 gevent worker each) over TCP; "
-        f"wrk -t2 -c{options.connections} -d{options.seconds}s --latency, {BUYERS:,} rotating "
-        "buyers, a fresh Idempotency-Key each",
-        "",
-        table(["scenario", "req/s", "p50 ms", "p99 ms", "non-2xx", "timeouts", "socket errors"],
-              [[r["scenario"], f"{r['rps']:,.0f}", ms(r["p50_ms"]), ms(r["p99_ms"]),
-                f"{r['non_2xx']:,}", str(r["timeouts"]), str(r["socket_errors"])]
-               for r in results]),
-        "",
-    ]))
+            results.append(
+                {
+                    "scenario": name,
+                    "rps": run.rps,
+                    "p50_ms": run.p50_ms,
+                    "p99_ms": run.p99_ms,
+                    "requests": run.requests,
+                    "non_2xx": run.non_2xx,
+                    "timeouts": run.timeouts,
+                    "socket_errors": run.socket_errors,
+                }
+            )
+    publish(
+        "multihost",
+        "\n".join(
+            [
+                "# Several-hosts benchmark",
+                "",
+                f"- {when_and_where(load_before)}",
+                "- five network namespaces on this machine (tests/several_hosts.py); nginx on "
+                "127.0.0.1 balancing two app hosts (gunicorn, 1 gevent worker each) over TCP; "
+                f"wrk -t2 -c{options.connections} -d{options.seconds}s --latency, "
+                f"{BUYERS:,} rotating buyers, a fresh Idempotency-Key each",
+                "",
+                table(
+                    [
+                        "scenario",
+                        "req/s",
+                        "p50 ms",
+                        "p99 ms",
+                        "non-2xx",
+                        "timeouts",
+                        "socket errors",
+                    ],
+                    [
+                        [
+                            r["scenario"],
+                            f"{r['rps']:,.0f}",
+                            ms(r["p50_ms"]),
+                            ms(r["p99_ms"]),
+                            f"{r['non_2xx']:,}",
+                            str(r["timeouts"]),
+                            str(r["socket_errors"]),
+                        ]
+                        for r in results
+                    ],
+                ),
+                "",
+            ]
+        ),
+    )
     if options.json:
-        options.json.write_text(json.dumps({"bench": "multihost", "seconds": options.seconds,
-                                            "connections": options.connections,
-                                            "results": results}, indent=2))
+        options.json.write_text(
+            json.dumps(
+                {
+                    "bench": "multihost",
+                    "seconds": options.seconds,
+                    "connections": options.connections,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -21,8 +21,9 @@ def make_app(path: str, stock: int = 10_000_000):
     with sqlite3.connect(path) as setup:
         setup.execute("PRAGMA journal_mode=WAL")
         setup.execute("CREATE TABLE IF NOT EXISTS sale (id INTEGER PRIMARY KEY, remaining INT)")
-        setup.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, user TEXT,"
-                      " quantity INT)")
+        setup.execute(
+            "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, user TEXT, quantity INT)"
+        )
         setup.execute("CREATE INDEX IF NOT EXISTS orders_user ON orders (user)")
         setup.execute("INSERT OR IGNORE INTO sale VALUES (1, ?)", (stock,))
     local = threading.local()
@@ -33,15 +34,17 @@ def make_app(path: str, stock: int = 10_000_000):
         return local.db
 
     def app(environ, start_response):
-        quantity = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-                              )["quantity"]
+        quantity = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))[
+            "quantity"
+        ]
         user = environ.get("HTTP_X_USER", "anonymous")
         db = connection()
         db.execute("BEGIN IMMEDIATE")
         try:
             remaining = db.execute("SELECT remaining FROM sale WHERE id = 1").fetchone()[0]
-            held = db.execute("SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE user = ?",
-                              (user,)).fetchone()[0]
+            held = db.execute(
+                "SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE user = ?", (user,)
+            ).fetchone()[0]
             if held + quantity > PER_USER_LIMIT or remaining < quantity:
                 db.execute("ROLLBACK")
                 start_response("409 Conflict", [("Content-Type", "application/json")])

@@ -62,8 +62,10 @@ def prepare(env: dict, buyers: int) -> tuple[str, list[str]]:
         upgrade()
         client = app.test_client()
         sale = make_sale(client, stock=10_000_000, per_user_limit=PER_USER_LIMIT)
-        tokens = [client.post("/api/v1/users", json={"name": f"b{n}"}).get_json()["token"]
-                  for n in range(buyers)]
+        tokens = [
+            client.post("/api/v1/users", json={"name": f"b{n}"}).get_json()["token"]
+            for n in range(buyers)
+        ]
     return sale["id"], tokens
 
 
@@ -85,22 +87,35 @@ def run_target(lab, name: str, url: str, script: Path, env: dict, args) -> dict:
     if args.profile:
         options += ["-c", str(lab.work / "profile_hooks.py")]
         env = {**env, "BENCH_PROFILE": str(profile_base)}
-    server = lab.start(gunicorn_server(lab.logs, {**os.environ, **env}, *options, workers=1),
-                       timeout=20)
+    server = lab.start(
+        gunicorn_server(lab.logs, {**os.environ, **env}, *options, workers=1), timeout=20
+    )
     try:
         target = url.replace("PORT", str(server.port))
         # Fresh Idempotency-Keys every run (printable ASCII, no spaces: API.md).
         tag = f"{''.join(c for c in name if c.isalnum())}-{time.monotonic_ns()}"
         wrk.run(target, args.connections, 2, script, script_args=(tag + "w",))
         batches_before = batch_counts(server.port)
-        result = wrk.run(target, args.connections, args.seconds, script, script_args=(tag,),
-                         server_pid=server.process.pid)
+        result = wrk.run(
+            target,
+            args.connections,
+            args.seconds,
+            script,
+            script_args=(tag,),
+            server_pid=server.process.pid,
+        )
         commands, batches = (a - b for a, b in zip(batch_counts(server.port), batches_before))
     finally:
         server.stop()
-    return {"name": name, "rps": result.rps, "non_2xx": result.non_2xx,
-            "p99_ms": result.p99_ms, "cpu_us": result.cpu_us_per_request,
-            "per_write": commands / batches if batches else None, "profile": profile_base}
+    return {
+        "name": name,
+        "rps": result.rps,
+        "non_2xx": result.non_2xx,
+        "p99_ms": result.p99_ms,
+        "cpu_us": result.cpu_us_per_request,
+        "per_write": commands / batches if batches else None,
+        "profile": profile_base,
+    }
 
 
 def main() -> int:
@@ -115,11 +130,18 @@ def main() -> int:
     with session("purchase-cpu") as lab:
         redis_server = lab.start(start_redis(lab.logs))
         memcached = lab.start(start_memcached(lab.logs))
-        env = {**service_environment(f"127.0.0.1:{redis_server.port}",
-                                     f"127.0.0.1:{memcached.port}",
-                                     f"sqlite:///{lab.work / 'bench.db'}", lab.work),
-               "SPILLWAY_LOG_LEVEL": "WARNING", "SPILLWAY_ENV": "prd",
-               "SPILLWAY_SECRET_KEY": "bench-" + "k" * 40, "SPILLWAY_PROXY_HOPS": "0"}
+        env = {
+            **service_environment(
+                f"127.0.0.1:{redis_server.port}",
+                f"127.0.0.1:{memcached.port}",
+                f"sqlite:///{lab.work / 'bench.db'}",
+                lab.work,
+            ),
+            "SPILLWAY_LOG_LEVEL": "WARNING",
+            "SPILLWAY_ENV": "prd",
+            "SPILLWAY_SECRET_KEY": "bench-" + "k" * 40,
+            "SPILLWAY_PROXY_HOPS": "0",
+        }
         (lab.work / "profile_hooks.py").write_text(PROFILE_HOOKS)
         # Every purchase takes one unit from a buyer: enough buyers that none reaches the limit.
         purchases = 2 * args.rounds * (args.seconds + 2) * TOP_RATE
@@ -128,23 +150,36 @@ def main() -> int:
         # test app used the suite's.
         served = {**env, "SPILLWAY_ADMIN_TOKEN": secrets.token_urlsafe(32)}
         close = {"Connection": "close"} if args.close else {}
-        scripts = {method: wrk.write_purchase_script(lab.work / f"{method}.lua", tokens, method,
-                                                     replay_every=0, headers=close)
-                   for method in ("POST", "GET")}
+        scripts = {
+            method: wrk.write_purchase_script(
+                lab.work / f"{method}.lua", tokens, method, replay_every=0, headers=close
+            )
+            for method in ("POST", "GET")
+        }
         purchase = f"http://127.0.0.1:PORT/api/v1/sales/{sale_id}/orders"
-        targets = [("bare hello", "http://127.0.0.1:PORT/demo/index", scripts["GET"], {}),
-                   ("purchase, batching on", purchase, scripts["POST"], {}),
-                   ("purchase, batching off", purchase, scripts["POST"],
-                    {"SPILLWAY_REDIS_BATCHING": "off"})]
+        targets = [
+            ("bare hello", "http://127.0.0.1:PORT/demo/index", scripts["GET"], {}),
+            ("purchase, batching on", purchase, scripts["POST"], {}),
+            (
+                "purchase, batching off",
+                purchase,
+                scripts["POST"],
+                {"SPILLWAY_REDIS_BATCHING": "off"},
+            ),
+        ]
         for round_ in range(1, args.rounds + 1):
             for name, url, script, own_env in targets:
                 result = run_target(lab, name, url, script, {**served, **own_env}, args)
                 results.append(result)
-                print(f"round {round_}: {name}: {result['rps']:,.0f} req/s, "
-                      f"{result['cpu_us']:.0f} CPU µs/req, non-2xx {result['non_2xx']}",
-                      flush=True)
-        best = {name: min((r for r in results if r["name"] == name), key=lambda r: r["cpu_us"])
-                for name, *_ in targets}
+                print(
+                    f"round {round_}: {name}: {result['rps']:,.0f} req/s, "
+                    f"{result['cpu_us']:.0f} CPU µs/req, non-2xx {result['non_2xx']}",
+                    flush=True,
+                )
+        best = {
+            name: min((r for r in results if r["name"] == name), key=lambda r: r["cpu_us"])
+            for name, *_ in targets
+        }
         report(best, lab.work, args.profile)
     return 1 if any(r["non_2xx"] for r in results) else 0
 
@@ -152,12 +187,29 @@ def main() -> int:
 def report(best: dict, work: Path, profile: bool) -> None:
     hello = best["bare hello"]
     print("\nbest of each (lowest CPU per request):")
-    print(table(["target", "req/s", "CPU µs/req", "hello CPU ÷ this", "req/s ÷ hello",
-                 "purchases per redis write"],
-                [[name, f"{r['rps']:,.0f}", f"{r['cpu_us']:.0f}",
-                  f"{hello['cpu_us'] / r['cpu_us']:.2f}", f"{r['rps'] / hello['rps']:.2f}",
-                  f"{r['per_write']:.1f}" if r["per_write"] else "–"]
-                 for name, r in best.items()]))
+    print(
+        table(
+            [
+                "target",
+                "req/s",
+                "CPU µs/req",
+                "hello CPU ÷ this",
+                "req/s ÷ hello",
+                "purchases per redis write",
+            ],
+            [
+                [
+                    name,
+                    f"{r['rps']:,.0f}",
+                    f"{r['cpu_us']:.0f}",
+                    f"{hello['cpu_us'] / r['cpu_us']:.2f}",
+                    f"{r['rps'] / hello['rps']:.2f}",
+                    f"{r['per_write']:.1f}" if r["per_write"] else "–",
+                ]
+                for name, r in best.items()
+            ],
+        )
+    )
     if any(r["non_2xx"] for r in best.values()):
         print("\nsome answers were not 2xx: the figures are not of real reservations")
     for name, result in best.items() if profile else ():

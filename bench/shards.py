@@ -56,30 +56,55 @@ def main() -> int:
     results = []
     with session("shards") as lab:
         print(f"[1] starting the stack; signing up {BUYERS:,} buyers", flush=True)
-        script = wrk.write_purchase_script(lab.work / "purchase.lua", lab.buyers(BUYERS),
-                                           replay_every=0)
+        script = wrk.write_purchase_script(
+            lab.work / "purchase.lua", lab.buyers(BUYERS), replay_every=0
+        )
         for round_number in range(1, rounds + 1):
             order = SHARD_COUNTS if round_number % 2 else tuple(reversed(SHARD_COUNTS))
             for shards, (scenario, stock) in ((n, s) for n in order for s in SCENARIOS.items()):
                 sale = lab.new_sale(stock or shards, 100, shards=shards)
-                print(f"[2] round {round_number}: {scenario}, {shards} shard(s), "
-                      f"-c{options.connections}", flush=True)
-                run = wrk.run(f"{lab.url}/api/v1/sales/{sale['id']}/orders",
-                              options.connections, seconds, script,
-                              script_args=(f"r{round_number}s{shards}{scenario[0]}",))
-                stats = lab.shop.call("GET", f"/api/v1/sales/{sale['id']}/stats",
-                                      headers=lab.admin)
-                results.append({"round": round_number, "scenario": scenario, "shards": shards,
-                                "rps": run.rps, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
-                                "requests": run.requests, "non_2xx": run.non_2xx,
-                                "timeouts": run.timeouts, "sold": stats["reserved"],
-                                "remaining": stats["remaining"]})
+                print(
+                    f"[2] round {round_number}: {scenario}, {shards} shard(s), "
+                    f"-c{options.connections}",
+                    flush=True,
+                )
+                run = wrk.run(
+                    f"{lab.url}/api/v1/sales/{sale['id']}/orders",
+                    options.connections,
+                    seconds,
+                    script,
+                    script_args=(f"r{round_number}s{shards}{scenario[0]}",),
+                )
+                stats = lab.shop.call("GET", f"/api/v1/sales/{sale['id']}/stats", headers=lab.admin)
+                results.append(
+                    {
+                        "round": round_number,
+                        "scenario": scenario,
+                        "shards": shards,
+                        "rps": run.rps,
+                        "p50_ms": run.p50_ms,
+                        "p99_ms": run.p99_ms,
+                        "requests": run.requests,
+                        "non_2xx": run.non_2xx,
+                        "timeouts": run.timeouts,
+                        "sold": stats["reserved"],
+                        "remaining": stats["remaining"],
+                    }
+                )
                 lab.wait_drained()
     publish("shards", render(results, seconds, options.connections, load_before))
     if options.json:
-        options.json.write_text(json.dumps({"bench": "shards", "seconds": seconds,
-                                            "connections": options.connections,
-                                            "results": results}, indent=2))
+        options.json.write_text(
+            json.dumps(
+                {
+                    "bench": "shards",
+                    "seconds": seconds,
+                    "connections": options.connections,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -90,35 +115,61 @@ def render(results: list[dict], seconds: int, connections: int, load_before: flo
         if key not in best or r["rps"] > best[key]["rps"]:
             best[key] = r
     one = {r["scenario"]: r["rps"] for r in best.values() if r["shards"] == 1}
-    rows = [[r["scenario"], str(r["shards"]), f"{r['rps']:,.0f}",
-             f"{r['rps'] / one[r['scenario']]:.2f}" if one.get(r["scenario"]) else "-",
-             ms(r["p50_ms"]), ms(r["p99_ms"]), f"{r['non_2xx']:,}", str(r["timeouts"]),
-             f"{r['sold']:,}"] for _, r in sorted(best.items())]
-    every = [[str(r["round"]), r["scenario"], str(r["shards"]), f"{r['rps']:,.0f}",
-              ms(r["p99_ms"])] for r in results]
-    return "\n".join([
-        "# Stock-shard benchmark",
-        "",
-        f"- {when_and_where(load_before)}; wrk -t2 -c{connections} -d{seconds}s --latency "
-        f"through nginx, {BUYERS:,} rotating buyers, a new Idempotency-Key each; one redis; "
-        "Celery draining meanwhile",
-        "- in stock: every purchase admitted from its home shard; sold out: one unit per "
-        "shard, then every purchase refused (409, counted as non-2xx)",
-        "",
-        "## Best run of each",
-        "",
-        table(["scenario", "shards", "req/s", "÷ 1 shard", "p50 ms", "p99 ms", "non-2xx",
-               "timeouts", "units sold"], rows),
-        "",
-        "One redis serves every shard, so N > 1 cannot add throughput here: the table shows "
-        "the overhead (per-sale shard lookup, cached; sold out: two round trips a refusal "
-        "instead of one). See DEPLOYMENT.md for when shards pay off.",
-        "",
-        "## Every run",
-        "",
-        table(["round", "scenario", "shards", "req/s", "p99 ms"], every),
-        "",
-    ])
+    rows = [
+        [
+            r["scenario"],
+            str(r["shards"]),
+            f"{r['rps']:,.0f}",
+            f"{r['rps'] / one[r['scenario']]:.2f}" if one.get(r["scenario"]) else "-",
+            ms(r["p50_ms"]),
+            ms(r["p99_ms"]),
+            f"{r['non_2xx']:,}",
+            str(r["timeouts"]),
+            f"{r['sold']:,}",
+        ]
+        for _, r in sorted(best.items())
+    ]
+    every = [
+        [str(r["round"]), r["scenario"], str(r["shards"]), f"{r['rps']:,.0f}", ms(r["p99_ms"])]
+        for r in results
+    ]
+    return "\n".join(
+        [
+            "# Stock-shard benchmark",
+            "",
+            f"- {when_and_where(load_before)}; wrk -t2 -c{connections} -d{seconds}s --latency "
+            f"through nginx, {BUYERS:,} rotating buyers, a new Idempotency-Key each; one redis; "
+            "Celery draining meanwhile",
+            "- in stock: every purchase admitted from its home shard; sold out: one unit per "
+            "shard, then every purchase refused (409, counted as non-2xx)",
+            "",
+            "## Best run of each",
+            "",
+            table(
+                [
+                    "scenario",
+                    "shards",
+                    "req/s",
+                    "÷ 1 shard",
+                    "p50 ms",
+                    "p99 ms",
+                    "non-2xx",
+                    "timeouts",
+                    "units sold",
+                ],
+                rows,
+            ),
+            "",
+            "One redis serves every shard, so N > 1 cannot add throughput here: the table shows "
+            "the overhead (per-sale shard lookup, cached; sold out: two round trips a refusal "
+            "instead of one). See DEPLOYMENT.md for when shards pay off.",
+            "",
+            "## Every run",
+            "",
+            table(["round", "scenario", "shards", "req/s", "p99 ms"], every),
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=None, help="streams to open (10,000)")
     parser.add_argument("--quick", action="store_true", help="1,000 streams, 5 purchases")
-    parser.add_argument("--purchases", type=int, default=None,
-                        help="purchases whose events are timed (10; 5 with --quick)")
+    parser.add_argument(
+        "--purchases",
+        type=int,
+        default=None,
+        help="purchases whose events are timed (10; 5 with --quick)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     streams = args.streams or (1000 if args.quick else 10_000)

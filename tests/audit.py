@@ -43,9 +43,13 @@ class Answer:
 
 def is_error_shape(body) -> bool:
     """``{"error": {"code": str, "message": str}}`` and nothing else at the top."""
-    return (isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], dict)
-            and isinstance(body["error"].get("code"), str)
-            and isinstance(body["error"].get("message"), str))
+    return (
+        isinstance(body, dict)
+        and set(body) == {"error"}
+        and isinstance(body["error"], dict)
+        and isinstance(body["error"].get("code"), str)
+        and isinstance(body["error"].get("message"), str)
+    )
 
 
 def answer_problem(answer: Answer) -> str | None:
@@ -60,7 +64,8 @@ def answer_problem(answer: Answer) -> str | None:
         return f"{where}: no answer ({answer.transport_error})"
     if answer.status >= 400:
         if not answer.content_type.startswith("application/json") or not is_error_shape(
-                answer.body):
+            answer.body
+        ):
             return f"{where}: {answer.status} is not the JSON error shape: {answer.body!r:.200}"
     if answer.status >= 500:
         if answer.status != 503 or answer.body["error"]["code"] != "unavailable":
@@ -87,12 +92,17 @@ class Figures:
     reserved_despite_503: int = 0
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "statuses": dict(self.statuses),
-                "accepted": self.accepted, "accepted_units": self.accepted_units,
-                "orders_lost": self.orders_lost, "oversold_units": self.oversold_units,
-                "server_errors": dict(self.server_errors),
-                "slowest_seconds": round(self.slowest_seconds, 2),
-                "reserved_despite_503": self.reserved_despite_503}
+        return {
+            "requests": self.requests,
+            "statuses": dict(self.statuses),
+            "accepted": self.accepted,
+            "accepted_units": self.accepted_units,
+            "orders_lost": self.orders_lost,
+            "oversold_units": self.oversold_units,
+            "server_errors": dict(self.server_errors),
+            "slowest_seconds": round(self.slowest_seconds, 2),
+            "reserved_despite_503": self.reserved_despite_503,
+        }
 
 
 def check_answers(answers: list[Answer]) -> Figures:
@@ -147,15 +157,25 @@ def wait_drained(redis_url: str, timeout: float = 90.0) -> None:
     """Block until every outbox entry has been taken by a worker and acknowledged."""
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:  # a ConnectionError: redis restarting
-        wait_until(lambda: outbox.depths(client), timeout, 0.3, until=lambda d: d == (0, 0),
-                   what="queue drained: (undelivered, pending)",
-                   ignoring=(redis.exceptions.ConnectionError,))
+        wait_until(
+            lambda: outbox.depths(client),
+            timeout,
+            0.3,
+            until=lambda d: d == (0, 0),
+            what="queue drained: (undelivered, pending)",
+            ignoring=(redis.exceptions.ConnectionError,),
+        )
     finally:
         client.close()
 
 
-def check_books(sale: dict, promised: dict[str, tuple[str | None, int]],
-                rows: dict[str, dict], remaining: int, unread_ok: bool = False) -> None:
+def check_books(
+    sale: dict,
+    promised: dict[str, tuple[str | None, int]],
+    rows: dict[str, dict],
+    remaining: int,
+    unread_ok: bool = False,
+) -> None:
     """docs/api.md's invariants 1-4 for a drained sale.
 
     :param promised: order id → (buyer id, or None not to check it; units promised).
@@ -173,12 +193,14 @@ def check_books(sale: dict, promised: dict[str, tuple[str | None, int]],
     assert unread_ok or not unpromised, f"orders nobody was promised: {unpromised[:3]}"
     for order_id, (user_id, quantity) in promised.items():
         row = rows[order_id]
-        assert row["quantity"] == quantity and user_id in (None, str(row["user_id"])), \
+        assert row["quantity"] == quantity and user_id in (None, str(row["user_id"])), (
             f"order {order_id} is {row}, promised {quantity} to {user_id}"
+        )
     live = [row for row in rows.values() if row["status"] != "cancelled"]
     assert remaining >= 0, f"remaining is {remaining}"
-    assert sale["stock"] == remaining + sum(row["quantity"] for row in live), \
+    assert sale["stock"] == remaining + sum(row["quantity"] for row in live), (
         f"stock {sale['stock']} != remaining {remaining} + live units"
+    )
     held = Counter()
     for row in live:
         held[row["user_id"]] += row["quantity"]
@@ -196,8 +218,13 @@ class SaleAudit:
     redis_url: str
     reconcile_env: dict
 
-    def audit(self, sale: dict, answers: list[Answer], figures: Figures | None = None,
-              drain_timeout: float = 90.0) -> Figures:
+    def audit(
+        self,
+        sale: dict,
+        answers: list[Answer],
+        figures: Figures | None = None,
+        drain_timeout: float = 90.0,
+    ) -> Figures:
         """Wait for the drain, then check docs/api.md's invariants for ``sale``.
 
         :param answers: every purchase answer clients saw for this sale (retries included).
@@ -213,9 +240,12 @@ class SaleAudit:
         wait_drained(self.redis_url, drain_timeout)
         rows = self.orders(int(sale["id"]))
         figures.orders_lost = len(set(units) - set(rows))
-        check_books(sale, {order_id: (answer.user_id, answer.quantity)
-                           for order_id, answer in promised.items()},
-                    rows, self.remaining(sale))
+        check_books(
+            sale,
+            {order_id: (answer.user_id, answer.quantity) for order_id, answer in promised.items()},
+            rows,
+            self.remaining(sale),
+        )
         self.check_through_api(units)
         self.reconcile(sale["id"])
         return figures
@@ -225,9 +255,12 @@ class SaleAudit:
         engine = sqlalchemy.create_engine(self.database_url)
         try:
             with engine.connect() as connection:
-                result = connection.execute(sqlalchemy.text(
-                    "SELECT id, user_id, quantity, status FROM orders WHERE sale_id = :sale"),
-                    {"sale": sale_id})
+                result = connection.execute(
+                    sqlalchemy.text(
+                        "SELECT id, user_id, quantity, status FROM orders WHERE sale_id = :sale"
+                    ),
+                    {"sale": sale_id},
+                )
                 rows = [dict(row._mapping) for row in result]
         finally:
             engine.dispose()
@@ -248,17 +281,28 @@ class SaleAudit:
         """Each promised order (id → units), read back by the admin, with those units."""
         with requests.Session() as session:
             for order_id, quantity in promised.items():
-                reply = session.get(f"{self.base_url}/api/v1/orders/{order_id}",
-                                    headers=self.admin_headers, timeout=10)
+                reply = session.get(
+                    f"{self.base_url}/api/v1/orders/{order_id}",
+                    headers=self.admin_headers,
+                    timeout=10,
+                )
                 assert reply.status_code == 200, (order_id, reply.status_code, reply.text)
                 order = reply.json()
                 assert order["quantity"] == quantity and order["status"] in (
-                    "confirmed", "paid", "cancelled"), order
+                    "confirmed",
+                    "paid",
+                    "cancelled",
+                ), order
 
     def reconcile(self, sale_id: str) -> None:
         """What `spillway reconcile SALE` says of the sale: its books balance."""
-        result = subprocess.run([sys.executable, "-m", "spillway", "reconcile", str(sale_id)],
-                                env={**os.environ, **self.reconcile_env}, capture_output=True,
-                                text=True, timeout=120)
-        assert result.returncode == 0 and " ok " in result.stdout, \
+        result = subprocess.run(
+            [sys.executable, "-m", "spillway", "reconcile", str(sale_id)],
+            env={**os.environ, **self.reconcile_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0 and " ok " in result.stdout, (
             f"reconcile: {result.stdout}{result.stderr[-2000:]}"
+        )

@@ -66,9 +66,12 @@ def database_url(database_server, tmp_path):
 @pytest.fixture
 def service_env(redis_server, memcached_server, database_url, tmp_path):
     """Environment variables that point a spillway process at this run's servers."""
-    return service_environment(f"127.0.0.1:{redis_server.port}",
-                               f"127.0.0.1:{memcached_server.port}", database_url,
-                               tmp_path / "run")
+    return service_environment(
+        f"127.0.0.1:{redis_server.port}",
+        f"127.0.0.1:{memcached_server.port}",
+        database_url,
+        tmp_path / "run",
+    )
 
 
 @pytest.fixture
@@ -103,8 +106,13 @@ def start_worker(service_env, tmp_path):
     tests/integration/test_celery_worker.py.
     """
     started = []
-    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "INFO",
-           "SPILLWAY_OUTBOX_STUCK_MS": "2000"}
+    env = {
+        **os.environ,
+        **service_env,
+        "SPILLWAY_ENV": "test",
+        "SPILLWAY_LOG_LEVEL": "INFO",
+        "SPILLWAY_OUTBOX_STUCK_MS": "2000",
+    }
 
     def start(beat: bool = True, user: int | None = None) -> WorkerProcess:
         worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", beat, user)

@@ -6,8 +6,9 @@ from pathlib import Path
 ADMIN_TOKEN = "test-admin-token"
 
 
-def service_environment(redis: str, memcached: str, database_url: str, run_dir: Path,
-                        admin_token: str = ADMIN_TOKEN) -> dict[str, str]:
+def service_environment(
+    redis: str, memcached: str, database_url: str, run_dir: Path, admin_token: str = ADMIN_TOKEN
+) -> dict[str, str]:
     """The app's redis (db 0) and broker (db 1) at ``redis``, memcached at ``memcached``
     (both ``host:port``), its ledger and run directory, the admin token; rate limits off,
     since tests drive the app from one address (tests/integration/security turns them on).

@@ -14,8 +14,13 @@ def admin_headers() -> dict:
 
 def make_product(**overrides):
     """A committed product (caches invalidated like any admin write)."""
-    fields = {"name": "Lantern", "description": "A paper lantern.", "price_cents": 1299,
-              "image_url": "/static/lantern.png", **overrides}
+    fields = {
+        "name": "Lantern",
+        "description": "A paper lantern.",
+        "price_cents": 1299,
+        "image_url": "/static/lantern.png",
+        **overrides,
+    }
     return service.create_product(fields)
 
 
@@ -29,9 +34,13 @@ def signup(client, name: str = "buyer") -> dict:
 def make_sale(client, **overrides) -> dict:
     """An active sale of a new product, created through the admin API."""
     product = make_product()
-    body = {"product_id": str(product.id), "stock": 10, "per_user_limit": 2,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
-            **overrides}
+    body = {
+        "product_id": str(product.id),
+        "stock": 10,
+        "per_user_limit": 2,
+        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+        **overrides,
+    }
     response = client.post("/api/v1/sales", json=body, headers=admin_headers())
     assert response.status_code == 201, response.get_json()
     return response.get_json()
@@ -40,6 +49,8 @@ def make_sale(client, **overrides) -> dict:
 def buy(client, sale: dict, headers: dict, quantity: int = 1, key: str | None = None):
     """POST a purchase; returns the response."""
     extra = {"Idempotency-Key": key} if key else {}
-    return client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": quantity},
-                       headers={**headers, **extra})
-
+    return client.post(
+        f"/api/v1/sales/{sale['id']}/orders",
+        json={"quantity": quantity},
+        headers={**headers, **extra},
+    )

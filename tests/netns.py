@@ -32,8 +32,12 @@ def ip(*args: str) -> None:
 
 def free_subnet() -> ipaddress.IPv4Network:
     """A /24 in 10.200.0.0/13 that no route on this machine overlaps."""
-    routes = subprocess.run([IP, "-4", "-o", "route", "show", "table", "all"],
-                            capture_output=True, text=True, check=True).stdout
+    routes = subprocess.run(
+        [IP, "-4", "-o", "route", "show", "table", "all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     taken = []
     for token in routes.split():  # destinations, gateways, sources: avoid them all
         try:
@@ -105,8 +109,18 @@ class Network:
         self._add_namespace(self.lan)
         ip("-n", self.lan, "link", "add", "br0", "type", "bridge")
         ip("-n", self.lan, "link", "set", "br0", "up")
-        ip("link", "add", self.gateway_link, "type", "veth", "peer", "name", "gw",
-           "netns", self.lan)
+        ip(
+            "link",
+            "add",
+            self.gateway_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "gw",
+            "netns",
+            self.lan,
+        )
         ip("-n", self.lan, "link", "set", "gw", "master", "br0", "up")
         ip("addr", "add", f"{self.address(254)}/24", "dev", self.gateway_link)
         ip("link", "set", self.gateway_link, "up")
@@ -130,16 +144,28 @@ class Network:
         self.hosts.append(host)
         return host
 
-    def spawn(self, host: Host, name: str, argv: list[str], env: dict,
-              user: tuple[int, int] | None = None) -> subprocess.Popen:
+    def spawn(
+        self, host: Host, name: str, argv: list[str], env: dict, user: tuple[int, int] | None = None
+    ) -> subprocess.Popen:
         """Run ``argv`` on ``host`` (as ``user``, (uid, gid), when given), logging to a file."""
         prefix = [IP, "netns", "exec", host.namespace]
         if user:
-            prefix += ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups",
-                       "--"]
+            prefix += [
+                "setpriv",
+                f"--reuid={user[0]}",
+                f"--regid={user[1]}",
+                "--clear-groups",
+                "--",
+            ]
         with open(self.log_dir / f"{host.name}-{name}.log", "ab") as log:
-            process = subprocess.Popen(prefix + argv, stdout=log, stderr=subprocess.STDOUT,
-                                       env=env, cwd="/", start_new_session=True)
+            process = subprocess.Popen(
+                prefix + argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+            )
         host.processes.append(process)
         return process
 
@@ -149,4 +175,3 @@ class Network:
         for name in reversed(self.namespaces):
             subprocess.run([IP, "netns", "del", name], capture_output=True, check=False)
         subprocess.run([IP, "link", "del", self.gateway_link], capture_output=True, check=False)
-

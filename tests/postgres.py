@@ -21,8 +21,13 @@ from tests.waiting import wait_until
 
 SUPERUSER = "spillway"
 # Durability off: the cluster lives as long as the test run.
-FAST_AND_FORGETFUL = ("fsync=off", "synchronous_commit=off", "full_page_writes=off",
-                      "max_connections=300", "shared_buffers=64MB")
+FAST_AND_FORGETFUL = (
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "max_connections=300",
+    "shared_buffers=64MB",
+)
 
 
 def postgres_bindir() -> Path:
@@ -50,17 +55,41 @@ class PostgresCluster:
     def initdb(self, trusted_network: str | None = None) -> None:
         """Create the cluster; ``trusted_network`` (a CIDR) may connect without a password."""
         data = self.root / "data"
-        subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(data), "-U", SUPERUSER,
-                        "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-                       check=True, capture_output=True, cwd="/", env={"LANG": "C"}, **self.ids)
+        subprocess.run(
+            [
+                str(postgres_bindir() / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            cwd="/",
+            env={"LANG": "C"},
+            **self.ids,
+        )
         if trusted_network:
             with open(data / "pg_hba.conf", "a") as hba:
                 hba.write(f"host all all {trusted_network} trust\n")
 
     def argv(self, listen: str = "127.0.0.1") -> list[str]:
         """The server's command line, listening on ``listen``."""
-        argv = [str(postgres_bindir() / "postgres"), "-D", str(self.root / "data"),
-                "-k", str(self.root), "-p", str(self.port), "-h", listen]
+        argv = [
+            str(postgres_bindir() / "postgres"),
+            "-D",
+            str(self.root / "data"),
+            "-k",
+            str(self.root),
+            "-p",
+            str(self.port),
+            "-h",
+            listen,
+        ]
         for setting in FAST_AND_FORGETFUL:
             argv += ["-c", setting]
         return argv
@@ -69,8 +98,15 @@ class PostgresCluster:
         self.initdb()
         # The port opens before recovery ends ("the database system is starting up"):
         # ready once it takes a query.
-        self.server = Server("postgres", self.argv(), self.port, self.log_dir, cwd="/",
-                             ready=self.accepts_connections, **self.ids).start(timeout=60)
+        self.server = Server(
+            "postgres",
+            self.argv(),
+            self.port,
+            self.log_dir,
+            cwd="/",
+            ready=self.accepts_connections,
+            **self.ids,
+        ).start(timeout=60)
         return self
 
     def accepts_connections(self, host: str = "127.0.0.1") -> bool:
@@ -85,8 +121,9 @@ class PostgresCluster:
         network's data host)."""
         wait_until(lambda: self.accepts_connections(host), timeout, what=f"postgres on {host}")
 
-    def url(self, database: str, driver: str = "postgresql+psycopg",
-            host: str = "127.0.0.1") -> str:
+    def url(
+        self, database: str, driver: str = "postgresql+psycopg", host: str = "127.0.0.1"
+    ) -> str:
         return f"{driver}://{SUPERUSER}@{host}:{self.port}/{database}"
 
     def _admin(self) -> psycopg.Connection:
@@ -104,9 +141,11 @@ class PostgresCluster:
         """``target`` becomes a copy of ``source`` as it is now (a backup, or its restore):
         whatever is connected to either is disconnected first."""
         with self._admin() as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()",
-                         (source, target))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()",
+                (source, target),
+            )
             conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
 

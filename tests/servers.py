@@ -34,19 +34,23 @@ def binary(name: str) -> str:
 
 # ---------------------------------------------------------------------- readiness probes
 
+
 def port_open(port: int, host: str = "127.0.0.1") -> Probe:
     """Something accepts TCP connections on host:port."""
+
     def probe() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             return False
+
     return probe
 
 
 def unix_socket_accepts(path: Path) -> Probe:
     """Something accepts connections on the unix socket at ``path``."""
+
     def probe() -> bool:
         with socket.socket(socket.AF_UNIX) as sock:
             try:
@@ -54,24 +58,29 @@ def unix_socket_accepts(path: Path) -> Probe:
                 return True
             except OSError:
                 return False
+
     return probe
 
 
 def http_ok(url: str) -> Probe:
     """``url`` answers 200 (a port opens before a web worker has imported its app)."""
+
     def probe() -> bool:
         try:
             return requests.get(url, timeout=10).status_code == 200
         except requests.RequestException:
             return False
+
     return probe
 
 
 def exited(process: subprocess.Popen) -> Callable[[], str | None]:
     """For ``wait_until(fail_if=…)``: why waiting on ``process`` is pointless, if it is."""
+
     def reason() -> str | None:
         code = process.poll()
         return None if code is None else f"{Path(str(process.args[0])).name} exited with {code}"
+
     return reason
 
 
@@ -82,8 +91,16 @@ class Server:
     to wait for when it has no port (a Celery worker).
     """
 
-    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, *,
-                 ready: Probe | None = None, **popen):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        log_dir: Path,
+        *,
+        ready: Probe | None = None,
+        **popen,
+    ):
         self.name = name
         self.argv = argv
         self.port = port
@@ -99,12 +116,22 @@ class Server:
         :raise NotYet: it exited, or was not ready within ``timeout``; with its log's tail.
         """
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True, **self.popen)
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self.popen,
+            )
         if self.ready:
             try:
-                wait_until(self.ready, timeout, 0.05, what=f"{self.name} ready",
-                           fail_if=exited(self.process))
+                wait_until(
+                    self.ready,
+                    timeout,
+                    0.05,
+                    what=f"{self.name} ready",
+                    fail_if=exited(self.process),
+                )
             except AssertionError as exc:
                 raise type(exc)(f"{exc}\n{self.log_tail()}") from None
         return self
@@ -139,53 +166,132 @@ def start_redis(log_dir: Path) -> Server:
     port = free_port()
     data = log_dir / f"redis-{port}"
     data.mkdir()
-    return Server("redis", [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", str(data)],
-                  port, log_dir).start()
+    return Server(
+        "redis",
+        [
+            binary("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+        ],
+        port,
+        log_dir,
+    ).start()
 
 
-def aof_redis(log_dir: Path, data_dir: Path, appendfsync: str = "everysec",
-              port: int | None = None) -> Server:
+def aof_redis(
+    log_dir: Path, data_dir: Path, appendfsync: str = "everysec", port: int | None = None
+) -> Server:
     """redis-server persisting like deploy/templates/redis.conf: AOF, no RDB snapshots,
     no eviction. Started again with the same ``port`` and ``data_dir`` it replays the AOF."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", appendfsync,
-            "--save", "", "--maxmemory-policy", "noeviction"]
+    argv = [
+        binary("redis-server"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        appendfsync,
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+    ]
     return Server(f"redis-{appendfsync}-{port}", argv, port, log_dir)
 
 
 def start_memcached(log_dir: Path, port: int | None = None) -> Server:
     port = port or free_port()
-    argv = [binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64",
-            "-c", "4096"]
+    argv = [
+        binary("memcached"),
+        "-l",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "0",
+        "-m",
+        "64",
+        "-c",
+        "4096",
+    ]
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
     return Server("memcached", argv, port, log_dir).start()
 
 
-def gunicorn_server(log_dir: Path, env: dict, *options: str, workers: int = 2,
-             worker_class: str = "gevent", name: str = "gunicorn", ready_path: str = "/healthz",
-             **popen) -> Server:
+def gunicorn_server(
+    log_dir: Path,
+    env: dict,
+    *options: str,
+    workers: int = 2,
+    worker_class: str = "gevent",
+    name: str = "gunicorn",
+    ready_path: str = "/healthz",
+    **popen,
+) -> Server:
     """gunicorn serving the app (spillway.wsgi:app, SPILLWAY_APP in ``env`` picks which) on
     a free loopback port, gevent workers unless told otherwise; not started. Ready once
     ``ready_path`` answers 200 (the port opens before a worker has imported the app)."""
     port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class",
-            worker_class, "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-            "--no-control-socket", *options]
-    return Server(name, argv, port, log_dir, env=env,
-                  ready=http_ok(f"http://127.0.0.1:{port}{ready_path}"), **popen)
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "spillway.wsgi:app",
+        "--worker-class",
+        worker_class,
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--no-control-socket",
+        *options,
+    ]
+    return Server(
+        name,
+        argv,
+        port,
+        log_dir,
+        env=env,
+        ready=http_ok(f"http://127.0.0.1:{port}{ready_path}"),
+        **popen,
+    )
 
 
 class WorkerProcess(Server):
     """A real `celery worker` process for the app, with embedded beat when asked."""
 
     def __init__(self, env: dict, log_path: Path, beat: bool, user: int | None = None):
-        argv = [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "worker",
-                "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
-                "--without-gossip", "--hostname", f"test-{os.getpid()}-{id(self)}@localhost"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "spillway.celery_entry",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            "--hostname",
+            f"test-{os.getpid()}-{id(self)}@localhost",
+        ]
         if beat:
             argv += ["--beat", "--schedule", str(log_path.with_suffix(".beat"))]
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
@@ -201,8 +307,12 @@ class Gateway(Server):
 
     def __init__(self, log_dir: Path, *knobs: str, port: int | None = None):
         port = port or free_port()
-        super().__init__(f"gateway-{port}", [sys.executable, "-m", "flashsale.gateway",
-                                             "--port", str(port), *knobs], port, log_dir)
+        super().__init__(
+            f"gateway-{port}",
+            [sys.executable, "-m", "flashsale.gateway", "--port", str(port), *knobs],
+            port,
+            log_dir,
+        )
 
     def charges(self, key: str) -> dict:
         """What the gateway knows of an idempotency key: status, charge_id, requests and

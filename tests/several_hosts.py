@@ -80,35 +80,94 @@ def several_hosts(shards: int = 2):
     balancer = cluster = None
     try:
         network.up()
-        data, app1, app2, worker1, worker2 = (network.add_host(name) for name in
-                                              ("data", "app1", "app2", "worker1", "worker2"))
+        data, app1, app2, worker1, worker2 = (
+            network.add_host(name) for name in ("data", "app1", "app2", "worker1", "worker2")
+        )
         cluster = start_data_host(network, data, work, (user.uid, user.gid))
         env = {**host_environment(data.address, work), "SPILLWAY_STOCK_SHARDS": str(shards)}
-        migrated = subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"], env=env,
-                                  capture_output=True, text=True, timeout=120, cwd="/")
+        migrated = subprocess.run(
+            [sys.executable, "-m", "spillway", "db", "upgrade"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
         if migrated.returncode != 0:
             raise RuntimeError(f"migration failed: {migrated.stderr}")
         for app in (app1, app2):
-            process = network.spawn(app, "gunicorn", [
-                sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class", "gevent",
-                "--workers", "1", "--worker-connections", "1000", "--bind",
-                f"{app.address}:{APP_PORT}", "--no-control-socket", "--graceful-timeout", "5"],
-                env, (user.uid, user.gid))
+            process = network.spawn(
+                app,
+                "gunicorn",
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "spillway.wsgi:app",
+                    "--worker-class",
+                    "gevent",
+                    "--workers",
+                    "1",
+                    "--worker-connections",
+                    "1000",
+                    "--bind",
+                    f"{app.address}:{APP_PORT}",
+                    "--no-control-socket",
+                    "--graceful-timeout",
+                    "5",
+                ],
+                env,
+                (user.uid, user.gid),
+            )
             wait_for_listener(app, APP_PORT, process)
         for worker in (worker1, worker2):
-            beat = (["--beat", "--schedule", str(work / "beat-schedule")]
-                    if worker is worker1 else [])
-            network.spawn(worker, "celery", [
-                sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "worker",
-                "--concurrency", "1", "--without-mingle", "--without-gossip", "-O", "fair",
-                "--hostname", f"{worker.name}@{worker.address}", *beat], env, (user.uid, user.gid))
+            beat = (
+                ["--beat", "--schedule", str(work / "beat-schedule")] if worker is worker1 else []
+            )
+            network.spawn(
+                worker,
+                "celery",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "spillway.celery_entry",
+                    "worker",
+                    "--concurrency",
+                    "1",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-O",
+                    "fair",
+                    "--hostname",
+                    f"{worker.name}@{worker.address}",
+                    *beat,
+                ],
+                env,
+                (user.uid, user.gid),
+            )
         port = free_port()
-        (work / "balancer.conf").write_text(BALANCER.format(
-            work=work, app1=app1.address, app2=app2.address, app_port=APP_PORT, port=port))
-        balancer = Server("balancer", [binary("nginx"), "-c", str(work / "balancer.conf"),
-                                       "-e", str(work / "balancer-error.log")], port, work).start()
-        yield Deployment(f"http://127.0.0.1:{port}", env,
-                         {host.name: host for host in network.hosts}, work)
+        (work / "balancer.conf").write_text(
+            BALANCER.format(
+                work=work, app1=app1.address, app2=app2.address, app_port=APP_PORT, port=port
+            )
+        )
+        balancer = Server(
+            "balancer",
+            [
+                binary("nginx"),
+                "-c",
+                str(work / "balancer.conf"),
+                "-e",
+                str(work / "balancer-error.log"),
+            ],
+            port,
+            work,
+        ).start()
+        yield Deployment(
+            f"http://127.0.0.1:{port}", env, {host.name: host for host in network.hosts}, work
+        )
     finally:
         if balancer:
             balancer.stop()
@@ -116,23 +175,49 @@ def several_hosts(shards: int = 2):
         if cluster:
             shutil.rmtree(cluster.root, ignore_errors=True)
         artifacts = Path(os.environ.get("SPILLWAY_TEST_ARTIFACTS", "test-artifacts"))
-        shutil.copytree(work, artifacts / work.name, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("pg", "redis"))
+        shutil.copytree(
+            work,
+            artifacts / work.name,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("pg", "redis"),
+        )
         shutil.rmtree(work, ignore_errors=True)
 
 
-def start_data_host(network: Network, data, work: Path,
-                    user: tuple[int, int]) -> PostgresCluster:
+def start_data_host(network: Network, data, work: Path, user: tuple[int, int]) -> PostgresCluster:
     """redis (no persistence: a test), memcached and PostgreSQL, on the data host's address."""
     (work / "redis").mkdir()
     os.chown(work / "redis", *user)
-    redis = network.spawn(data, "redis", [
-        binary("redis-server"), "--port", str(REDIS_PORT), "--bind", data.address,
-        "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", str(work / "redis"),
-        "--maxclients", "10000"], {}, user)
-    memcached = network.spawn(data, "memcached", [
-        binary("memcached"), "-l", data.address, "-p", str(MEMCACHED_PORT), "-U", "0", "-m", "64"],
-        {}, user)
+    redis = network.spawn(
+        data,
+        "redis",
+        [
+            binary("redis-server"),
+            "--port",
+            str(REDIS_PORT),
+            "--bind",
+            data.address,
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work / "redis"),
+            "--maxclients",
+            "10000",
+        ],
+        {},
+        user,
+    )
+    memcached = network.spawn(
+        data,
+        "memcached",
+        [binary("memcached"), "-l", data.address, "-p", str(MEMCACHED_PORT), "-U", "0", "-m", "64"],
+        {},
+        user,
+    )
     cluster = PostgresCluster(work)
     cluster.port = 5432
     cluster.initdb(trusted_network=str(network.subnet))
@@ -140,16 +225,18 @@ def start_data_host(network: Network, data, work: Path,
     for port, process in ((REDIS_PORT, redis), (MEMCACHED_PORT, memcached), (5432, postgres)):
         wait_for_listener(data, port, process)
     cluster.wait_ready(host=data.address)
-    with psycopg.connect(cluster.url("postgres", "postgresql", data.address),
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        cluster.url("postgres", "postgresql", data.address), autocommit=True
+    ) as conn:
         conn.execute("CREATE DATABASE spillway")
     return cluster
 
 
 def wait_for_listener(host, port: int, process) -> None:
     """Until the server ``process`` started on ``host`` accepts on ``port``."""
-    wait_until(port_open(port, host.address), 60, 0.05, what=f"{host.name}:{port}",
-               fail_if=exited(process))
+    wait_until(
+        port_open(port, host.address), 60, 0.05, what=f"{host.name}:{port}", fail_if=exited(process)
+    )
 
 
 def host_environment(data_address: str, work: Path) -> dict:
@@ -161,8 +248,12 @@ def host_environment(data_address: str, work: Path) -> dict:
         "SPILLWAY_ENV": "prd",
         "SPILLWAY_SECRET_KEY": "multihost-secret-key-0123456789",
         "SPILLWAY_LOG_LEVEL": "INFO",
-        **service_environment(f"{data_address}:{REDIS_PORT}", f"{data_address}:{MEMCACHED_PORT}",
-                              f"postgresql+psycopg://spillway@{data_address}:5432/spillway",
-                              work, admin_token=ADMIN),
+        **service_environment(
+            f"{data_address}:{REDIS_PORT}",
+            f"{data_address}:{MEMCACHED_PORT}",
+            f"postgresql+psycopg://spillway@{data_address}:5432/spillway",
+            work,
+            admin_token=ADMIN,
+        ),
         "SPILLWAY_OUTBOX_STUCK_MS": "2000",
     }

@@ -30,8 +30,11 @@ def read_secrets(run_dir: RunDir) -> dict[str, str]:
     """What the stack keeps in secrets.env (its secret key and admin token), read and never
     written: spillway.deploy.layout.load_or_create_secrets owns the file (root's, 0600; the
     suite and the bench run as root)."""
-    return {name: value for name, value in dotenv_values(run_dir.secrets_file).items()
-            if value is not None}
+    return {
+        name: value
+        for name, value in dotenv_values(run_dir.secrets_file).items()
+        if value is not None
+    }
 
 
 class SpillwayUp(Server):
@@ -47,12 +50,29 @@ class SpillwayUp(Server):
         self.run_dir = run_dir
         self.paths = RunDir(run_dir)
         self.extra_env = {"SPILLWAY_RATE_LIMITS": "off", **(env or {})}
-        environment = {name: value for name, value in os.environ.items()
-                       if name not in (*GENERATED_SECRETS, "DATABASE_URL")}
-        super().__init__("spillway-up", [
-            sys.executable, "-m", "spillway", "up", "--run-dir", str(run_dir), "--port",
-            str(port), *(args or DEFAULT_ARGS)], port, log_dir, ready=self.banner_printed,
-            env={**environment, **self.extra_env})
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in (*GENERATED_SECRETS, "DATABASE_URL")
+        }
+        super().__init__(
+            "spillway-up",
+            [
+                sys.executable,
+                "-m",
+                "spillway",
+                "up",
+                "--run-dir",
+                str(run_dir),
+                "--port",
+                str(port),
+                *(args or DEFAULT_ARGS),
+            ],
+            port,
+            log_dir,
+            ready=self.banner_printed,
+            env={**environment, **self.extra_env},
+        )
         self.base_url = self.url
 
     def banner_printed(self) -> bool:
@@ -72,8 +92,10 @@ class SpillwayUp(Server):
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            print(f"spillway up ignored SIGTERM for {timeout:g}s: killing its process group",
-                  file=sys.stderr)
+            print(
+                f"spillway up ignored SIGTERM for {timeout:g}s: killing its process group",
+                file=sys.stderr,
+            )
             super().kill(signal.SIGKILL)
             return self.process.returncode
 
@@ -87,17 +109,28 @@ class SpillwayUp(Server):
     def environment(self, log_level: str = "WARNING") -> dict[str, str]:
         """The environment the stack's app processes run with (prd, its sockets, its
         secrets), for a process of one's own beside them: a baseline server, the reconciler."""
-        passed = {name: value for name, value in self.extra_env.items()
-                  if name.startswith(PASSED_THROUGH_PREFIX) or name in PASSED_THROUGH}
-        return {**process_environment(self.paths, log_level, self.secrets(), app_spec()),
-                **passed}
+        passed = {
+            name: value
+            for name, value in self.extra_env.items()
+            if name.startswith(PASSED_THROUGH_PREFIX) or name in PASSED_THROUGH
+        }
+        return {**process_environment(self.paths, log_level, self.secrets(), app_spec()), **passed}
 
     def supervisorctl(self, *args: str) -> str:
         """supervisorctl on the stack's supervisord; its output."""
         result = subprocess.run(
-            [sys.executable, "-m", "supervisor.supervisorctl", "-c",
-             str(self.paths.supervisord_conf), *args],
-            capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "supervisor.supervisorctl",
+                "-c",
+                str(self.paths.supervisord_conf),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return result.stdout
 
     def program_pid(self, program: str) -> int:
@@ -106,5 +139,9 @@ class SpillwayUp(Server):
     def wait_for_app(self, timeout: float = 30) -> None:
         """Wait until the app answers through nginx (after a restart of gunicorn); a
         booting worker may keep the first requests waiting a while on a loaded machine."""
-        wait_until(http_ok(f"{self.base_url}/healthz"), timeout, 0.3,
-                   what="the app answering through nginx again")
+        wait_until(
+            http_ok(f"{self.base_url}/healthz"),
+            timeout,
+            0.3,
+            what="the app answering through nginx again",
+        )

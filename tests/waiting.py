@@ -12,10 +12,16 @@ class NotYet(AssertionError):
     """The deadline passed before the check held (an AssertionError: a test fails on it)."""
 
 
-def wait_until(check: Callable, timeout: float = 30.0, interval: float = 0.2, *,
-               until: Callable[[object], bool] = bool, what: str = "",
-               ignoring: tuple[type[BaseException], ...] = (),
-               fail_if: Callable[[], str | None] | None = None):
+def wait_until(
+    check: Callable,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    *,
+    until: Callable[[object], bool] = bool,
+    what: str = "",
+    ignoring: tuple[type[BaseException], ...] = (),
+    fail_if: Callable[[], str | None] | None = None,
+):
     """Call ``check`` until its value satisfies ``until`` (is truthy, by default), and
     return that value.
 

@@ -40,8 +40,9 @@ def database_url(lab) -> str:
 def count_orders(lab, sale_id: str) -> int:
     path = lab.stack.paths.database
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as ledger:
-        return ledger.execute("SELECT COUNT(*) FROM orders WHERE sale_id = ?",
-                              (int(sale_id),)).fetchone()[0]
+        return ledger.execute(
+            "SELECT COUNT(*) FROM orders WHERE sale_id = ?", (int(sale_id),)
+        ).fetchone()[0]
 
 
 def settle(lab, sale_id: str, expected: int) -> float:
@@ -57,8 +58,11 @@ def settle(lab, sale_id: str, expected: int) -> float:
         books = (client.hget(sale_key(sale_id), "remaining"), count_orders(lab, sale_id))
         if books != last["books"]:
             last.update(books=books, since=time.monotonic())
-        return (outbox.depths(client) == (0, 0) and books[1] >= expected
-                and time.monotonic() - last["since"] >= QUIET_S)
+        return (
+            outbox.depths(client) == (0, 0)
+            and books[1] >= expected
+            and time.monotonic() - last["since"] >= QUIET_S
+        )
 
     with suppress(NotYet):  # what has not settled by then, the checks report
         wait_until(settled, DRAIN_TIMEOUT_S, 0.2)
@@ -66,15 +70,17 @@ def settle(lab, sale_id: str, expected: int) -> float:
     return time.monotonic() - started
 
 
-def audit_burst(lab, burst: str, sale: dict, accepted: list[str], replayed: list[str],
-                statuses: dict) -> dict:
+def audit_burst(
+    lab, burst: str, sale: dict, accepted: list[str], replayed: list[str], statuses: dict
+) -> dict:
     """Every invariant for one sale after its burst: the verdict, ``ok`` unless a check
     failed (each failure says which)."""
     sale_id = sale["id"]
     stack = lab.stack
     environment = stack.environment()
-    books = SaleAudit(stack.base_url, lab.admin, database_url(lab),
-                      environment["SPILLWAY_REDIS_URL"], environment)
+    books = SaleAudit(
+        stack.base_url, lab.admin, database_url(lab), environment["SPILLWAY_REDIS_URL"], environment
+    )
     distinct = set(accepted)
     failures = []
 
@@ -101,10 +107,16 @@ def audit_burst(lab, burst: str, sale: dict, accepted: list[str], replayed: list
     sample = random.sample(sorted(distinct), min(API_SAMPLE, len(distinct)))
     check(books.check_through_api, dict.fromkeys(sample, 1))
     check(books.reconcile, sale_id)
-    return {"burst": burst, "sale_id": sale_id, "accepted": len(accepted),
-            "persisted": len(rows), "drain_wait_s": drain_wait,
-            "unanswered": len(rows.keys() - distinct - set(replayed)),
-            "failures": failures, "ok": not failures}
+    return {
+        "burst": burst,
+        "sale_id": sale_id,
+        "accepted": len(accepted),
+        "persisted": len(rows),
+        "drain_wait_s": drain_wait,
+        "unanswered": len(rows.keys() - distinct - set(replayed)),
+        "failures": failures,
+        "ok": not failures,
+    }
 
 
 def keys_map_to_orders(stack, sale_id: str, persisted: set[str]) -> None:
@@ -115,4 +127,5 @@ def keys_map_to_orders(stack, sale_id: str, persisted: set[str]) -> None:
     assert len(mapped) == len(set(mapped)), "one order id is mapped from two keys"
     assert set(mapped) == persisted, (
         f"orders without their key's mapping: {len(persisted - set(mapped))}, "
-        f"keys mapping to no order: {len(set(mapped) - persisted)}")
+        f"keys mapping to no order: {len(set(mapped) - persisted)}"
+    )

@@ -12,9 +12,23 @@ from tests.servers import binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-PACKAGES = ("flask", "werkzeug", "gunicorn", "gevent", "greenlet", "celery", "redis",
-            "pymemcache", "fastapi", "starlette", "uvicorn", "uvloop", "httptools",
-            "pydantic", "aiomcache")
+PACKAGES = (
+    "flask",
+    "werkzeug",
+    "gunicorn",
+    "gevent",
+    "greenlet",
+    "celery",
+    "redis",
+    "pymemcache",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "pydantic",
+    "aiomcache",
+)
 
 
 def _output(argv: list[str]) -> str:

@@ -25,14 +25,16 @@ def index_runs(results: dict) -> dict:
     return runs
 
 
-def ratio_goal(runs: dict, numerator: str, denominator: str | tuple, at_least: float,
-               text: str) -> tuple[str, str, str]:
+def ratio_goal(
+    runs: dict, numerator: str, denominator: str | tuple, at_least: float, text: str
+) -> tuple[str, str, str]:
     """req/s of ``numerator`` over ``denominator`` (the best of several) per concurrency."""
     denominators = (denominator,) if isinstance(denominator, str) else denominator
     values = {}
     for (target, connections), run in sorted(runs.items(), key=lambda item: item[0][1]):
-        bottoms = [runs[(name, connections)]["rps"] for name in denominators
-                   if (name, connections) in runs]
+        bottoms = [
+            runs[(name, connections)]["rps"] for name in denominators if (name, connections) in runs
+        ]
         if target == numerator and bottoms and max(bottoms):
             values[connections] = run["rps"] / max(bottoms)
     if not values:
@@ -67,22 +69,55 @@ def p99_goal(runs: dict, target: str, connections: int, limit_ms: float) -> tupl
 def evaluate(results: dict) -> list[tuple[str, str, str]]:
     runs = index_runs(results)
     goals = [
-        ratio_goal(runs, "nginx → memcached", CEILING, 0.6,
-                   "hot product via nginx→memcached ≥ 0.6 × nginx static"),
-        ratio_goal(runs, "Flask, memcached hit", "bare hello (gevent)", 0.8,
-                   "hot product through Flask ≥ 0.8 × bare hello"),
-        ratio_goal(runs, "spillway purchase", "bare hello (gevent), same script", 0.6,
-                   "purchase ≥ 0.6 × bare hello (same wrk script)"),
-        ratio_goal(runs, "Flask, memcached hit", PEER_BEST["Flask, memcached hit"], 1.0,
-                   "hot product through Flask ≥ 1.0 × FastAPI + uvicorn peer (its best "
-                   "of nginx with and without upstream keep-alive)"),
-        ratio_goal(runs, "spillway purchase", PEER_BEST["spillway purchase"], 1.0,
-                   "purchase ≥ 1.0 × FastAPI + uvicorn peer (its best of nginx with and "
-                   "without upstream keep-alive)"),
-        with_ceiling(ratio_goal(runs, "spillway purchase", "naive row-lock purchase", 10.0,
-                                "purchase ≥ 10 × the naive row-lock purchase (issue 4)"),
-                     ratio_goal(runs, "bare hello (gevent), same script",
-                                "naive row-lock purchase", 10.0, "")),
+        ratio_goal(
+            runs,
+            "nginx → memcached",
+            CEILING,
+            0.6,
+            "hot product via nginx→memcached ≥ 0.6 × nginx static",
+        ),
+        ratio_goal(
+            runs,
+            "Flask, memcached hit",
+            "bare hello (gevent)",
+            0.8,
+            "hot product through Flask ≥ 0.8 × bare hello",
+        ),
+        ratio_goal(
+            runs,
+            "spillway purchase",
+            "bare hello (gevent), same script",
+            0.6,
+            "purchase ≥ 0.6 × bare hello (same wrk script)",
+        ),
+        ratio_goal(
+            runs,
+            "Flask, memcached hit",
+            PEER_BEST["Flask, memcached hit"],
+            1.0,
+            "hot product through Flask ≥ 1.0 × FastAPI + uvicorn peer (its best "
+            "of nginx with and without upstream keep-alive)",
+        ),
+        ratio_goal(
+            runs,
+            "spillway purchase",
+            PEER_BEST["spillway purchase"],
+            1.0,
+            "purchase ≥ 1.0 × FastAPI + uvicorn peer (its best of nginx with and "
+            "without upstream keep-alive)",
+        ),
+        with_ceiling(
+            ratio_goal(
+                runs,
+                "spillway purchase",
+                "naive row-lock purchase",
+                10.0,
+                "purchase ≥ 10 × the naive row-lock purchase (issue 4)",
+            ),
+            ratio_goal(
+                runs, "bare hello (gevent), same script", "naive row-lock purchase", 10.0, ""
+            ),
+        ),
         p99_goal(runs, "nginx → memcached", 256, 50),
         p99_goal(runs, "Flask, memcached hit", 256, 50),
         p99_goal(runs, "spillway purchase", 256, 50),
@@ -95,14 +130,15 @@ def evaluate(results: dict) -> list[tuple[str, str, str]]:
 
 def slow_goal(slow: dict) -> tuple:
     text = "/demo/index p99 ≤ 50 ms under the slow flood"
-    ours = next((row for row in slow.get("rows", []) if row["server"].startswith("spillway")),
-                None)
+    ours = next((row for row in slow.get("rows", []) if row["server"].startswith("spillway")), None)
     if ours is None or ours["index"]["p99_ms"] is None:
         return text, "not measured", UNKNOWN
     index = ours["index"]
     setup = slow["setup"]
-    measured = (f"{index['p99_ms']:.1f} ms with {ours['slow_open']:,} of "
-                f"{setup['slow_requests']:,} × {setup['slow_seconds']} s in flight")
+    measured = (
+        f"{index['p99_ms']:.1f} ms with {ours['slow_open']:,} of "
+        f"{setup['slow_requests']:,} × {setup['slow_seconds']} s in flight"
+    )
     ok = index["p99_ms"] <= 50 and index["timeouts"] == 0 and index["non_2xx"] == 0
     return text, measured, MET if ok else MISSED
 
@@ -111,8 +147,10 @@ def sse_goals(sse: dict) -> list[tuple]:
     text = "10,000 SSE streams on one worker < 300 MB RSS"
     if "rss_with_streams_mb" not in sse:
         return [(text, "not measured", UNKNOWN)]
-    measured = (f"{sse['streams']:,} streams: {sse['rss_with_streams_mb']:.0f} MB "
-                f"(from {sse['rss_before_mb']:.0f} MB); event p99 {sse['latency_p99_ms']:.0f} ms")
+    measured = (
+        f"{sse['streams']:,} streams: {sse['rss_with_streams_mb']:.0f} MB "
+        f"(from {sse['rss_before_mb']:.0f} MB); event p99 {sse['latency_p99_ms']:.0f} ms"
+    )
     if sse["streams"] < 10_000:
         return [(text, measured + " — fewer than 10,000 streams (quick)", UNKNOWN)]
     return [(text, measured, MET if sse["rss_with_streams_mb"] < 300 else MISSED)]
@@ -122,17 +160,32 @@ def drain_goals(drain: dict) -> list[tuple]:
     if not drain:
         return [("drain ≥ 5,000 orders/s into SQLite", "not run", UNKNOWN)]
     rate = (drain["rate_from_first"], drain["rate_from_start"])
-    goals = [("drain ≥ 5,000 orders/s into SQLite",
-              f"{rate[0]:,.0f}/s from the first order ({rate[1]:,.0f}/s from the worker's "
-              f"start)", MET if rate[0] >= 5000 else MISSED)]
+    goals = [
+        (
+            "drain ≥ 5,000 orders/s into SQLite",
+            f"{rate[0]:,.0f}/s from the first order ({rate[1]:,.0f}/s from the worker's start)",
+            MET if rate[0] >= 5000 else MISSED,
+        )
+    ]
     text = "a 100,000-order burst persisted in < 30 s"
     if drain["orders"] < 100_000:
-        goals.append((text, f"{drain['orders']:,} orders in {drain['seconds_from_start']:.1f} s"
-                      " (quick: fewer orders)", UNKNOWN))
+        goals.append(
+            (
+                text,
+                f"{drain['orders']:,} orders in {drain['seconds_from_start']:.1f} s"
+                " (quick: fewer orders)",
+                UNKNOWN,
+            )
+        )
     else:
         seconds = drain["seconds_from_start"]
-        goals.append((text, f"{seconds:.1f} s from the worker's start",
-                      MET if seconds < 30 and drain["persisted"] >= drain["orders"] else MISSED))
+        goals.append(
+            (
+                text,
+                f"{seconds:.1f} s from the worker's start",
+                MET if seconds < 30 and drain["persisted"] >= drain["orders"] else MISSED,
+            )
+        )
     return goals
 
 

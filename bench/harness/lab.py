@@ -145,57 +145,115 @@ class Lab:
         own = self.work / name
         own.mkdir()
         port = free_port()
-        (own / "nginx.conf").write_text(config.replace("%(work)s", str(own))
-                                        .replace("%(port)d", str(port)))
-        server = self.start(Server(name, [binary("nginx"), "-c", str(own / "nginx.conf"),
-                                          "-e", str(own / "error.log")], port, self.logs))
+        (own / "nginx.conf").write_text(
+            config.replace("%(work)s", str(own)).replace("%(port)d", str(port))
+        )
+        server = self.start(
+            Server(
+                name,
+                [binary("nginx"), "-c", str(own / "nginx.conf"), "-e", str(own / "error.log")],
+                port,
+                self.logs,
+            )
+        )
         return server.url
 
     def _front_nginx(self, name: str, upstream: str, keepalive: int = 0) -> str:
         """An nginx proxying to ``upstream`` the way the stack's nginx proxies to gunicorn
         (with ``keepalive``: pooling that many idle upstream connections per worker)."""
-        return self._nginx(name, FRONT_NGINX.replace("%(upstream)s", upstream).replace(
-            "%(keepalive)s", f"keepalive {keepalive}; " if keepalive else ""))
+        return self._nginx(
+            name,
+            FRONT_NGINX.replace("%(upstream)s", upstream).replace(
+                "%(keepalive)s", f"keepalive {keepalive}; " if keepalive else ""
+            ),
+        )
 
     @property
     def peer_url(self) -> str:
         def start() -> str:
             socket_path = self.work / "peer.sock"
             paths = self.stack.paths
-            env = {**os.environ, "PEER_REDIS_SOCKET": str(paths.redis_socket),
-                   "PEER_MEMCACHED_SOCKET": str(paths.memcached_socket),
-                   "PEER_DATABASE": str(paths.database),
-                   "SPILLWAY_SECRET_KEY": self.stack.secrets()["SPILLWAY_SECRET_KEY"],
-                   "PYTHONPATH": str(BENCH_DIR)}
-            argv = [PYTHON, "-m", "uvicorn", "peer.app:app", "--workers", str(WEB_WORKERS),
-                    "--uds", str(socket_path), "--loop", "uvloop", "--http", "httptools",
-                    "--no-access-log", "--backlog", "4096", "--log-level", "warning"]
-            self.start(Server("peer-uvicorn", argv, 0, self.logs, env=env, cwd=BENCH_DIR,
-                              ready=unix_socket_accepts(socket_path)))
+            env = {
+                **os.environ,
+                "PEER_REDIS_SOCKET": str(paths.redis_socket),
+                "PEER_MEMCACHED_SOCKET": str(paths.memcached_socket),
+                "PEER_DATABASE": str(paths.database),
+                "SPILLWAY_SECRET_KEY": self.stack.secrets()["SPILLWAY_SECRET_KEY"],
+                "PYTHONPATH": str(BENCH_DIR),
+            }
+            argv = [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "peer.app:app",
+                "--workers",
+                str(WEB_WORKERS),
+                "--uds",
+                str(socket_path),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--backlog",
+                "4096",
+                "--log-level",
+                "warning",
+            ]
+            self.start(
+                Server(
+                    "peer-uvicorn",
+                    argv,
+                    0,
+                    self.logs,
+                    env=env,
+                    cwd=BENCH_DIR,
+                    ready=unix_socket_accepts(socket_path),
+                )
+            )
             return self._front_nginx("peer-nginx", f"unix:{socket_path}")
+
         return self._once("peer", start)
 
     @property
     def peer_keepalive_url(self) -> str:
         """The same peer behind an nginx that pools upstream connections (``keepalive
         64``): how a uvicorn user would proxy it, and uvicorn's fastest configuration."""
-        return self._once("peer-keepalive", lambda: self._front_nginx(
-            "peer-nginx-keepalive", f"unix:{self.work / 'peer.sock'}", keepalive=64)
-            if self.peer_url else "")
+        return self._once(
+            "peer-keepalive",
+            lambda: (
+                self._front_nginx(
+                    "peer-nginx-keepalive", f"unix:{self.work / 'peer.sock'}", keepalive=64
+                )
+                if self.peer_url
+                else ""
+            ),
+        )
 
     @property
     def keepalive_url(self) -> str:
         """Our gunicorn behind a second nginx, the stack's config plus ``keepalive 64``:
         what pooled upstream connections would give (the stack ships without, for its tail)."""
-        return self._once("keepalive", lambda: self._nginx(
-            "nginx-keepalive", keepalive_variant(self.stack.paths.nginx_conf.read_text())))
+        return self._once(
+            "keepalive",
+            lambda: self._nginx(
+                "nginx-keepalive", keepalive_variant(self.stack.paths.nginx_conf.read_text())
+            ),
+        )
 
     @property
     def naive_seed_url(self) -> str:
         def start() -> str:
             port = free_port()
-            return self.start(Server("naive-seed", [PYTHON, str(BENCH_DIR / "naive_seed_app.py"),
-                                                    str(port)], port, self.logs)).url
+            return self.start(
+                Server(
+                    "naive-seed",
+                    [PYTHON, str(BENCH_DIR / "naive_seed_app.py"), str(port)],
+                    port,
+                    self.logs,
+                )
+            ).url
+
         return self._once("naive-seed", start)
 
     def stop_naive_seed(self) -> None:
@@ -205,10 +263,25 @@ class Lab:
     @property
     def sync_url(self) -> str:
         """The same app on gunicorn's sync workers, directly (the textbook deployment)."""
-        return self._once("gunicorn-sync", lambda: self.start(gunicorn_server(
-            self.logs, self.stack.environment(), "--backlog", "4096", "--timeout", "120",
-            workers=WEB_WORKERS, worker_class="sync", name="gunicorn-sync",
-            cwd=self.stack.run_dir)).url)
+        return self._once(
+            "gunicorn-sync",
+            lambda: (
+                self.start(
+                    gunicorn_server(
+                        self.logs,
+                        self.stack.environment(),
+                        "--backlog",
+                        "4096",
+                        "--timeout",
+                        "120",
+                        workers=WEB_WORKERS,
+                        worker_class="sync",
+                        name="gunicorn-sync",
+                        cwd=self.stack.run_dir,
+                    )
+                ).url
+            ),
+        )
 
     def stop_sync(self) -> None:
         self._stop_named("gunicorn-sync")
@@ -218,12 +291,34 @@ class Lab:
         def start() -> str:
             port = free_port()
             database = self.work / "naive-purchase.db"
-            self.start(Server("naive-purchase", [
-                PYTHON, "-m", "gunicorn", f"naive_purchase_app:make_app('{database}')",
-                "-k", "gevent", "-w", str(WEB_WORKERS), "--worker-connections", "4096",
-                "--backlog", "4096", "-b", f"{HOST}:{port}", "--no-control-socket",
-                "--chdir", str(BENCH_DIR)], port, self.logs))
+            self.start(
+                Server(
+                    "naive-purchase",
+                    [
+                        PYTHON,
+                        "-m",
+                        "gunicorn",
+                        f"naive_purchase_app:make_app('{database}')",
+                        "-k",
+                        "gevent",
+                        "-w",
+                        str(WEB_WORKERS),
+                        "--worker-connections",
+                        "4096",
+                        "--backlog",
+                        "4096",
+                        "-b",
+                        f"{HOST}:{port}",
+                        "--no-control-socket",
+                        "--chdir",
+                        str(BENCH_DIR),
+                    ],
+                    port,
+                    self.logs,
+                )
+            )
             return self._front_nginx("naive-purchase-nginx", f"{HOST}:{port}")
+
         return self._once("naive-purchase", start)
 
     def pid_of(self, server: str) -> int | None:
@@ -276,8 +371,9 @@ def keepalive_variant(config: str) -> str:
     return config
 
 
-def check_get(url: str, expected_status: int = 200, headers: dict | None = None,
-              times: int = 3) -> None:
+def check_get(
+    url: str, expected_status: int = 200, headers: dict | None = None, times: int = 3
+) -> None:
     """A target answers what the benchmark expects (and is warm) before it is measured."""
     for _ in range(times):
         response = requests.get(url, headers=headers or {}, timeout=15)
@@ -305,7 +401,9 @@ def session(name: str, **lab_options):
     finally:
         lab.stop_all()
         if failed:
-            print(f"bench {name} failed; logs kept in {work}/logs and {work}/run/logs",
-                  file=sys.stderr)
+            print(
+                f"bench {name} failed; logs kept in {work}/logs and {work}/run/logs",
+                file=sys.stderr,
+            )
         else:
             shutil.rmtree(work, ignore_errors=True)

@@ -12,15 +12,18 @@ from harness.wrk import PERCENTILES  # noqa: E402
 
 def throughput(runs: list[dict], title: str, path: Path) -> Path | None:
     """req/s against connections, one line per target (log scales)."""
-    targets = sorted({run["target"] for run in runs if not run["target"].startswith("sell-out")},
-                     key=lambda t: -max(r["rps"] for r in runs if r["target"] == t))
+    targets = sorted(
+        {run["target"] for run in runs if not run["target"].startswith("sell-out")},
+        key=lambda t: -max(r["rps"] for r in runs if r["target"] == t),
+    )
     if not targets:
         return None
     figure, axes = plt.subplots(figsize=(11, 5.5))
     for index, target in enumerate(targets):
         points = sorted((r["connections"], r["rps"]) for r in runs if r["target"] == target)
-        axes.plot([c for c, _ in points], [v for _, v in points], label=target,
-                  **style(index, target))
+        axes.plot(
+            [c for c, _ in points], [v for _, v in points], label=target, **style(index, target)
+        )
     axes.set_xscale("log", base=2)
     concurrencies = sorted({r["connections"] for r in runs})
     axes.set_xticks(concurrencies, [str(c) for c in concurrencies])
@@ -47,8 +50,13 @@ def latency(runs: list[dict], connections: int, title: str, path: Path) -> Path 
 
 def style(index: int, target: str) -> dict:
     """Distinct colours; the peer dashed, the baselines dotted, ours solid."""
-    dashes = "--" if target.startswith("peer") else ":" if any(
-        word in target for word in ("sync", "app.run", "naive", "static")) else "-"
+    dashes = (
+        "--"
+        if target.startswith("peer")
+        else ":"
+        if any(word in target for word in ("sync", "app.run", "naive", "static"))
+        else "-"
+    )
     return {"color": plt.get_cmap("tab20")(index % 20), "linestyle": dashes, "marker": "o"}
 
 
@@ -68,14 +76,25 @@ def draw(results: dict, directory: Path) -> dict[str, Path]:
     catalog = results.get("catalog-hot", {}).get("runs", [])
     purchase = results.get("purchase-burst", {}).get("runs", [])
     made = {
-        "catalog-throughput": throughput(catalog, "catalog-hot: throughput vs concurrency",
-                                         directory / "catalog-throughput.png"),
-        "purchase-throughput": throughput(purchase, "purchase-burst: throughput vs concurrency",
-                                          directory / "purchase-throughput.png"),
-        "catalog-latency": latency(catalog, 256, "catalog-hot: latency at 256 connections",
-                                   directory / "catalog-latency-256.png"),
-        "purchase-latency": latency([r for r in purchase if not r["target"].startswith("sell")],
-                                    256, "purchase-burst: latency at 256 connections",
-                                    directory / "purchase-latency-256.png"),
+        "catalog-throughput": throughput(
+            catalog, "catalog-hot: throughput vs concurrency", directory / "catalog-throughput.png"
+        ),
+        "purchase-throughput": throughput(
+            purchase,
+            "purchase-burst: throughput vs concurrency",
+            directory / "purchase-throughput.png",
+        ),
+        "catalog-latency": latency(
+            catalog,
+            256,
+            "catalog-hot: latency at 256 connections",
+            directory / "catalog-latency-256.png",
+        ),
+        "purchase-latency": latency(
+            [r for r in purchase if not r["target"].startswith("sell")],
+            256,
+            "purchase-burst: latency at 256 connections",
+            directory / "purchase-latency-256.png",
+        ),
     }
     return {name: path for name, path in made.items() if path}

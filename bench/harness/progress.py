@@ -27,7 +27,7 @@ class Progress:
     def remaining(self) -> float:
         now = time.monotonic()
         names = list(self.estimates)
-        later = names[names.index(self.current) + 1:] if self.current in names else names
+        later = names[names.index(self.current) + 1 :] if self.current in names else names
         current = 0.0
         if self.current in self.estimates:
             current = max(5.0, self.estimates[self.current] - (now - self.current_started))
@@ -35,5 +35,8 @@ class Progress:
 
     def step(self, message: str) -> None:
         elapsed = time.monotonic() - self.started
-        print(f"[{clock(elapsed)} elapsed, ~{clock(self.remaining())} left] "
-              f"{self.current or 'setup'}: {message}", flush=True)
+        print(
+            f"[{clock(elapsed)} elapsed, ~{clock(self.remaining())} left] "
+            f"{self.current or 'setup'}: {message}",
+            flush=True,
+        )

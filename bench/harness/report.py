@@ -33,9 +33,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def when_and_where(load_before: float) -> str:
     """The run line atop a standalone bench's report: date, commit, cores, load."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    return (f"run: {now:%Y-%m-%d %H:%M} UTC, commit {git('rev-parse', '--short', 'HEAD')}, "
-            f"{os.cpu_count()} cores shared, load average {load_before:.1f} before / "
-            f"{os.getloadavg()[0]:.1f} after")
+    return (
+        f"run: {now:%Y-%m-%d %H:%M} UTC, commit {git('rev-parse', '--short', 'HEAD')}, "
+        f"{os.cpu_count()} cores shared, load average {load_before:.1f} before / "
+        f"{os.getloadavg()[0]:.1f} after"
+    )
 
 
 def publish(name: str, text: str) -> None:
@@ -55,61 +57,110 @@ def runs_table(runs: list[dict], ceilings: dict[int, float], peer_of: dict) -> s
     for run in sorted(runs, key=lambda r: (r["connections"], -r["rps"])):
         peer = by_key.get((peer_of.get(run["target"]), run["connections"]))
         refused = sum(n for s, n in run["statuses"].items() if s.startswith("4"))
-        rows.append([str(run["connections"]), run["target"], f"{run['rps']:,.0f}",
-                     ms(run["p50_ms"]), ms(run["p99_ms"]),
-                     f"{run['errors']}" + (f" ({run['timeouts']} t/o)" if run["timeouts"] else ""),
-                     f"{refused:,}" if run["statuses"] else "–",
-                     ratio(run["rps"], ceilings.get(run["connections"])),
-                     ratio(run["rps"], peer["rps"]) if peer else "–",
-                     f"{run['cpu_us_per_request']:.0f}" if (run.get("cpu_us_per_request")
-                                                             or 0) > 0 else "–"])
-    return table(["conns", "target", "req/s", "p50 ms", "p99 ms", "errors", "4xx",
-                  "× ceiling", "× peer", "server CPU µs/req"], rows)
+        rows.append(
+            [
+                str(run["connections"]),
+                run["target"],
+                f"{run['rps']:,.0f}",
+                ms(run["p50_ms"]),
+                ms(run["p99_ms"]),
+                f"{run['errors']}" + (f" ({run['timeouts']} t/o)" if run["timeouts"] else ""),
+                f"{refused:,}" if run["statuses"] else "–",
+                ratio(run["rps"], ceilings.get(run["connections"])),
+                ratio(run["rps"], peer["rps"]) if peer else "–",
+                f"{run['cpu_us_per_request']:.0f}"
+                if (run.get("cpu_us_per_request") or 0) > 0
+                else "–",
+            ]
+        )
+    return table(
+        [
+            "conns",
+            "target",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "4xx",
+            "× ceiling",
+            "× peer",
+            "server CPU µs/req",
+        ],
+        rows,
+    )
 
 
-COST_PAIRS = [("Flask, memcached hit", "peer: product, memcached"),
-              ("Flask, memcached hit, keep-alive", "peer: product, memcached, keep-alive"),
-              ("bare hello (gevent)", "peer: hello"),
-              ("spillway purchase", "peer purchase"),
-              ("spillway purchase", "peer purchase, keep-alive")]
+COST_PAIRS = [
+    ("Flask, memcached hit", "peer: product, memcached"),
+    ("Flask, memcached hit, keep-alive", "peer: product, memcached, keep-alive"),
+    ("bare hello (gevent)", "peer: hello"),
+    ("spillway purchase", "peer purchase"),
+    ("spillway purchase", "peer purchase, keep-alive"),
+]
 
 
 def cost_table(results: dict) -> str:
     """Server CPU per request, ours beside the peer's, where both were measured."""
-    runs = {(r["target"], r["connections"]): r for scenario in ("catalog-hot", "purchase-burst")
-            for r in results.get(scenario, {}).get("runs", [])}
+    runs = {
+        (r["target"], r["connections"]): r
+        for scenario in ("catalog-hot", "purchase-burst")
+        for r in results.get(scenario, {}).get("runs", [])
+    }
     rows = []
     for ours, peer in COST_PAIRS:
         for connections in sorted({c for _, c in runs}):
             a, b = runs.get((ours, connections)), runs.get((peer, connections))
-            if a and b and (a.get("cpu_us_per_request") or 0) > 0 and (
-                    b.get("cpu_us_per_request") or 0) > 0:
-                rows.append([str(connections), ours, f"{a['cpu_us_per_request']:.0f}", peer,
-                             f"{b['cpu_us_per_request']:.0f}",
-                             ratio(b["cpu_us_per_request"], a["cpu_us_per_request"])])
+            if (
+                a
+                and b
+                and (a.get("cpu_us_per_request") or 0) > 0
+                and (b.get("cpu_us_per_request") or 0) > 0
+            ):
+                rows.append(
+                    [
+                        str(connections),
+                        ours,
+                        f"{a['cpu_us_per_request']:.0f}",
+                        peer,
+                        f"{b['cpu_us_per_request']:.0f}",
+                        ratio(b["cpu_us_per_request"], a["cpu_us_per_request"]),
+                    ]
+                )
     if not rows:
         return "Not measured."
-    return table(["conns", "ours", "CPU µs/req", "peer", "CPU µs/req",
-                  "peer ÷ ours (> 1: we are cheaper)"], rows)
+    return table(
+        ["conns", "ours", "CPU µs/req", "peer", "CPU µs/req", "peer ÷ ours (> 1: we are cheaper)"],
+        rows,
+    )
 
 
 def ceilings_of(results: dict) -> dict[int, float]:
-    return {r["connections"]: r["rps"] for r in results.get("catalog-hot", {}).get("runs", [])
-            if r["target"] == CEILING}
+    return {
+        r["connections"]: r["rps"]
+        for r in results.get("catalog-hot", {}).get("runs", [])
+        if r["target"] == CEILING
+    }
 
 
 def facts_section(facts: dict, profile: str, argv: str) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in facts["packages"].items())
     rows = [
-        ["date", facts["date"]], ["commit", facts["commit"]], ["mode", profile],
+        ["date", facts["date"]],
+        ["commit", facts["commit"]],
+        ["mode", profile],
         ["command", f"`{argv}`"],
         ["CPU", f"{facts['cores']} cores, {facts['cpu']}, {facts['memory_gb']} GB RAM"],
         ["kernel / Python", f"{facts['kernel']} / {facts['python']}"],
-        ["servers", f"nginx {facts['nginx']}, redis {facts['redis']}, memcached "
-                    f"{facts['memcached']}, wrk {facts['wrk']}"],
+        [
+            "servers",
+            f"nginx {facts['nginx']}, redis {facts['redis']}, memcached "
+            f"{facts['memcached']}, wrk {facts['wrk']}",
+        ],
         ["Python packages", packages],
-        ["load average", f"{facts['load_average_before']} before, "
-                         f"{facts.get('load_average_after', '?')} after"],
+        [
+            "load average",
+            f"{facts['load_average_before']} before, {facts.get('load_average_after', '?')} after",
+        ],
     ]
     return table(["", ""], rows)
 
@@ -119,55 +170,106 @@ def audit_section(audits: list[dict]) -> str:
         return "No burst was audited in this run."
     rows = []
     for audited in audits:
-        verdict = "ok" if audited["ok"] else f"{RED} **VIOLATED**: " + "; ".join(
-            audited["failures"])
-        rows.append([audited["burst"], audited["sale_id"], f"{audited['accepted']:,}",
-                     f"{audited['persisted']:,}", str(audited["unanswered"]),
-                     f"{audited['drain_wait_s']:.1f}", verdict])
-    return (table(["burst", "sale", "202 answers", "orders in SQLite",
-                   "orders whose 202 wrk never read", "drain wait s", "invariants"], rows)
-            + "\n\nChecked after each burst, once the outbox drained: units in 202s ≤ stock, "
-              "remaining ≥ 0; every 202 order id in the database once with quantity 1; "
-              "stock = remaining + live units; per-buyer limit; one order per "
-              "Idempotency-Key (every tenth request replays an earlier key); no 5xx; "
-              "the reconciler (what `spillway reconcile SALE` runs) finds no drift; "
-              "50 of the 202 ids read back through "
-              "`GET /api/v1/orders/{id}` as confirmed.")
+        verdict = (
+            "ok" if audited["ok"] else f"{RED} **VIOLATED**: " + "; ".join(audited["failures"])
+        )
+        rows.append(
+            [
+                audited["burst"],
+                audited["sale_id"],
+                f"{audited['accepted']:,}",
+                f"{audited['persisted']:,}",
+                str(audited["unanswered"]),
+                f"{audited['drain_wait_s']:.1f}",
+                verdict,
+            ]
+        )
+    return (
+        table(
+            [
+                "burst",
+                "sale",
+                "202 answers",
+                "orders in SQLite",
+                "orders whose 202 wrk never read",
+                "drain wait s",
+                "invariants",
+            ],
+            rows,
+        )
+        + "\n\nChecked after each burst, once the outbox drained: units in 202s ≤ stock, "
+        "remaining ≥ 0; every 202 order id in the database once with quantity 1; "
+        "stock = remaining + live units; per-buyer limit; one order per "
+        "Idempotency-Key (every tenth request replays an earlier key); no 5xx; "
+        "the reconciler (what `spillway reconcile SALE` runs) finds no drift; "
+        "50 of the 202 ids read back through "
+        "`GET /api/v1/orders/{id}` as confirmed."
+    )
 
 
 def slow_section(slow: dict) -> str:
     if not slow.get("rows"):
         return "Not run."
     setup = slow["setup"]
-    rows = [[row["server"], f"{row['slow_open']:,}", f"{row['index']['rps']:,.0f}",
-             ms(row["index"]["p50_ms"]), ms(row["index"]["p99_ms"]),
-             str(row["index"]["timeouts"] + row["index"]["socket_errors"]),
-             f"{row['slow']['requests']:,}", str(row["slow"]["timeouts"])]
-            for row in slow["rows"]]
-    return (f"{setup['slow_requests']:,} × `/demo/slow?seconds={setup['slow_seconds']}` held by "
-            f"one wrk for {setup['hold_seconds']} s; `/demo/index` measured by a second wrk "
-            f"(-c8, {setup['index_seconds']} s) meanwhile.\n\n"
-            + table(["server", "slow conns open", "index req/s", "index p50 ms",
-                     "index p99 ms", "index errors", "slow completed", "slow timeouts"], rows))
+    rows = [
+        [
+            row["server"],
+            f"{row['slow_open']:,}",
+            f"{row['index']['rps']:,.0f}",
+            ms(row["index"]["p50_ms"]),
+            ms(row["index"]["p99_ms"]),
+            str(row["index"]["timeouts"] + row["index"]["socket_errors"]),
+            f"{row['slow']['requests']:,}",
+            str(row["slow"]["timeouts"]),
+        ]
+        for row in slow["rows"]
+    ]
+    return (
+        f"{setup['slow_requests']:,} × `/demo/slow?seconds={setup['slow_seconds']}` held by "
+        f"one wrk for {setup['hold_seconds']} s; `/demo/index` measured by a second wrk "
+        f"(-c8, {setup['index_seconds']} s) meanwhile.\n\n"
+        + table(
+            [
+                "server",
+                "slow conns open",
+                "index req/s",
+                "index p50 ms",
+                "index p99 ms",
+                "index errors",
+                "slow completed",
+                "slow timeouts",
+            ],
+            rows,
+        )
+    )
 
 
 def drain_section(drain: dict) -> str:
     if not drain:
         return "Not run."
-    return (f"{drain['orders']:,} reservations queued in the outbox by reserve.lua with the "
-            f"Celery worker stopped, then the worker started: {drain['persisted']:,} orders in "
-            f"SQLite after **{drain['seconds_from_start']:.1f} s** from the worker's start "
-            f"({drain['rate_from_start']:,.0f}/s), {drain['seconds_from_first']:.1f} s from "
-            f"the first order persisted (**{drain['rate_from_first']:,.0f} orders/s**).")
+    return (
+        f"{drain['orders']:,} reservations queued in the outbox by reserve.lua with the "
+        f"Celery worker stopped, then the worker started: {drain['persisted']:,} orders in "
+        f"SQLite after **{drain['seconds_from_start']:.1f} s** from the worker's start "
+        f"({drain['rate_from_start']:,.0f}/s), {drain['seconds_from_first']:.1f} s from "
+        f"the first order persisted (**{drain['rate_from_first']:,.0f} orders/s**)."
+    )
 
 
 def sse_section(sse: dict) -> str:
     if "streams" not in sse:
         return "Not run."
-    keys = ("streams", "rss_before_mb", "rss_with_streams_mb", "latency_p50_ms",
-            "latency_p99_ms", "events_received")
-    return ("`bench/sse_fanout.py`'s measurement (its own stack, ours stopped first):\n\n"
-            + table(list(keys), [[str(sse.get(k, "–")) for k in keys]]))
+    keys = (
+        "streams",
+        "rss_before_mb",
+        "rss_with_streams_mb",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "events_received",
+    )
+    return "`bench/sse_fanout.py`'s measurement (its own stack, ours stopped first):\n\n" + table(
+        list(keys), [[str(sse.get(k, "–")) for k in keys]]
+    )
 
 
 HOW = """\
@@ -207,34 +309,57 @@ HOW = """\
 """
 
 
-def render(results: dict, facts: dict, profile: str, argv: str, plots: dict[str, Path],
-           report_path: Path, crashed: list[str]) -> str:
+def render(
+    results: dict,
+    facts: dict,
+    profile: str,
+    argv: str,
+    plots: dict[str, Path],
+    report_path: Path,
+    crashed: list[str],
+) -> str:
     audits = audits_of(results)
     violated = [a for a in audits if not a["ok"]]
     goals = evaluate(results)
     ceilings = ceilings_of(results)
     lines = [f"# Spillway benchmark ({profile})", ""]
-    lines.append("> Measured on a **shared, noisy machine** (other sessions were running tests "
-                 "meanwhile), with wrk on the same cores as the servers: only the ratios "
-                 "between measurements of this one run mean anything.")
+    lines.append(
+        "> Measured on a **shared, noisy machine** (other sessions were running tests "
+        "meanwhile), with wrk on the same cores as the servers: only the ratios "
+        "between measurements of this one run mean anything."
+    )
     lines.append("")
     for audited in violated:
-        lines.append(f"{RED} **INVARIANT VIOLATED — {audited['burst']} (sale "
-                     f"{audited['sale_id']})**: {'; '.join(audited['failures'])}")
+        lines.append(
+            f"{RED} **INVARIANT VIOLATED — {audited['burst']} (sale "
+            f"{audited['sale_id']})**: {'; '.join(audited['failures'])}"
+        )
         lines.append("")
     for failure in crashed:
         lines.append(f"{RED} **SCENARIO FAILED**: {failure}")
         lines.append("")
     if audits and not violated:
         lines += [f"All {len(audits)} audited bursts kept every invariant.", ""]
-    lines += ["## Machine", "", facts_section(facts, profile, argv), "",
-              "## Goals (issue 5)", "",
-              table(["goal", "measured", ""], [list(goal) for goal in goals]), "",
-              f"{sum(g[2] == '✔' for g in goals)} met, {sum(g[2] == MISSED for g in goals)} "
-              f"missed, {sum(g[2] not in ('✔', MISSED) for g in goals)} not judged.", "",
-              "### Cost per request, ours beside the peer's", "",
-              "Server CPU per request answered (see \"How it ran\"): steadier than req/s "
-              "when other work shares the machine.", "", cost_table(results), ""]
+    lines += [
+        "## Machine",
+        "",
+        facts_section(facts, profile, argv),
+        "",
+        "## Goals (issue 5)",
+        "",
+        table(["goal", "measured", ""], [list(goal) for goal in goals]),
+        "",
+        f"{sum(g[2] == '✔' for g in goals)} met, {sum(g[2] == MISSED for g in goals)} "
+        f"missed, {sum(g[2] not in ('✔', MISSED) for g in goals)} not judged.",
+        "",
+        "### Cost per request, ours beside the peer's",
+        "",
+        'Server CPU per request answered (see "How it ran"): steadier than req/s '
+        "when other work shares the machine.",
+        "",
+        cost_table(results),
+        "",
+    ]
 
     def plot(name: str, alt: str) -> list[str]:
         if name not in plots:
@@ -242,23 +367,49 @@ def render(results: dict, facts: dict, profile: str, argv: str, plots: dict[str,
         return [f"![{alt}]({plots[name].relative_to(report_path.parent).as_posix()})", ""]
 
     catalog = results.get("catalog-hot", {}).get("runs", [])
-    lines += ["## catalog-hot", "",
-              "The three paths of a hot product GET (`/api/v1/products/1` through nginx: "
-              "nginx→memcached; `?via=app`: Flask's memcached hit; `?via=db` with the admin's "
-              "`Cache-Control: no-cache`: Flask from SQLite) beside the ceilings.", "",
-              runs_table(catalog, ceilings, PEER_OF) if catalog else "Not run.", "",
-              *plot("catalog-throughput", "catalog throughput"),
-              *plot("catalog-latency", "catalog latency at 256 connections")]
+    lines += [
+        "## catalog-hot",
+        "",
+        "The three paths of a hot product GET (`/api/v1/products/1` through nginx: "
+        "nginx→memcached; `?via=app`: Flask's memcached hit; `?via=db` with the admin's "
+        "`Cache-Control: no-cache`: Flask from SQLite) beside the ceilings.",
+        "",
+        runs_table(catalog, ceilings, PEER_OF) if catalog else "Not run.",
+        "",
+        *plot("catalog-throughput", "catalog throughput"),
+        *plot("catalog-latency", "catalog latency at 256 connections"),
+    ]
     purchase = results.get("purchase-burst", {}).get("runs", [])
-    lines += ["## purchase-burst", "",
-              "`POST /api/v1/sales/{id}/orders` through nginx; the bare view runs with the "
-              "same wrk script (same per-request Lua cost).", "",
-              runs_table(purchase, ceilings, PEER_OF) if purchase else "Not run.", "",
-              *plot("purchase-throughput", "purchase throughput"),
-              *plot("purchase-latency", "purchase latency at 256 connections"),
-              "### Audits", "", audit_section(audits), ""]
-    lines += ["## slow-isolation", "", slow_section(results.get("slow-isolation", {})), "",
-              "## drain", "", drain_section(results.get("drain", {})), "",
-              "## sse-fanout", "", sse_section(results.get("sse-fanout", {})), "",
-              "## How it ran", "", HOW]
+    lines += [
+        "## purchase-burst",
+        "",
+        "`POST /api/v1/sales/{id}/orders` through nginx; the bare view runs with the "
+        "same wrk script (same per-request Lua cost).",
+        "",
+        runs_table(purchase, ceilings, PEER_OF) if purchase else "Not run.",
+        "",
+        *plot("purchase-throughput", "purchase throughput"),
+        *plot("purchase-latency", "purchase latency at 256 connections"),
+        "### Audits",
+        "",
+        audit_section(audits),
+        "",
+    ]
+    lines += [
+        "## slow-isolation",
+        "",
+        slow_section(results.get("slow-isolation", {})),
+        "",
+        "## drain",
+        "",
+        drain_section(results.get("drain", {})),
+        "",
+        "## sse-fanout",
+        "",
+        sse_section(results.get("sse-fanout", {})),
+        "",
+        "## How it ran",
+        "",
+        HOW,
+    ]
     return "\n".join(lines)

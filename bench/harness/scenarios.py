@@ -47,8 +47,21 @@ class Profile:
 
 
 FULL = Profile("full", 10, (16, 64, 256, 1024), (64, 256), 4000, 2000, 100_000, 10_000)
-QUICK = Profile("quick", 2, (64, 256), (256,), 500, 300, 20_000, 1000, slow_seconds=4,
-                slow_hold_seconds=9, index_seconds=3, index_delay_seconds=2, pause=0.3)
+QUICK = Profile(
+    "quick",
+    2,
+    (64, 256),
+    (256,),
+    500,
+    300,
+    20_000,
+    1000,
+    slow_seconds=4,
+    slow_hold_seconds=9,
+    index_seconds=3,
+    index_delay_seconds=2,
+    pause=0.3,
+)
 
 
 @dataclass
@@ -74,6 +87,7 @@ def sweep(profile: Profile, targets: list[Target], measure, progress) -> None:
 
 # ---------------------------------------------------------------------- catalog-hot
 
+
 def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
     """The catalog's three paths beside the static ceiling, the bare view and the peer."""
     progress.step("starting the stack, the peer and the baselines")
@@ -87,17 +101,31 @@ def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
         Target("Flask, database", lab.url + PRODUCT + "?via=db", no_cache),
         Target("bare hello (gevent)", lab.url + "/demo/index"),
         Target("peer: product, memcached", lab.peer_url + PRODUCT, server=peer),
-        Target("peer: product, memcached, keep-alive", lab.peer_keepalive_url + PRODUCT,
-               server=peer),
-        Target("Flask, memcached hit, keep-alive", lab.keepalive_url + PRODUCT + "?via=app",
-               baseline=True),
-        Target("peer: product, database", lab.peer_url + PRODUCT,
-               {"Cache-Control": "no-cache"}, baseline=True, server=peer),
+        Target(
+            "peer: product, memcached, keep-alive", lab.peer_keepalive_url + PRODUCT, server=peer
+        ),
+        Target(
+            "Flask, memcached hit, keep-alive",
+            lab.keepalive_url + PRODUCT + "?via=app",
+            baseline=True,
+        ),
+        Target(
+            "peer: product, database",
+            lab.peer_url + PRODUCT,
+            {"Cache-Control": "no-cache"},
+            baseline=True,
+            server=peer,
+        ),
         Target("peer: hello", lab.peer_url + "/hello", baseline=True, server=peer),
-        Target("gunicorn sync: hello", lab.sync_url + "/demo/index", baseline=True,
-               server="gunicorn-sync"),
-        Target("app.run: hello", lab.naive_seed_url + "/demo/index", baseline=True,
-               server="naive-seed"),
+        Target(
+            "gunicorn sync: hello",
+            lab.sync_url + "/demo/index",
+            baseline=True,
+            server="gunicorn-sync",
+        ),
+        Target(
+            "app.run: hello", lab.naive_seed_url + "/demo/index", baseline=True, server="naive-seed"
+        ),
     ]
     for target in targets:
         check_get(target.url, headers=target.headers)
@@ -108,14 +136,24 @@ def catalog_hot(lab, profile: Profile, progress, results: dict) -> None:
     runs = results.setdefault("runs", [])
 
     def measure(target: Target, connections: int) -> None:
-        runs.append(wrk.run(target.url, connections, profile.seconds, script,
-                            scenario="catalog-hot", target=target.name, headers=target.headers,
-                            server_pid=lab.pid_of(target.server)).to_dict())
+        runs.append(
+            wrk.run(
+                target.url,
+                connections,
+                profile.seconds,
+                script,
+                scenario="catalog-hot",
+                target=target.name,
+                headers=target.headers,
+                server_pid=lab.pid_of(target.server),
+            ).to_dict()
+        )
 
     sweep(profile, targets, measure, progress)
 
 
 # ---------------------------------------------------------------------- purchase-burst
+
 
 def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
     """Purchase admission (ours and the peer's, each audited), the bare view with the same
@@ -131,14 +169,14 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
         Target("peer purchase", lab.peer_url, server="peer-uvicorn"),
         Target("peer purchase, keep-alive", lab.peer_keepalive_url, server="peer-uvicorn"),
         Target("bare hello (gevent), same script", lab.url + "/demo/index"),
-        Target("naive row-lock purchase", lab.naive_purchase_url + "/purchase",
-               server="naive-purchase"),
+        Target(
+            "naive row-lock purchase", lab.naive_purchase_url + "/purchase", server="naive-purchase"
+        ),
     ]
     runs = results.setdefault("runs", [])
     audits = results.setdefault("audits", [])
 
-    def burst(target: Target, connections: int, stock: int, per_user: int,
-              label: str) -> None:
+    def burst(target: Target, connections: int, stock: int, per_user: int, label: str) -> None:
         tag = f"r{len(runs)}-{int(time.time()) % 100_000}"  # keys: printable, ≤ 64 chars
         prefix = ids_dir / tag
         sale = None
@@ -148,54 +186,78 @@ def purchase_burst(lab, profile: Profile, progress, results: dict) -> None:
         else:
             url = target.url
         script = get if "hello" in target.name else post
-        run = wrk.run(url, connections, profile.seconds, script, scenario="purchase-burst",
-                      target=label, script_args=(tag, str(prefix)),
-                      server_pid=lab.pid_of(target.server))
+        run = wrk.run(
+            url,
+            connections,
+            profile.seconds,
+            script,
+            scenario="purchase-burst",
+            target=label,
+            script_args=(tag, str(prefix)),
+            server_pid=lab.pid_of(target.server),
+        )
         runs.append(run.to_dict())
         if sale is not None:
             progress.step(f"audit of {label} at {connections} connections (sale {sale['id']})")
             accepted, replayed = wrk.order_ids(prefix)
-            checked = audit.audit_burst(lab, f"{label} -c{connections}", sale, accepted,
-                                        replayed, run.statuses)
+            checked = audit.audit_burst(
+                lab, f"{label} -c{connections}", sale, accepted, replayed, run.statuses
+            )
             if label.startswith("sell-out"):
                 if checked["persisted"] != stock:
-                    checked["failures"].append(f"sold {checked['persisted']} of {stock} units "
-                                               f"in a burst of {run.requests:,} requests")
+                    checked["failures"].append(
+                        f"sold {checked['persisted']} of {stock} units "
+                        f"in a burst of {run.requests:,} requests"
+                    )
             else:  # stock and limits to spare: every answer is a 202 or a replay's 200
                 odd = {s: n for s, n in run.statuses.items() if s not in ("200", "202")}
                 if odd:
-                    checked["failures"].append(f"answers other than 202/200 with stock to "
-                                               f"spare: {odd}")
+                    checked["failures"].append(
+                        f"answers other than 202/200 with stock to spare: {odd}"
+                    )
             checked["ok"] = not checked["failures"]
             audits.append(checked)
             if not checked["ok"]:
                 print(f"INVARIANT VIOLATED in {label}: {checked['failures']}", flush=True)
 
-    sweep(profile, targets, lambda target, connections: burst(
-        target, connections, 10_000_000, 100, target.name), progress)
+    sweep(
+        profile,
+        targets,
+        lambda target, connections: burst(target, connections, 10_000_000, 100, target.name),
+        progress,
+    )
     connections = max(c for c in profile.connections if c <= 256)
     for target in targets[:2]:
         label = f"sell-out: {target.name}"
-        progress.step(f"{label}: {profile.sellout_stock} units, {len(tokens):,} buyers "
-                      f"(limit 2), {connections} connections")
+        progress.step(
+            f"{label}: {profile.sellout_stock} units, {len(tokens):,} buyers "
+            f"(limit 2), {connections} connections"
+        )
         burst(target, connections, profile.sellout_stock, 2, label)
 
 
 # ---------------------------------------------------------------------- slow-isolation
 
+
 def slow_isolation(lab, profile: Profile, progress, results: dict) -> None:
     """/demo/index while 1,000 long /demo/slow are in flight: ours, app.run, gunicorn sync."""
-    servers = [("spillway (nginx → gunicorn gevent)", lambda: lab.url, None),
-               ("app.run (the seed's server)", lambda: lab.naive_seed_url, lab.stop_naive_seed),
-               ("gunicorn sync ×2", lambda: lab.sync_url, lab.stop_sync)]
+    servers = [
+        ("spillway (nginx → gunicorn gevent)", lambda: lab.url, None),
+        ("app.run (the seed's server)", lambda: lab.naive_seed_url, lab.stop_naive_seed),
+        ("gunicorn sync ×2", lambda: lab.sync_url, lab.stop_sync),
+    ]
     rows = results.setdefault("rows", [])
-    results["setup"] = {"slow_requests": profile.slow_requests,
-                        "slow_seconds": profile.slow_seconds,
-                        "hold_seconds": profile.slow_hold_seconds,
-                        "index_seconds": profile.index_seconds}
+    results["setup"] = {
+        "slow_requests": profile.slow_requests,
+        "slow_seconds": profile.slow_seconds,
+        "hold_seconds": profile.slow_hold_seconds,
+        "index_seconds": profile.index_seconds,
+    }
     for name, url, stop in servers:
-        progress.step(f"{name}: {profile.slow_requests:,} × /demo/slow?seconds="
-                      f"{profile.slow_seconds} in flight, /demo/index measured")
+        progress.step(
+            f"{name}: {profile.slow_requests:,} × /demo/slow?seconds="
+            f"{profile.slow_seconds} in flight, /demo/index measured"
+        )
         rows.append({"server": name, **index_under_slow_flood(url(), profile)})
         if stop:
             stop()  # its sleeping threads or workers would linger into the next measurement
@@ -204,8 +266,12 @@ def slow_isolation(lab, profile: Profile, progress, results: dict) -> None:
 def index_under_slow_flood(base_url: str, profile: Profile) -> dict:
     """Index latency with the slow requests in flight; the slow wrk runs on throughout
     (its timeout generous: a slow answer late is counted, not a wrk timeout)."""
-    slow = wrk.start(f"{base_url}/demo/slow?seconds={profile.slow_seconds}",
-                     profile.slow_requests, profile.slow_hold_seconds, profile.slow_seconds + 20)
+    slow = wrk.start(
+        f"{base_url}/demo/slow?seconds={profile.slow_seconds}",
+        profile.slow_requests,
+        profile.slow_hold_seconds,
+        profile.slow_seconds + 20,
+    )
     try:
         time.sleep(profile.index_delay_seconds)  # let all the slow requests get in
         slow_open = open_connections_to(int(base_url.rsplit(":", 1)[1]))
@@ -231,12 +297,20 @@ def open_connections_to(port: int) -> int:
 
 
 def wrk_result(result: wrk.Run) -> dict:
-    return {"requests": result.requests, "rps": result.rps, "p50_ms": result.p50_ms,
-            "p99_ms": result.p99_ms, "max_ms": result.max_ms, "timeouts": result.timeouts,
-            "socket_errors": result.socket_errors, "non_2xx": result.non_2xx}
+    return {
+        "requests": result.requests,
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "max_ms": result.max_ms,
+        "timeouts": result.timeouts,
+        "socket_errors": result.socket_errors,
+        "non_2xx": result.non_2xx,
+    }
 
 
 # ---------------------------------------------------------------------- drain
+
 
 def drain(lab, profile: Profile, progress, results: dict) -> None:
     """N reservations waiting in the outbox (made by reserve.lua itself, workers stopped),
@@ -268,11 +342,16 @@ def drain(lab, profile: Profile, progress, results: dict) -> None:
     # The rate once persisting: from the first poll that saw orders (not counting those).
     persisted = seen["persisted"]
     persisting = finished - seen.get("first", started)
-    results.update(orders=count, persisted=persisted, seconds_from_start=finished - started,
-                   seconds_from_first=persisting,
-                   rate_from_start=persisted / (finished - started),
-                   rate_from_first=(persisted - seen.get("first_count", 0)) / persisting
-                   if persisting > 0.2 else persisted / (finished - started))
+    results.update(
+        orders=count,
+        persisted=persisted,
+        seconds_from_start=finished - started,
+        seconds_from_first=persisting,
+        rate_from_start=persisted / (finished - started),
+        rate_from_first=(persisted - seen.get("first_count", 0)) / persisting
+        if persisting > 0.2
+        else persisted / (finished - started),
+    )
     progress.step("audit of the drained sale")
     results["audit"] = audit.audit_burst(lab, "drain", sale, order_ids, [], {"202": count})
 
@@ -286,8 +365,9 @@ def fill_outbox(lab, sale_id: int, count: int, buyers: int) -> list[str]:
         pipe = client.pipeline(transaction=False)
         for n in range(start, min(count, start + 1000)):
             order_id = str(uuid.uuid4())
-            keys, args = reserve_call(sale_id, str(n % buyers + 1), 1, f"drain-{n}", now_ms,
-                                      order_id)
+            keys, args = reserve_call(
+                sale_id, str(n % buyers + 1), 1, f"drain-{n}", now_ms, order_id
+            )
             script(keys=keys, args=args, client=pipe)
             order_ids.append(order_id)
         refused = [reply for reply in pipe.execute() if reply[0] != b"reserved"]
@@ -297,6 +377,7 @@ def fill_outbox(lab, sale_id: int, count: int, buyers: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------- sse-fanout
+
 
 def sse_fanout(lab, profile: Profile, progress, results: dict) -> None:
     """harness/sse.py (bench/sse_fanout.py's measurement) on a stack of its own with one
@@ -326,8 +407,11 @@ def estimate(name: str, profile: Profile) -> float:
     conns, baseline = len(profile.connections), len(profile.baseline_connections)
     return {
         "catalog-hot": 15 + per_run * (7 * conns + 5 * baseline),
-        "purchase-burst": 5 + profile.buyers / 50 + per_run * 5 * conns + 3 * 2 * conns
-                          + 2 * (per_run + 2),
+        "purchase-burst": 5
+        + profile.buyers / 50
+        + per_run * 5 * conns
+        + 3 * 2 * conns
+        + 2 * (per_run + 2),
         "slow-isolation": 3 * (profile.slow_hold_seconds + 2),
         "drain": 10 + profile.drain_orders / 5000,
         "sse-fanout": 90 if profile.name == "quick" else 300,

@@ -22,9 +22,11 @@ class Shop:
 
     def signup(self, count: int, prefix: str = "bench", start: int = 0) -> list[str]:
         """Tokens of ``count`` new buyers (16 sign-ups at a time)."""
+
         def one(n: int) -> str:
-            answer = requests.post(f"{self.base_url}/api/v1/users", timeout=30,
-                                   json={"name": f"{prefix}{n}"})
+            answer = requests.post(
+                f"{self.base_url}/api/v1/users", timeout=30, json={"name": f"{prefix}{n}"}
+            )
             answer.raise_for_status()
             return answer.json()["token"]
 
@@ -35,11 +37,28 @@ class Shop:
         """An active sale of the first product (one is made if there is none), for two
         hours, payments due in a day: nothing expires during a run."""
         products = self.call("GET", "/api/v1/products")["items"]
-        product = products[0] if products else self.call(
-            "POST", "/api/v1/products", headers=self.admin,
-            json={"name": "Bench lamp", "price_cents": 100})
+        product = (
+            products[0]
+            if products
+            else self.call(
+                "POST",
+                "/api/v1/products",
+                headers=self.admin,
+                json={"name": "Bench lamp", "price_cents": 100},
+            )
+        )
         ends = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
-        created = self.call("POST", "/api/v1/sales", headers=self.admin, json={
-            "product_id": product["id"], "stock": stock, "per_user_limit": per_user_limit,
-            "payment_timeout_s": 86_400, "ends_at": ends.isoformat(), **fields})
+        created = self.call(
+            "POST",
+            "/api/v1/sales",
+            headers=self.admin,
+            json={
+                "product_id": product["id"],
+                "stock": stock,
+                "per_user_limit": per_user_limit,
+                "payment_timeout_s": 86_400,
+                "ends_at": ends.isoformat(),
+                **fields,
+            },
+        )
         return self.call("GET", f"/api/v1/sales/{created['id']}")

@@ -48,8 +48,9 @@ class StreamClient:
 
     def __init__(self, port: int, path: str):
         self.port = port
-        self.request = (f"GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\n"
-                        f"Accept: text/event-stream\r\n\r\n").encode()
+        self.request = (
+            f"GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
         self.selector = selectors.DefaultSelector()
         self.sockets: list[socket.socket] = []
         self.buffers: list[bytes] = []
@@ -71,12 +72,16 @@ class StreamClient:
             self.in_body.append(False)
             self.remaining.append(None)
             self.seen_at.append(0.0)
-        self.pump_until(lambda: all(r is not None for r in self.remaining[start:]),
-                        OPEN_TIMEOUT_S, "first events")
+        self.pump_until(
+            lambda: all(r is not None for r in self.remaining[start:]),
+            OPEN_TIMEOUT_S,
+            "first events",
+        )
 
     def pump_until(self, done, timeout: float, what: str) -> None:
         """Read whatever the streams send until ``done()`` (what a stream read is read at
         once: the latency measured is the client's as much as the server's)."""
+
         def pumped() -> bool:
             for key, _ in self.selector.select(timeout=0.5):
                 self._read(key.data)
@@ -175,8 +180,11 @@ def measure(lab: Lab, streams: int, rounds: int) -> dict:
         sent_at = time.monotonic()
         buyer = threading.Thread(target=purchase, args=(base, sale["id"], token))
         buyer.start()
-        client.pump_until(lambda: all(r == expected for r in client.remaining),
-                          EVENT_TIMEOUT_S, f"remaining {expected} on every stream")
+        client.pump_until(
+            lambda: all(r == expected for r in client.remaining),
+            EVENT_TIMEOUT_S,
+            f"remaining {expected} on every stream",
+        )
         buyer.join()
         latencies += [(seen - sent_at) * 1000 for seen in client.seen_at]
     rss_streams = max(rss_open, rss_mb(pid))
@@ -197,8 +205,11 @@ def measure(lab: Lab, streams: int, rounds: int) -> dict:
 
 
 def purchase(base: str, sale_id: str, token: str) -> None:
-    response = requests.post(f"{base}/api/v1/sales/{sale_id}/orders", json={"quantity": 1},
-                             headers={"Authorization": f"Bearer {token}",
-                                      "Idempotency-Key": uuid.uuid4().hex}, timeout=30)
+    response = requests.post(
+        f"{base}/api/v1/sales/{sale_id}/orders",
+        json={"quantity": 1},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+        timeout=30,
+    )
     if response.status_code != 202:
         raise RuntimeError(f"purchase answered {response.status_code}: {response.text}")

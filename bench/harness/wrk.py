@@ -35,15 +35,19 @@ end
 """  # a template, like the scripts built on it: %(percentiles)s, and %% for a Lua %
 ALL_PERCENTILES = ", ".join(str(p) for p in PERCENTILES)
 
-GET_SCRIPT = """
+GET_SCRIPT = (
+    """
 threads = {}
 function setup(thread) table.insert(threads, thread) end
-""" + DONE
+"""
+    + DONE
+)
 
 # %(tokens)s: the buyers' tokens; %(method)s, %(headers)s and %(body)s: the request;
 # %(replay)d: every how many requests one repeats an earlier key (0: never). wrk's arguments
 # after "--": a tag that keeps keys unique across runs, and the path prefix of the id files.
-PURCHASE_SCRIPT = """
+PURCHASE_SCRIPT = (
+    """
 local tokens = {%(tokens)s}
 local replay = %(replay)d
 threads = {}
@@ -74,7 +78,9 @@ function response(status, headers, body)
     if order_id then out:write(status, " ", order_id, "\\n") end
   end
 end
-""" + DONE
+"""
+    + DONE
+)
 
 
 @dataclass
@@ -119,6 +125,7 @@ DURATION = r"([\d.]+)(us|ms|s|m|h)"  # "ms" before "m" and "s": alternation take
 
 def parse(text: str, run: Run) -> Run:
     """Fill ``run`` from wrk's report (run with --latency, and our ``done()`` if scripted)."""
+
     def ms(value: str, unit: str) -> float:
         return float(value) * UNIT_TO_MS[unit]
 
@@ -131,8 +138,11 @@ def parse(text: str, run: Run) -> Run:
     for percentile, name in (("50", "p50_ms"), ("99", "p99_ms")):
         if match := re.search(rf"^\s*{percentile}%\s+{DURATION}", text, re.M):
             setattr(run, name, ms(match.group(1), match.group(2)))
-    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                          r"timeout (\d+)", text):
+    if match := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+        r"timeout (\d+)",
+        text,
+    ):
         *errors, timeouts = map(int, match.groups())
         run.socket_errors, run.timeouts = sum(errors), timeouts
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
@@ -148,16 +158,29 @@ def parse(text: str, run: Run) -> Run:
     return run
 
 
-def write_purchase_script(path: Path, tokens: list[str], method: str = "POST",
-                          replay_every: int = 10, headers: dict | None = None) -> Path:
+def write_purchase_script(
+    path: Path,
+    tokens: list[str],
+    method: str = "POST",
+    replay_every: int = 10,
+    headers: dict | None = None,
+) -> Path:
     """The purchase script for ``tokens`` (GET: the same headers on a bare view, so that
     wrk's own Lua work weighs on both sides alike)."""
     body = "'{\"quantity\": 1}'" if method == "POST" else "nil"
     extra = "".join(f'["{name}"] = "{value}", ' for name, value in (headers or {}).items())
     quoted = ",".join(f'"{token}"' for token in tokens)
-    path.write_text(PURCHASE_SCRIPT % {"tokens": quoted, "method": method, "body": body,
-                                       "replay": replay_every, "headers": extra,
-                                       "percentiles": ALL_PERCENTILES})
+    path.write_text(
+        PURCHASE_SCRIPT
+        % {
+            "tokens": quoted,
+            "method": method,
+            "body": body,
+            "replay": replay_every,
+            "headers": extra,
+            "percentiles": ALL_PERCENTILES,
+        }
+    )
     return path
 
 
@@ -166,10 +189,23 @@ def write_get_script(path: Path) -> Path:
     return path
 
 
-def argv(url: str, connections: int, seconds: int, script: Path | None, headers: dict | None,
-         script_args: tuple, timeout_s: int) -> list[str]:
-    line = [binary("wrk"), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-            f"--timeout={timeout_s}s"]
+def argv(
+    url: str,
+    connections: int,
+    seconds: int,
+    script: Path | None,
+    headers: dict | None,
+    script_args: tuple,
+    timeout_s: int,
+) -> list[str]:
+    line = [
+        binary("wrk"),
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        f"--timeout={timeout_s}s",
+    ]
     if script:
         line += ["-s", str(script)]
     for name, value in (headers or {}).items():
@@ -178,15 +214,29 @@ def argv(url: str, connections: int, seconds: int, script: Path | None, headers:
     return [*line, "--", *script_args] if script_args else line
 
 
-def run(url: str, connections: int, seconds: int, script: Path | None = None, *,
-        scenario: str = "", target: str = "", headers: dict | None = None,
-        script_args: tuple = (), timeout_s: int = 2, server_pid: int | None = None) -> Run:
+def run(
+    url: str,
+    connections: int,
+    seconds: int,
+    script: Path | None = None,
+    *,
+    scenario: str = "",
+    target: str = "",
+    headers: dict | None = None,
+    script_args: tuple = (),
+    timeout_s: int = 2,
+    server_pid: int | None = None,
+) -> Run:
     """One measured wrk run (``-t2``); wrk's own failure raises. With ``server_pid``, the
     CPU its process tree used per request is measured too."""
     meter = cpu.Meter(server_pid).start()
-    done = subprocess.run(argv(url, connections, seconds, script, headers, script_args,
-                               timeout_s), capture_output=True, text=True,
-                          timeout=seconds + 90, check=False)
+    done = subprocess.run(
+        argv(url, connections, seconds, script, headers, script_args, timeout_s),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 90,
+        check=False,
+    )
     used = meter.stop()
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}) on {url}: {done.stderr.strip()}")
@@ -198,9 +248,13 @@ def run(url: str, connections: int, seconds: int, script: Path | None = None, *,
 
 def start(url: str, connections: int, seconds: int, timeout_s: int) -> subprocess.Popen:
     """A wrk in the background (load held while another is measured), in its own group."""
-    return subprocess.Popen(argv(url, connections, seconds, None, None, (), timeout_s),
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv(url, connections, seconds, None, None, (), timeout_s),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float) -> Run:

@@ -54,9 +54,14 @@ from flashsale.users.tokens import TOKEN_SALT
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 signer = URLSafeTimedSerializer(os.environ["SPILLWAY_SECRET_KEY"], salt=TOKEN_SALT)
 # Like spillway's: a blocking pool (redis-py's default pool raises past 100 connections).
-store = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool(
-    connection_class=redis.asyncio.UnixDomainSocketConnection,
-    path=os.environ["PEER_REDIS_SOCKET"], max_connections=512, timeout=2.0))
+store = redis.asyncio.Redis(
+    connection_pool=redis.asyncio.BlockingConnectionPool(
+        connection_class=redis.asyncio.UnixDomainSocketConnection,
+        path=os.environ["PEER_REDIS_SOCKET"],
+        max_connections=512,
+        timeout=2.0,
+    )
+)
 reserve_script = store.register_script((LUA_DIR / "reserve.lua").read_bytes())
 REFUSALS = {"sold_out", "limit_exceeded", "sale_not_active"}
 
@@ -86,12 +91,21 @@ def read_product(product_id: int) -> bytes | None:
     """The product's JSON from SQLite (one connection per pool thread)."""
     if not hasattr(_local, "db"):
         _local.db = sqlite3.connect(f"file:{os.environ['PEER_DATABASE']}?mode=ro", uri=True)
-    row = _local.db.execute("SELECT id, name, description, price_cents, image_url"
-                            " FROM products WHERE id = ?", (product_id,)).fetchone()
+    row = _local.db.execute(
+        "SELECT id, name, description, price_cents, image_url FROM products WHERE id = ?",
+        (product_id,),
+    ).fetchone()
     if row is None:
         return None
-    return json.dumps({"id": str(row[0]), "name": row[1], "description": row[2],
-                       "price_cents": row[3], "image_url": row[4]}).encode()
+    return json.dumps(
+        {
+            "id": str(row[0]),
+            "name": row[1],
+            "description": row[2],
+            "price_cents": row[3],
+            "image_url": row[4],
+        }
+    ).encode()
 
 
 @app.get("/hello")
@@ -132,13 +146,13 @@ async def purchase(sale_id: int, request: Request):
     idempotency = request.headers.get("idempotency-key", "")
     if idempotency and not IDEMPOTENCY_KEY.match(idempotency):
         return error(400, "invalid_request", "Idempotency-Key: 1 to 64 printable ASCII.")
-    keys, args = reserve_call(sale_id, user_id, body.quantity, idempotency,
-                              int(time.time() * 1000), str(uuid.uuid4()))
+    keys, args = reserve_call(
+        sale_id, user_id, body.quantity, idempotency, int(time.time() * 1000), str(uuid.uuid4())
+    )
     reply = await reserve_script(keys=keys, args=args)
     outcome = reply[0].decode()
     if outcome == "reserved":
-        return JSONResponse({"order_id": reply[1].decode(), "status": "pending"},
-                            status_code=202)
+        return JSONResponse({"order_id": reply[1].decode(), "status": "pending"}, status_code=202)
     if outcome == "duplicate":
         return JSONResponse({"order_id": reply[1].decode(), "status": "pending"})
     if outcome in REFUSALS:

@@ -29,8 +29,9 @@ class Book(db.Model):
     counted_by: Mapped[str | None]
 
     def to_json(self) -> bytes:
-        return jsonify(id=self.id, title=self.title, words=self.words,
-                       counted_by=self.counted_by).get_data()
+        return jsonify(
+            id=self.id, title=self.title, words=self.words, counted_by=self.counted_by
+        ).get_data()
 
 
 @bp.get("/slow")

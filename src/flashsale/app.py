@@ -113,8 +113,19 @@ def declare_to_the_runtime(app: Flask) -> None:
     from flashsale.orders.payment import STAND_IN
     from flashsale.sales.binding import start_check
 
-    Spillway(app, pages={"/": "index.html", "/ops": "ops.html"},
-             readiness={"database": check_database}, start_checks=(start_check,),
-             cached_routes=(CACHED_ROUTE,), sidecars=(STAND_IN,), collectors=(QueueCollector,),
-             links={"storefront": "/", "demo": "/demo/slow?seconds=10",
-                    "demo, fast": "/demo/index", "operator page": "/ops", "API docs": "/docs"})
+    Spillway(
+        app,
+        pages={"/": "index.html", "/ops": "ops.html"},
+        readiness={"database": check_database},
+        start_checks=(start_check,),
+        cached_routes=(CACHED_ROUTE,),
+        sidecars=(STAND_IN,),
+        collectors=(QueueCollector,),
+        links={
+            "storefront": "/",
+            "demo": "/demo/slow?seconds=10",
+            "demo, fast": "/demo/index",
+            "operator page": "/ops",
+            "API docs": "/docs",
+        },
+    )

@@ -57,8 +57,12 @@ class Charge:
     decided: Event = field(default_factory=Event)
 
     def as_dict(self) -> dict:
-        return {"status": self.status, "charge_id": self.charge_id, "requests": self.requests,
-                "captures": self.captures}
+        return {
+            "status": self.status,
+            "charge_id": self.charge_id,
+            "requests": self.requests,
+            "captures": self.captures,
+        }
 
 
 @dataclass
@@ -126,8 +130,9 @@ def make_app(knobs: Knobs):
     def app(environ, start_response):
         status, document = route(environ)
         body = json.dumps(document).encode()
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(body)))])
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
         return [body]
 
     return app
@@ -148,7 +153,7 @@ class KnobsHandler(WSGIHandler):
             return super()._sendall(data)
         for offset in range(len(data)):
             time.sleep(self.trickle)
-            super()._sendall(data[offset:offset + 1])
+            super()._sendall(data[offset : offset + 1])
 
 
 def main() -> None:
@@ -159,20 +164,36 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per charge")
-    parser.add_argument("--trickle", type=float, default=0.0,
-                        help="send answers one byte per this many seconds (a test knob)")
-    parser.add_argument("--lose-answers", type=int, default=0, metavar="N",
-                        help="capture the first N charges, then cut instead of answering")
-    parser.add_argument("--omit-charge-id", action="store_true",
-                        help="answer approvals without their charge_id (a broken answer)")
+    parser.add_argument(
+        "--trickle",
+        type=float,
+        default=0.0,
+        help="send answers one byte per this many seconds (a test knob)",
+    )
+    parser.add_argument(
+        "--lose-answers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="capture the first N charges, then cut instead of answering",
+    )
+    parser.add_argument(
+        "--omit-charge-id",
+        action="store_true",
+        help="answer approvals without their charge_id (a broken answer)",
+    )
     args = parser.parse_args()
     knobs = Knobs(args.latency, args.lose_answers, args.omit_charge_id)
     KnobsHandler.trickle = args.trickle
-    server = WSGIServer(make_listener(args.host, args.port), make_app(knobs),
-                        log=None, handler_class=KnobsHandler)
+    server = WSGIServer(
+        make_listener(args.host, args.port), make_app(knobs), log=None, handler_class=KnobsHandler
+    )
     gevent.signal_handler(signal.SIGTERM, server.stop)  # supervisord's stop: finish, exit 0
-    print(f"payment gateway on http://{args.host}:{args.port}/charge "
-          f"({args.latency * 1000:.0f} ms per charge)", flush=True)
+    print(
+        f"payment gateway on http://{args.host}:{args.port}/charge "
+        f"({args.latency * 1000:.0f} ms per charge)",
+        flush=True,
+    )
     server.serve_forever()
 
 

@@ -43,39 +43,46 @@ def _check_payment(config: dict) -> None:
     if grace_ms <= timeout_s * 1000:
         raise SettingsError(
             f"SPILLWAY_PAYING_GRACE_MS ({grace_ms}) must exceed SPILLWAY_GATEWAY_TIMEOUT_S "
-            f"({timeout_s:g} s, so more than {timeout_s * 1000:.0f} ms)")
+            f"({timeout_s:g} s, so more than {timeout_s * 1000:.0f} ms)"
+        )
 
 
 def _read(env: Env, runtime: dict) -> dict:
-    database_url = env.str("DATABASE_URL",
-                           f"sqlite:///{RunDir(Path(runtime['RUN_DIR'])).database}")
+    database_url = env.str("DATABASE_URL", f"sqlite:///{RunDir(Path(runtime['RUN_DIR'])).database}")
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, database_url),
-        "RATELIMIT_PER_BUYER": env.str("SPILLWAY_RATE_LIMIT_PER_BUYER",
-                                       "5 per second;60 per minute", validate=rate_limit),
+        "RATELIMIT_PER_BUYER": env.str(
+            "SPILLWAY_RATE_LIMIT_PER_BUYER", "5 per second;60 per minute", validate=rate_limit
+        ),
         # A limit per buyer is a limit per account: this is what stops minting accounts.
-        "RATELIMIT_SIGNUP": env.str("SPILLWAY_SIGNUP_LIMIT_PER_IP", "5 per minute;50 per day",
-                                    validate=rate_limit),
+        "RATELIMIT_SIGNUP": env.str(
+            "SPILLWAY_SIGNUP_LIMIT_PER_IP", "5 per minute;50 per day", validate=rate_limit
+        ),
         "PURCHASE_TOKEN_TTL_S": env.int("SPILLWAY_PURCHASE_TOKEN_TTL", 120),
         # An outbox entry a worker took and never acknowledged for this long is re-driven.
         "OUTBOX_STUCK_MS": env.int("SPILLWAY_OUTBOX_STUCK_MS", 30_000),
         # How long redis keeps what the ledger holds too: a final order's record, a sale's
         # idempotency keys and holdings after its last payment deadline (sales/archive.py).
-        "REDIS_RETENTION_S": env.int("SPILLWAY_REDIS_RETENTION_S", 7 * 24 * 3600,
-                                     validate=Range(60, 365 * 24 * 3600)),
+        "REDIS_RETENTION_S": env.int(
+            "SPILLWAY_REDIS_RETENTION_S", 7 * 24 * 3600, validate=Range(60, 365 * 24 * 3600)
+        ),
         # A new sale's stock is split over this many redis keys (sales/stock.py).
         "STOCK_SHARDS": env.int("SPILLWAY_STOCK_SHARDS", 1, validate=Range(1, 64)),
         # A real gateway, else the stand-in `spillway up` runs beside the shop (gateway.py).
-        "PAYMENT_URL": env.str("SPILLWAY_PAYMENT_URL", f"http://127.0.0.1:"
-                               f"{env.int('SPILLWAY_PAYMENT_GATEWAY_PORT', 8099)}").rstrip("/"),
+        "PAYMENT_URL": env.str(
+            "SPILLWAY_PAYMENT_URL",
+            f"http://127.0.0.1:{env.int('SPILLWAY_PAYMENT_GATEWAY_PORT', 8099)}",
+        ).rstrip("/"),
         # One call to the gateway, connect to last byte (orders/payment.py).
-        "GATEWAY_TIMEOUT_S": env.float("SPILLWAY_GATEWAY_TIMEOUT_S", 15.0,
-                                       validate=Range(min=0.1, max=300)),
+        "GATEWAY_TIMEOUT_S": env.float(
+            "SPILLWAY_GATEWAY_TIMEOUT_S", 15.0, validate=Range(min=0.1, max=300)
+        ),
         # A payment still 'paying' this long after its order's deadline is resolved with
         # the gateway (void: captured → paid, voided → cancelled); see _check_payment.
-        "PAYING_GRACE_MS": env.int("SPILLWAY_PAYING_GRACE_MS", 60_000,
-                                   validate=Range(min=1, max=86_400_000)),
+        "PAYING_GRACE_MS": env.int(
+            "SPILLWAY_PAYING_GRACE_MS", 60_000, validate=Range(min=1, max=86_400_000)
+        ),
         # Live stock streams: how often a process reads watched sales, how often an idle
         # stream sends a keep-alive comment (below nginx's proxy_read_timeout).
         "STREAM_POLL_MS": env.int("SPILLWAY_STREAM_POLL_MS", 200),
@@ -84,16 +91,17 @@ def _read(env: Env, runtime: dict) -> dict:
         # lifetime and the browser reconnects; caps per worker process, and per client
         # address while rate limits are on. A worker holds 10,000 streams in about 230 MB
         # (bench/sse_fanout.py); keep the cap under its gunicorn worker connections.
-        "STREAM_MAX_LIFETIME_S": env.float("SPILLWAY_STREAM_MAX_LIFETIME_S", 600.0,
-                                           validate=Range(min=1)),
-        "STREAMS_PER_WORKER": env.int("SPILLWAY_STREAMS_PER_WORKER", 15_000,
-                                      validate=Range(min=1)),
-        "STREAMS_PER_ADDRESS": env.int("SPILLWAY_STREAMS_PER_ADDRESS", 32,
-                                       validate=Range(min=1)),
-        "DEMO_SLOW_PER_WORKER": env.int("SPILLWAY_DEMO_SLOW_PER_WORKER", 2_000,
-                                        validate=Range(min=1)),
-        "DEMO_SLOW_PER_ADDRESS": env.int("SPILLWAY_DEMO_SLOW_PER_ADDRESS", 20,
-                                         validate=Range(min=1)),
+        "STREAM_MAX_LIFETIME_S": env.float(
+            "SPILLWAY_STREAM_MAX_LIFETIME_S", 600.0, validate=Range(min=1)
+        ),
+        "STREAMS_PER_WORKER": env.int("SPILLWAY_STREAMS_PER_WORKER", 15_000, validate=Range(min=1)),
+        "STREAMS_PER_ADDRESS": env.int("SPILLWAY_STREAMS_PER_ADDRESS", 32, validate=Range(min=1)),
+        "DEMO_SLOW_PER_WORKER": env.int(
+            "SPILLWAY_DEMO_SLOW_PER_WORKER", 2_000, validate=Range(min=1)
+        ),
+        "DEMO_SLOW_PER_ADDRESS": env.int(
+            "SPILLWAY_DEMO_SLOW_PER_ADDRESS", 20, validate=Range(min=1)
+        ),
         "API_TITLE": "Spillway",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",
@@ -120,8 +128,11 @@ def _engine_options(env: Env, database_url: str) -> dict:
         "pool_recycle": 1800,
         # Timestamps are stored without a zone and are all UTC (spillway.clock); the
         # session's zone decides how an aware datetime is stored, so it is pinned.
-        "connect_args": {"connect_timeout": 5, "application_name": "spillway",
-                         "options": "-c timezone=UTC"},
+        "connect_args": {
+            "connect_timeout": 5,
+            "application_name": "spillway",
+            "options": "-c timezone=UTC",
+        },
     }
 
 
@@ -130,8 +141,9 @@ def _celery_settings(env: Env, broker_url: str) -> dict:
     # schedule is the safety net that makes a lost nudge or a dead web process harmless.
     config = base_config(broker_url, env.int("SPILLWAY_CELERY_VISIBILITY_TIMEOUT", 3600))
     config["beat_schedule"] = {
-        "heartbeat": every(env.float("SPILLWAY_HEARTBEAT_SECONDS", 10.0),
-                           "flashsale.ops.tasks.heartbeat"),
+        "heartbeat": every(
+            env.float("SPILLWAY_HEARTBEAT_SECONDS", 10.0), "flashsale.ops.tasks.heartbeat"
+        ),
         "drain-outbox": every(1.0, "flashsale.orders.tasks.drain_outbox"),
         "sweep-outbox": every(10.0, "flashsale.orders.tasks.sweep_outbox"),
         "expire-payments": every(1.0, "flashsale.orders.tasks.expire_payments"),

@@ -24,8 +24,9 @@ def run_migrations() -> None:
     migrate = current_app.extensions["migrate"]
     url = migrate.db.engine.url.render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    metadata = migrate.db.metadatas[None] if hasattr(migrate.db, "metadatas") else \
-        migrate.db.metadata
+    metadata = (
+        migrate.db.metadatas[None] if hasattr(migrate.db, "metadatas") else migrate.db.metadata
+    )
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=metadata, literal_binds=True)
         with context.begin_transaction():
@@ -41,8 +42,7 @@ def run_migrations() -> None:
 
 def _no_empty_revision(config):
     def process_revision_directives(_context, _revision, directives):
-        if getattr(config.cmd_opts, "autogenerate", False) and \
-                directives[0].upgrade_ops.is_empty():
+        if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
             directives[:] = []
             log.info("No changes in schema detected.")
 

@@ -92,8 +92,9 @@ class ReadThrough:
         self._lock = threading.Lock()
         self._warn = _Throttled()
 
-    def get_or_load(self, key: str, loader: Callable[[], bytes | None],
-                    track: bool = False) -> bytes | None:
+    def get_or_load(
+        self, key: str, loader: Callable[[], bytes | None], track: bool = False
+    ) -> bytes | None:
         """The cached bytes for ``key``, loading and filling on a miss.
 
         :param loader: reads the source of truth; None means "nothing there" (not cached).
@@ -120,8 +121,12 @@ class ReadThrough:
             self.store.delete_many(list(keys) + tracked)
         except Exception as exc:
             counters.incr(f"cache.{self.namespace}.invalidation_errors")
-            log.error("cache %s: could not delete %d keys: %s", self.namespace,
-                      len(keys) + len(tracked), exc)
+            log.error(
+                "cache %s: could not delete %d keys: %s",
+                self.namespace,
+                len(keys) + len(tracked),
+                exc,
+            )
 
     def _single_flight(self, key: str, work: Callable[[], bytes | None]) -> bytes | None:
         with self._lock:
@@ -187,8 +192,9 @@ class ReadThrough:
         try:
             return int(redis_store.get(self._generation_key) or 0)
         except Exception as exc:
-            self._warn.warning("cache %s: generation unreadable, not filling: %s",
-                               self.namespace, exc)
+            self._warn.warning(
+                "cache %s: generation unreadable, not filling: %s", self.namespace, exc
+            )
             return None
 
     def _take_lease(self, key: str) -> str | None:
@@ -217,8 +223,12 @@ class ReadThrough:
 
     def _cache_down(self, exc: Exception) -> None:
         counters.incr(f"cache.{self.namespace}.errors")
-        self._warn.warning("cache %s (%s) unavailable, serving from the source: %s",
-                           self.namespace, self.store.name, exc)
+        self._warn.warning(
+            "cache %s (%s) unavailable, serving from the source: %s",
+            self.namespace,
+            self.store.name,
+            exc,
+        )
 
 
 class _Flight:

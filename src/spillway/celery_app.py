@@ -37,8 +37,9 @@ class FlaskCelery:
         return celery_app
 
 
-def base_config(broker_url: str, visibility_timeout: int = 3600,
-                beat_redis_url: str | None = None) -> dict:
+def base_config(
+    broker_url: str, visibility_timeout: int = 3600, beat_redis_url: str | None = None
+) -> dict:
     """Celery settings that keep a task's promise: JSON only (a worker that accepts pickle
     runs whatever a broker client sends it, and never needs C_FORCE_ROOT), acks_late +
     reject_on_worker_lost + prefetch 1 (a task a worker dies in is delivered again instead
@@ -82,8 +83,9 @@ def redis_py_url(broker_url: str) -> str:
     parts = urlsplit(broker_url)
     if parts.scheme != "redis+socket":
         return broker_url
-    query = [("db" if name == "virtual_host" else name, value)
-             for name, value in parse_qsl(parts.query)]
+    query = [
+        ("db" if name == "virtual_host" else name, value) for name, value in parse_qsl(parts.query)
+    ]
     return f"unix://{parts.path}" + (f"?{urlencode(query)}" if query else "")
 
 

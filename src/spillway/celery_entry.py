@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 flask_app = load_app()
 celery_app = Spillway.of(flask_app).celery
 if celery_app is None:
-    raise SystemExit(f"celery: the app {flask_app.import_name!r} has no Celery app "
-                     "(app.extensions['celery'])")
+    raise SystemExit(
+        f"celery: the app {flask_app.import_name!r} has no Celery app (app.extensions['celery'])"
+    )
 # Nothing runs on state the app's start checks refuse (RELIABILITY.md, the ledger binding).
 verify_at_start(flask_app, "celery")
 worker_liveness.install(celery_app, flask_app)
@@ -47,5 +48,6 @@ def _say_that_beat_waits_for_the_lock(sender=None, **_):
     without a word while another beat holds it: say so first."""
     lock_key = getattr(sender.scheduler, "lock_key", None)
     if lock_key:
-        log.info("beat: taking the leader lock %s, or waiting here while another beat "
-                 "holds it", lock_key)
+        log.info(
+            "beat: taking the leader lock %s, or waiting here while another beat holds it", lock_key
+        )

@@ -25,8 +25,12 @@ from spillway.settings import CONFIG_NAMES
 from spillway.settings import SettingsError
 
 # Where a command finds the stack's dependencies (set by use_stack_addresses when unset).
-STACK_ADDRESSES = ("DATABASE_URL", "SPILLWAY_REDIS_URL", "SPILLWAY_BROKER_URL",
-                   "SPILLWAY_MEMCACHED_SERVERS")
+STACK_ADDRESSES = (
+    "DATABASE_URL",
+    "SPILLWAY_REDIS_URL",
+    "SPILLWAY_BROKER_URL",
+    "SPILLWAY_MEMCACHED_SERVERS",
+)
 # `spillway start-checks`: a check could not decide yet (a dependency is starting or down).
 START_CHECKS_NOT_YET = 3
 
@@ -80,8 +84,14 @@ def _config_of_loaded_app(ctx: click.Context) -> dict:
 
 
 # Flask's own `run` is left out on purpose: `serve` is the one development server.
-@click.group(cls=SpillwayGroup, create_app=_app_for_commands, add_default_commands=False,
-             add_version_option=False, load_dotenv=False, set_debug_flag=False)
+@click.group(
+    cls=SpillwayGroup,
+    create_app=_app_for_commands,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+)
 def cli():
     """Spillway: run your Flask app on the whole stack, migrate and operate it.
 
@@ -162,8 +172,11 @@ def start_checks_command():
 
 @cli.command("init", with_appcontext=False)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--name", default=None,
-              help="The package's name [default: the directory's name, if it can be one].")
+@click.option(
+    "--name",
+    default=None,
+    help="The package's name [default: the directory's name, if it can be one].",
+)
 def init_command(directory: Path, name: str | None):
     """Start your own app on Spillway in DIRECTORY: a package with an app factory and a
     blueprint (a slow endpoint and a fast one); docs/your-app.md grows it from there."""
@@ -175,8 +188,10 @@ def init_command(directory: Path, name: str | None):
         made = scaffold(directory, name)
     except ScaffoldError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"made {made}\nrun it:  cd {directory} && "
-               f"SPILLWAY_APP={name}:create_app PYTHONPATH=$PWD spillway up")
+    click.echo(
+        f"made {made}\nrun it:  cd {directory} && "
+        f"SPILLWAY_APP={name}:create_app PYTHONPATH=$PWD spillway up"
+    )
 
 
 @cli.command("describe-app", with_appcontext=False)
@@ -190,18 +205,37 @@ def describe_app_command():
 
 @cli.command("serve", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to bind (0 picks a free one).")
-@click.option("--env", "config_name", type=click.Choice(CONFIG_NAMES),
-              default=lambda: os.environ.get("SPILLWAY_ENV", "dev"),
-              help="Config to build the app with [default: SPILLWAY_ENV or dev].")
-@click.option("--debug/--no-debug", default=None,
-              help="Werkzeug's interactive debugger; refused in prd [default: the config's].")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-              case_sensitive=False), default=None,
-              help="Log level [default: SPILLWAY_LOG_LEVEL or INFO].")
-@click.option("--access-log/--no-access-log", default=True, show_default=True,
-              help="Log one line per request.")
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to bind (0 picks a free one).",
+)
+@click.option(
+    "--env",
+    "config_name",
+    type=click.Choice(CONFIG_NAMES),
+    default=lambda: os.environ.get("SPILLWAY_ENV", "dev"),
+    help="Config to build the app with [default: SPILLWAY_ENV or dev].",
+)
+@click.option(
+    "--debug/--no-debug",
+    default=None,
+    help="Werkzeug's interactive debugger; refused in prd [default: the config's].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Log level [default: SPILLWAY_LOG_LEVEL or INFO].",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log one line per request.",
+)
 def serve_command(host, port, config_name, debug, log_level, access_log):
     """Serve the app on gevent's WSGI server: the seed's `runserver`, done right.
 
@@ -221,44 +255,86 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     except OSError as exc:  # the port taken, the host not this machine's
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
-        raise click.ClickException(f"--port {port} --host {host}: cannot listen there: "
-                                   f"{exc.strerror}") from None
+        raise click.ClickException(
+            f"--port {port} --host {host}: cannot listen there: {exc.strerror}"
+        ) from None
 
 
 @cli.command("up", with_appcontext=False)
-@click.option("--run-dir", type=click.Path(file_okay=False),
-              default=lambda: os.environ.get("SPILLWAY_RUN_DIR", "run"),
-              help="Where configs, sockets, data and logs go [default: ./run].")
-@click.option("--port", type=click.IntRange(1, 65535),
-              default=lambda: int(os.environ.get("SPILLWAY_PORT", "8080")),
-              help="nginx's public port [default: SPILLWAY_PORT or 8080].")
-@click.option("--host", default=lambda: os.environ.get("SPILLWAY_HOST", "127.0.0.1"),
-              help="nginx's public address [default: SPILLWAY_HOST or 127.0.0.1].")
-@click.option("--web-workers", type=click.IntRange(1, 64),
-              default=lambda: int(os.environ.get("SPILLWAY_WEB_WORKERS", os.cpu_count() or 2)),
-              help="gunicorn gevent workers [default: SPILLWAY_WEB_WORKERS or one per core].")
-@click.option("--worker-connections", type=click.IntRange(64, 100_000),
-              default=lambda: int(os.environ.get("SPILLWAY_WORKER_CONNECTIONS", "10000")),
-              help="Connections each gunicorn worker holds at once, live-stock streams "
-                   "included [default: SPILLWAY_WORKER_CONNECTIONS or 10000].")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-              case_sensitive=False),
-              default=lambda: os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"),
-              help="Log level of the app, gunicorn and Celery [default: INFO].")
-@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for /readyz before reporting what failed.")
-@click.option("--seed-demo", is_flag=True,
-              help="Add the demo catalog once ready, if the store is empty (make run does).")
-@click.option("--metrics-port", type=click.IntRange(0, 65535),
-              default=lambda: int(os.environ.get("SPILLWAY_METRICS_PORT", "0")),
-              help="Loopback port of /metrics [default: SPILLWAY_METRICS_PORT, else 9181 "
-                   "if free, else any free port].")
-@click.option("--flower-port", type=click.IntRange(0, 65535),
-              default=lambda: int(os.environ.get("SPILLWAY_FLOWER_PORT", "0")),
-              help="Loopback port of Flower [default: SPILLWAY_FLOWER_PORT, else 5555 if "
-                   "free, else any free port].")
-def up_command(run_dir, port, host, web_workers, worker_connections, log_level, ready_timeout,
-               seed_demo, metrics_port, flower_port):
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=lambda: os.environ.get("SPILLWAY_RUN_DIR", "run"),
+    help="Where configs, sockets, data and logs go [default: ./run].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=lambda: int(os.environ.get("SPILLWAY_PORT", "8080")),
+    help="nginx's public port [default: SPILLWAY_PORT or 8080].",
+)
+@click.option(
+    "--host",
+    default=lambda: os.environ.get("SPILLWAY_HOST", "127.0.0.1"),
+    help="nginx's public address [default: SPILLWAY_HOST or 127.0.0.1].",
+)
+@click.option(
+    "--web-workers",
+    type=click.IntRange(1, 64),
+    default=lambda: int(os.environ.get("SPILLWAY_WEB_WORKERS", os.cpu_count() or 2)),
+    help="gunicorn gevent workers [default: SPILLWAY_WEB_WORKERS or one per core].",
+)
+@click.option(
+    "--worker-connections",
+    type=click.IntRange(64, 100_000),
+    default=lambda: int(os.environ.get("SPILLWAY_WORKER_CONNECTIONS", "10000")),
+    help="Connections each gunicorn worker holds at once, live-stock streams "
+    "included [default: SPILLWAY_WORKER_CONNECTIONS or 10000].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=lambda: os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"),
+    help="Log level of the app, gunicorn and Celery [default: INFO].",
+)
+@click.option(
+    "--ready-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for /readyz before reporting what failed.",
+)
+@click.option(
+    "--seed-demo",
+    is_flag=True,
+    help="Add the demo catalog once ready, if the store is empty (make run does).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=lambda: int(os.environ.get("SPILLWAY_METRICS_PORT", "0")),
+    help="Loopback port of /metrics [default: SPILLWAY_METRICS_PORT, else 9181 "
+    "if free, else any free port].",
+)
+@click.option(
+    "--flower-port",
+    type=click.IntRange(0, 65535),
+    default=lambda: int(os.environ.get("SPILLWAY_FLOWER_PORT", "0")),
+    help="Loopback port of Flower [default: SPILLWAY_FLOWER_PORT, else 5555 if "
+    "free, else any free port].",
+)
+def up_command(
+    run_dir,
+    port,
+    host,
+    web_workers,
+    worker_connections,
+    log_level,
+    ready_timeout,
+    seed_demo,
+    metrics_port,
+    flower_port,
+):
     """Run the whole stack for the app under supervisord, in the foreground.
 
     nginx, gunicorn (gevent workers), the app's Celery worker and beat (if it has
@@ -273,14 +349,23 @@ def up_command(run_dir, port, host, web_workers, worker_connections, log_level, 
 
     if _chosen_app():
         os.environ["SPILLWAY_APP"] = _chosen_app()
-    chosen = (click.get_current_context().get_parameter_source("run_dir")
-              is not ParameterSource.DEFAULT or "SPILLWAY_RUN_DIR" in os.environ)
-    options = StackOptions(run_dir=run_dir, run_dir_chosen=chosen, host=host, port=port,
-                           web_workers=web_workers,
-                           log_level=log_level.upper(), ready_timeout=ready_timeout,
-                           seed_demo=seed_demo, metrics_port=metrics_port,
-                           flower_port=flower_port,
-                           worker_connections=worker_connections)
+    chosen = (
+        click.get_current_context().get_parameter_source("run_dir") is not ParameterSource.DEFAULT
+        or "SPILLWAY_RUN_DIR" in os.environ
+    )
+    options = StackOptions(
+        run_dir=run_dir,
+        run_dir_chosen=chosen,
+        host=host,
+        port=port,
+        web_workers=web_workers,
+        log_level=log_level.upper(),
+        ready_timeout=ready_timeout,
+        seed_demo=seed_demo,
+        metrics_port=metrics_port,
+        flower_port=flower_port,
+        worker_connections=worker_connections,
+    )
     sys.exit(run_stack(options))
 
 
@@ -295,15 +380,30 @@ def worker_command(celery_args):
     if os.geteuid() == 0:
         raise click.ClickException(
             "refusing to run a Celery worker as root; run it as an unprivileged user "
-            "(spillway up does this for you)")
-    args = [sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "worker",
-            "--loglevel", os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"), "-O", "fair",
-            *celery_args]
+            "(spillway up does this for you)"
+        )
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "spillway.celery_entry",
+        "worker",
+        "--loglevel",
+        os.environ.get("SPILLWAY_LOG_LEVEL", "INFO"),
+        "-O",
+        "fair",
+        *celery_args,
+    ]
     os.execv(sys.executable, args)
 
 
-@cli.command("bench", with_appcontext=False, add_help_option=False,
-             context_settings={"ignore_unknown_options": True})
+@cli.command(
+    "bench",
+    with_appcontext=False,
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
 def bench_command(bench_args):
     """Benchmark the stack beside its baselines and a FastAPI peer; audit; report.
@@ -313,14 +413,17 @@ def bench_command(bench_args):
     """
     bench_dir = Path(__file__).resolve().parents[2] / "bench"
     if not (bench_dir / "harness" / "__main__.py").exists():
-        raise click.ClickException(f"no benchmark harness in {bench_dir}: run `spillway bench` "
-                                   "from a source checkout (make bench)")
+        raise click.ClickException(
+            f"no benchmark harness in {bench_dir}: run `spillway bench` "
+            "from a source checkout (make bench)"
+        )
     # A fresh interpreter: this one is patched for gevent, and the harness must not be.
     # Without FLASK_RUN_FROM_CLI, which Flask's CLI set: the seed baseline's app.run() would
     # refuse to serve.
     env = {name: value for name, value in os.environ.items() if name != "FLASK_RUN_FROM_CLI"}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(bench_dir), str(bench_dir.parent), os.environ.get("PYTHONPATH", "")])
+        [str(bench_dir), str(bench_dir.parent), os.environ.get("PYTHONPATH", "")]
+    )
     os.execve(sys.executable, [sys.executable, "-m", "harness", *bench_args], env)
 
 

@@ -47,14 +47,16 @@ class RedisStore(_AppBound):
     MAX_CONNECTIONS = 512
 
     def connect(self, config):
-        return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-            config["REDIS_URL"],
-            max_connections=self.MAX_CONNECTIONS,
-            timeout=2.0,
-            socket_timeout=2.0,
-            socket_connect_timeout=1.0,
-            health_check_interval=30,
-        ))
+        return redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                config["REDIS_URL"],
+                max_connections=self.MAX_CONNECTIONS,
+                timeout=2.0,
+                socket_timeout=2.0,
+                socket_connect_timeout=1.0,
+                health_check_interval=30,
+            )
+        )
 
 
 class Memcache(_AppBound):
@@ -72,8 +74,9 @@ class Memcache(_AppBound):
         if len(servers) == 1:
             # One server needs no hashing (a pure-Python murmur3 on every call).
             return PooledClient(servers[0], **options)
-        return HashClient(servers, use_pooling=True, retry_attempts=1, retry_timeout=1,
-                          dead_timeout=5, **options)
+        return HashClient(
+            servers, use_pooling=True, retry_attempts=1, retry_timeout=1, dead_timeout=5, **options
+        )
 
 
 redis_store = RedisStore()

@@ -67,8 +67,9 @@ class ErrorSchema(Schema):
 class ApiError(Exception):
     """A refusal the client should see as-is: status, code and a message naming the cause."""
 
-    def __init__(self, status: int, message: str, code: str | None = None,
-                 retry_after: int | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, retry_after: int | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
@@ -89,8 +90,10 @@ def validation_message(exc: HTTPException) -> str:
     """One line naming every invalid field of a webargs validation error."""
     messages = (getattr(exc, "data", None) or {}).get("messages") or {}
     # Keyed by location (json, query, …), each holding marshmallow's field messages.
-    return "; ".join(fields_message(fields) for fields in messages.values()) or \
-        "The request is not valid."
+    return (
+        "; ".join(fields_message(fields) for fields in messages.values())
+        or "The request is not valid."
+    )
 
 
 def fields_message(fields) -> str:
@@ -188,8 +191,10 @@ def is_dependency_down(exc: Exception) -> bool:
     """Whether ``exc`` says a dependency is down or refuses writes for now (a 503)."""
     if isinstance(exc, DEPENDENCY_ERRORS + REDIS_REFUSALS):
         return True
-    return (isinstance(exc, redis.exceptions.ResponseError)
-            and REDIS_REFUSAL_CODES.search(str(exc)) is not None)
+    return (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and REDIS_REFUSAL_CODES.search(str(exc)) is not None
+    )
 
 
 def response_for(exc: Exception):
@@ -202,9 +207,13 @@ def response_for(exc: Exception):
         if isinstance(exc, redis.exceptions.TimeoutError):
             # The command may have run after all (a frozen redis that resumed): only the
             # same Idempotency-Key tells the client what became of a purchase.
-            return error_response(503, "unavailable", "A service this request needs did not "
-                                  "answer in time; retry, a purchase with the same "
-                                  "Idempotency-Key.")
+            return error_response(
+                503,
+                "unavailable",
+                "A service this request needs did not "
+                "answer in time; retry, a purchase with the same "
+                "Idempotency-Key.",
+            )
         return error_response(503, "unavailable", "A service this request needs is down; retry.")
     log.exception("unhandled error")
     return error_response(500, "internal_error", "Internal error; it has been logged.")

@@ -93,13 +93,20 @@ class Spillway:
         uses Flask-Migrate.
     """
 
-    def __init__(self, app: Flask | None = None, *, pages: dict[str, str] | None = None,
-                 readiness: dict[str, Callable[[], None]] | None = None,
-                 start_checks: tuple[Callable[[], None], ...] = (),
-                 cached_routes: tuple[CachedRoute, ...] = (),
-                 sidecars: tuple[Sidecar, ...] = (), collectors: tuple = (),
-                 links: dict[str, str] | None = None, celery=None,
-                 migrations: bool | None = None):
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        pages: dict[str, str] | None = None,
+        readiness: dict[str, Callable[[], None]] | None = None,
+        start_checks: tuple[Callable[[], None], ...] = (),
+        cached_routes: tuple[CachedRoute, ...] = (),
+        sidecars: tuple[Sidecar, ...] = (),
+        collectors: tuple = (),
+        links: dict[str, str] | None = None,
+        celery=None,
+        migrations: bool | None = None,
+    ):
         self.pages = dict(pages or {})
         self.readiness = dict(readiness or {})
         self.start_checks = tuple(start_checks)
@@ -154,17 +161,35 @@ class Spillway:
             "beat": bool(celery is not None and celery.conf.beat_schedule),
             "migrations": self.migrations,
             "static": {"url_path": app.static_url_path, "folder": str(static)}
-            if static and static.is_dir() else None,
-            "pages": [{"path": path, "root": str(static), "file": name}
-                      for path, name in self.pages.items()] if static else [],
-            "cached_routes": [{"location": route.location, "key_prefix": route.key_prefix,
-                               "aliases": route.aliases} for route in self.cached_routes],
+            if static and static.is_dir()
+            else None,
+            "pages": [
+                {"path": path, "root": str(static), "file": name}
+                for path, name in self.pages.items()
+            ]
+            if static
+            else [],
+            "cached_routes": [
+                {
+                    "location": route.location,
+                    "key_prefix": route.key_prefix,
+                    "aliases": route.aliases,
+                }
+                for route in self.cached_routes
+            ],
             "links": self.links,
             "commands": sorted(app.cli.commands),
             "allow": allowed_methods(app),
-            "sidecars": [{"name": car.name, "module": car.module,
-                          "port_setting": car.port_setting, "unless_set": car.unless_set,
-                          "args": list(car.args)} for car in self.sidecars],
+            "sidecars": [
+                {
+                    "name": car.name,
+                    "module": car.module,
+                    "port_setting": car.port_setting,
+                    "unless_set": car.unless_set,
+                    "args": list(car.args),
+                }
+                for car in self.sidecars
+            ],
         }
 
 
@@ -178,12 +203,18 @@ def allowed_methods(app: Flask) -> list[dict]:
         pattern = path_pattern(rule.rule)
         methods.setdefault(pattern, set()).update(rule.methods or ())
         variables[pattern] = rule.rule.count("<")
-    return [{"pattern": pattern, "methods": ", ".join(sorted(methods[pattern]))}
-            for pattern in sorted(methods, key=lambda p: (variables[p], -len(p), p))]
+    return [
+        {"pattern": pattern, "methods": ", ".join(sorted(methods[pattern]))}
+        for pattern in sorted(methods, key=lambda p: (variables[p], -len(p), p))
+    ]
 
 
 def path_pattern(rule: str) -> str:
     """A Werkzeug rule (``/api/v1/sales/<sale_id>``) as a regex of the path it matches."""
     parts = re.split(r"(<[^>]+>)", rule)
-    return "".join((".+" if part.startswith("<path:") else "[^/?]+") if part.startswith("<")
-                   else re.escape(part) for part in parts)
+    return "".join(
+        (".+" if part.startswith("<path:") else "[^/?]+")
+        if part.startswith("<")
+        else re.escape(part)
+        for part in parts
+    )

@@ -21,8 +21,11 @@ DATABASE = ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI")
 REDIS = ("SPILLWAY_REDIS_URL", "REDIS_URL")
 BROKER = ("SPILLWAY_BROKER_URL", "BROKER_URL")
 MEMCACHED = ("SPILLWAY_MEMCACHED_SERVERS", "MEMCACHED_SERVERS")
-DATABASE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                   sqlalchemy.exc.TimeoutError)
+DATABASE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # The password of a URL (scheme://user:password@host), never printed.
 URL_PASSWORD = re.compile(r"(//[^:/@]*):[^@/]*@")
@@ -36,8 +39,9 @@ def setting_of(exc: BaseException) -> tuple[str, str] | None:
         return BROKER
     if isinstance(exc, REDIS_ERRORS):
         return REDIS
-    if isinstance(exc, MemcacheError) or (isinstance(exc, OSError)
-                                           and raised_in(exc, "pymemcache")):
+    if isinstance(exc, MemcacheError) or (
+        isinstance(exc, OSError) and raised_in(exc, "pymemcache")
+    ):
         return MEMCACHED
     return None
 
@@ -52,8 +56,11 @@ def describe(exc: BaseException, config: Mapping | None = None) -> str | None:
     value = (config or {}).get(key)
     if isinstance(value, list | tuple):
         value = ",".join(map(str, value))
-    return f"{setting}={hide_password(str(value))}: {cause(exc)}" if value else \
-        f"{setting}: {cause(exc)}"
+    return (
+        f"{setting}={hide_password(str(value))}: {cause(exc)}"
+        if value
+        else f"{setting}: {cause(exc)}"
+    )
 
 
 def one_line(exc: BaseException, config: Mapping | None = None) -> str:
@@ -76,5 +83,7 @@ def hide_password(url: str) -> str:
 def raised_in(exc: BaseException, package: str) -> bool:
     """Whether a frame of ``exc``'s traceback is in ``package`` (a socket error pymemcache
     let through is memcached's)."""
-    return any(frame.f_globals.get("__name__", "").startswith(package)
-               for frame, _line in traceback.walk_tb(exc.__traceback__))
+    return any(
+        frame.f_globals.get("__name__", "").startswith(package)
+        for frame, _line in traceback.walk_tb(exc.__traceback__)
+    )

@@ -52,14 +52,12 @@ class Outbox:
 
     def read_new(self, consumer: str) -> list[Entry]:
         """Up to a batch of entries nobody has taken yet, now this consumer's."""
-        reply = redis_store.xreadgroup(self.group, consumer, {self.stream: ">"},
-                                       count=self.batch)
+        reply = redis_store.xreadgroup(self.group, consumer, {self.stream: ">"}, count=self.batch)
         return reply[0][1] if reply else []
 
     def read_mine(self, consumer: str) -> list[Entry]:
         """Entries this consumer took and has not acknowledged (its commit failed)."""
-        reply = redis_store.xreadgroup(self.group, consumer, {self.stream: "0"},
-                                       count=self.batch)
+        reply = redis_store.xreadgroup(self.group, consumer, {self.stream: "0"}, count=self.batch)
         return [entry for entry in (reply[0][1] if reply else []) if entry[1]]
 
     def claim_stuck(self, stuck_ms: int, sweeper: str = "sweeper") -> Iterator[list[Entry]]:
@@ -68,8 +66,13 @@ class Outbox:
         cursor = "0-0"
         while True:
             cursor, entries, *_ = redis_store.xautoclaim(
-                self.stream, self.group, sweeper, min_idle_time=stuck_ms, start_id=cursor,
-                count=self.batch)
+                self.stream,
+                self.group,
+                sweeper,
+                min_idle_time=stuck_ms,
+                start_id=cursor,
+                count=self.batch,
+            )
             entries = [entry for entry in entries if entry[1]]  # deleted ones come back empty
             if entries:
                 yield entries

@@ -57,5 +57,4 @@ def install(app: Flask) -> None:
 
 
 def _apply_view_deadline() -> None:
-    deadline.apply_view_deadline(request.environ,
-                                 current_app.view_functions.get(request.endpoint))
+    deadline.apply_view_deadline(request.environ, current_app.view_functions.get(request.endpoint))

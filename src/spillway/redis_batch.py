@@ -50,8 +50,12 @@ class CommandBatcher:
                 if not self._send(batch):
                     # Whoever queued behind a dead or frozen connection would only wait
                     # for the same failure: refuse them now (their commands never left).
-                    self._fail(self.pending, RedisConnectionError(
-                        "not sent: the redis connection failed the batch before"))
+                    self._fail(
+                        self.pending,
+                        RedisConnectionError(
+                            "not sent: the redis connection failed the batch before"
+                        ),
+                    )
                     self.pending = []
         except BaseException as exc:  # the sender itself was killed (a worker exiting)
             self._fail(self.pending, exc)
@@ -68,7 +72,8 @@ class CommandBatcher:
         try:
             connection = self.pool.get_connection()
             connection.send_packed_command(
-                connection.pack_commands([command for command, _ in batch]))
+                connection.pack_commands([command for command, _ in batch])
+            )
             for _, result in batch:
                 try:
                     result.set(connection.read_response())

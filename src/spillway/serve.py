@@ -47,8 +47,13 @@ def serve(app: Flask, host: str, port: int, access_log: bool = True) -> None:
     )
     # SIGTERM (supervisord, systemd, docker stop) stops accepting and lets requests finish.
     gevent.signal_handler(signal.SIGTERM, server.stop)
-    log.info("serving %s config on http://%s:%d/ (debug %s)",
-             app.config["ENV_NAME"], bound_host, bound_port, "on" if app.debug else "off")
+    log.info(
+        "serving %s config on http://%s:%d/ (debug %s)",
+        app.config["ENV_NAME"],
+        bound_host,
+        bound_port,
+        "on" if app.debug else "off",
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

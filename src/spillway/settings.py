@@ -40,7 +40,8 @@ def reading(config_name: str, read) -> dict:
     """
     if config_name not in CONFIG_NAMES:
         raise SettingsError(
-            f"unknown config {config_name!r}: choose one of {', '.join(CONFIG_NAMES)}")
+            f"unknown config {config_name!r}: choose one of {', '.join(CONFIG_NAMES)}"
+        )
     try:
         return read(Env())
     except EnvError as exc:
@@ -93,17 +94,16 @@ def _guard_settings(env: Env) -> dict:
     return {
         # A request's greenlet ends after this (503): a little under nginx's
         # proxy_read_timeout (90 s), so the client hears our answer, not nginx's 504.
-        "REQUEST_TIMEOUT_S": env.float("SPILLWAY_REQUEST_TIMEOUT_S", 85.0,
-                                       validate=Range(0.01, 86400)),
+        "REQUEST_TIMEOUT_S": env.float(
+            "SPILLWAY_REQUEST_TIMEOUT_S", 85.0, validate=Range(0.01, 86400)
+        ),
         # gevent's monitor thread: a hub that runs no other greenlet this long is blocked.
         "HUB_MONITOR": env.str("SPILLWAY_HUB_MONITOR", "on").lower() != "off",
-        "MAX_BLOCKING_MS": env.int("SPILLWAY_MAX_BLOCKING_MS", 100,
-                                   validate=Range(5, 60_000)),
+        "MAX_BLOCKING_MS": env.int("SPILLWAY_MAX_BLOCKING_MS", 100, validate=Range(5, 60_000)),
         # Each Celery worker pings itself through the broker this often, and exits (to be
         # restarted) when its pings go unconsumed this long while it has a free slot.
         "WORKER_PING_S": env.float("SPILLWAY_WORKER_PING_S", 5.0, validate=Range(0.1, 3600)),
-        "WORKER_STALL_S": env.float("SPILLWAY_WORKER_STALL_S", 30.0,
-                                    validate=Range(0.5, 86400)),
+        "WORKER_STALL_S": env.float("SPILLWAY_WORKER_STALL_S", 30.0, validate=Range(0.5, 86400)),
     }
 
 
@@ -115,14 +115,16 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
         "RATELIMIT_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
         # `limits` spells a redis unix socket redis+unix:// (redis-py: unix://).
         "RATELIMIT_STORAGE_URI": redis_url.replace("unix://", "redis+unix://", 1)
-        if redis_url.startswith("unix://") else redis_url,
+        if redis_url.startswith("unix://")
+        else redis_url,
         "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 2.0, "socket_connect_timeout": 1.0},
         "RATELIMIT_STRATEGY": "fixed-window",
         "RATELIMIT_KEY_PREFIX": "spillway",
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_HEADERS_ENABLED": False,
-        "RATELIMIT_DEFAULT": env.str("SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute",
-                                     validate=rate_limit),
+        "RATELIMIT_DEFAULT": env.str(
+            "SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute", validate=rate_limit
+        ),
     }
 
 
@@ -162,13 +164,15 @@ def nginx_rate_limits() -> dict:
         return {
             "rate_limits": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
             # nginx's syntax: "20r/s"; the burst is answered at once (nodelay), then 429.
-            "nginx_rate_per_ip": env.str("SPILLWAY_NGINX_RATE_PER_IP", "20r/s",
-                                         validate=_nginx_rate),
+            "nginx_rate_per_ip": env.str(
+                "SPILLWAY_NGINX_RATE_PER_IP", "20r/s", validate=_nginx_rate
+            ),
             "nginx_burst_per_ip": env.int("SPILLWAY_NGINX_BURST_PER_IP", 40),
             # Requests in progress at once per address (limit_conn): a held stream or a
             # slow upload is one each; a browser opens about six.
-            "nginx_conn_per_ip": env.int("SPILLWAY_NGINX_CONN_PER_IP", 64,
-                                         validate=Range(1, 1_000_000)),
+            "nginx_conn_per_ip": env.int(
+                "SPILLWAY_NGINX_CONN_PER_IP", 64, validate=Range(1, 1_000_000)
+            ),
         }
     except EnvError as exc:
         raise SettingsError(str(exc)) from None

@@ -26,10 +26,21 @@ class Browser:
     def __init__(self, width: int = 1400, height: int = 1000):
         self.profile = Path(tempfile.mkdtemp(prefix="spillway-chromium-"))
         self.process = subprocess.Popen(
-            [binary("chromium"), "--headless=new", "--no-sandbox", "--disable-gpu",
-             "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={self.profile}",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                binary("chromium"),
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.loop = asyncio.new_event_loop()
         self.errors: list[str] = []
         self._next_id = 0
@@ -51,8 +62,13 @@ class Browser:
     def _page_socket_url(self, timeout: float = 30.0) -> str:
         # chromium writes the port it picked, and its browser socket path, to this file.
         active = self.profile / "DevToolsActivePort"
-        wait_until(lambda: active.exists() and len(active.read_text().split()) >= 2, timeout,
-                   0.1, what="chromium's DevTools listener", fail_if=exited(self.process))
+        wait_until(
+            lambda: active.exists() and len(active.read_text().split()) >= 2,
+            timeout,
+            0.1,
+            what="chromium's DevTools listener",
+            fail_if=exited(self.process),
+        )
         port = int(active.read_text().split()[0])
         targets = json.load(urlopen(f"http://127.0.0.1:{port}/json", timeout=10))
         return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
@@ -63,14 +79,17 @@ class Browser:
         ident = self._next_id
 
         async def exchange():
-            await self._socket.write_message(json.dumps(
-                {"id": ident, "method": method, "params": params}))
+            await self._socket.write_message(
+                json.dumps({"id": ident, "method": method, "params": params})
+            )
             while True:
                 message = json.loads(await asyncio.wait_for(self._socket.read_message(), 30))
                 if message.get("method") == "Runtime.exceptionThrown":
                     details = message["params"]["exceptionDetails"]
-                    self.errors.append(details.get("exception", {}).get("description")
-                                       or details.get("text", "exception"))
+                    self.errors.append(
+                        details.get("exception", {}).get("description")
+                        or details.get("text", "exception")
+                    )
                 if message.get("id") == ident:
                     if "error" in message:
                         raise RuntimeError(f"{method}: {message['error']}")
@@ -91,8 +110,9 @@ class Browser:
 
     def wait_for(self, expression: str, timeout: float = 20.0):
         """Poll a JavaScript expression until it is truthy; return its value."""
-        return wait_until(lambda: self.evaluate(expression), timeout,
-                          what=f"true in the page: {expression}")
+        return wait_until(
+            lambda: self.evaluate(expression), timeout, what=f"true in the page: {expression}"
+        )
 
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

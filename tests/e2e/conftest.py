@@ -45,8 +45,9 @@ def running_stack(extra_env: dict | None = None, run_dir: Path | None = None):
     # Its output outside the run directory, one file a start: the banner a test reads is
     # this start's.
     output = Path(tempfile.mkdtemp(prefix=f"{run_dir.name}-"))
-    running = SpillwayUp(run_dir, output, env={"SPILLWAY_HEARTBEAT_SECONDS": "1",
-                                               **(extra_env or {})})
+    running = SpillwayUp(
+        run_dir, output, env={"SPILLWAY_HEARTBEAT_SECONDS": "1", **(extra_env or {})}
+    )
     try:
         running.start()
         yield running
@@ -58,22 +59,39 @@ def running_stack(extra_env: dict | None = None, run_dir: Path | None = None):
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def sale_burst(stack: SpillwayUp, stock: int, buyers: int, workers: int, prefix: str,
-               idempotency_key: str) -> tuple[dict, list[dict], list[requests.Response]]:
+def sale_burst(
+    stack: SpillwayUp, stock: int, buyers: int, workers: int, prefix: str, idempotency_key: str
+) -> tuple[dict, list[dict], list[requests.Response]]:
     """A one-per-buyer sale of ``stock`` units on the first product, and ``buyers`` new
     buyers racing for it from ``workers`` threads: (sale, buyers, their answers)."""
     base, admin = stack.base_url, stack.admin_headers()
     product = requests.get(f"{base}/api/v1/products", timeout=5).json()["items"][0]
-    sale = requests.post(f"{base}/api/v1/sales", headers=admin, timeout=10, json={
-        "product_id": product["id"], "stock": stock, "per_user_limit": 1,
-        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}).json()
-    people = [requests.post(f"{base}/api/v1/users", json={"name": f"{prefix}{i}"}, timeout=10)
-              .json() for i in range(buyers)]
+    sale = requests.post(
+        f"{base}/api/v1/sales",
+        headers=admin,
+        timeout=10,
+        json={
+            "product_id": product["id"],
+            "stock": stock,
+            "per_user_limit": 1,
+            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+        },
+    ).json()
+    people = [
+        requests.post(f"{base}/api/v1/users", json={"name": f"{prefix}{i}"}, timeout=10).json()
+        for i in range(buyers)
+    ]
 
     def attempt(buyer):
-        return requests.post(f"{base}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                             headers={"Authorization": f"Bearer {buyer['token']}",
-                                      "Idempotency-Key": idempotency_key}, timeout=30)
+        return requests.post(
+            f"{base}/api/v1/sales/{sale['id']}/orders",
+            json={"quantity": 1},
+            headers={
+                "Authorization": f"Bearer {buyer['token']}",
+                "Idempotency-Key": idempotency_key,
+            },
+            timeout=30,
+        )
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return sale, people, list(pool.map(attempt, people))

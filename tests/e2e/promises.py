@@ -39,13 +39,16 @@ def assert_not_root(stack, programs: tuple[str, ...]) -> None:
         assert all(uid_of(p) != 0 for p in pids), (program, pids)
 
 
-def assert_fast_while_slow(base_url: str, slow_path: str, fast_path: str,
-                           slow_text: str, fast_text: str) -> None:
+def assert_fast_while_slow(
+    base_url: str, slow_path: str, fast_path: str, slow_text: str, fast_text: str
+) -> None:
     """``fast_path`` answers well under a second while 200 ``slow_path`` requests sleep
     (each a greenlet: a sleeping one costs a few kilobytes, not a worker)."""
     with ThreadPoolExecutor(max_workers=SLOW_IN_FLIGHT) as pool:
-        slow = [pool.submit(requests.get, f"{base_url}{slow_path}", timeout=60)
-                for _ in range(SLOW_IN_FLIGHT)]
+        slow = [
+            pool.submit(requests.get, f"{base_url}{slow_path}", timeout=60)
+            for _ in range(SLOW_IN_FLIGHT)
+        ]
         time.sleep(2.0)
         timings = []
         for _ in range(5):

@@ -14,8 +14,12 @@ def memcached_hits(stack) -> int:
 
 def test_hot_product_is_served_by_nginx_from_memcached(stack):
     """After one read through the app, nginx answers from memcached, even with the app down."""
-    created = requests.post(f"{stack.base_url}/api/v1/products", headers=stack.admin_headers(),
-                            json={"name": "Fast", "price_cents": 500}, timeout=10)
+    created = requests.post(
+        f"{stack.base_url}/api/v1/products",
+        headers=stack.admin_headers(),
+        json={"name": "Fast", "price_cents": 500},
+        timeout=10,
+    )
     assert created.status_code == 201, created.text
     url = f"{stack.base_url}/api/v1/products/{created.json()['id']}"
     first = requests.get(url, timeout=5)
@@ -38,8 +42,12 @@ def test_hot_product_is_served_by_nginx_from_memcached(stack):
 def test_patch_is_seen_by_the_very_next_get_through_nginx(stack):
     """PATCH, then GET through nginx: the new data, never the cached old page."""
     headers = stack.admin_headers()
-    product = requests.post(f"{stack.base_url}/api/v1/products", headers=headers,
-                            json={"name": "Before", "price_cents": 100}, timeout=10).json()
+    product = requests.post(
+        f"{stack.base_url}/api/v1/products",
+        headers=headers,
+        json={"name": "Before", "price_cents": 100},
+        timeout=10,
+    ).json()
     url = f"{stack.base_url}/api/v1/products/{product['id']}"
     listing = f"{stack.base_url}/api/v1/products?page=1&per_page=20"
     for _ in range(2):
@@ -70,7 +78,6 @@ def test_openapi_and_docs_through_nginx(stack):
     """The OpenAPI document and its page are reachable through nginx."""
     assert requests.get(f"{stack.base_url}/api/v1/openapi.json", timeout=5).json()["paths"]
     assert "openapi.json" in requests.get(f"{stack.base_url}/docs", timeout=5).text
-
 
 
 def test_seed_demo_filled_the_store(stack):

@@ -46,9 +46,20 @@ class MakeRun:
     log_path: Path
 
     def program_pid(self, program: str) -> int:
-        result = subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c",
-                                 str(RunDir(self.run_dir).supervisord_conf), "pid", program],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "supervisor.supervisorctl",
+                "-c",
+                str(RunDir(self.run_dir).supervisord_conf),
+                "pid",
+                program,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return int(result.stdout.strip())
 
 
@@ -60,9 +71,16 @@ def users_environment(**settings: str) -> dict[str, str]:
 
 def copy_checkout(target: Path) -> None:
     """This checkout's files, as a clone would have them, plus the ones not committed yet."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=REPOSITORY, check=True,
-                            capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPOSITORY,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPOSITORY / name
         if source.is_file():
@@ -88,11 +106,16 @@ def closed_stack():
     port = free_port()
     log_path = closed.with_suffix(".log")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(["make", "run"], cwd=checkout, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   env=users_environment(SPILLWAY_PORT=str(port),
-                                                         SPILLWAY_RATE_LIMITS="off",
-                                                         SPILLWAY_WEB_WORKERS="2"))
+        process = subprocess.Popen(
+            ["make", "run"],
+            cwd=checkout,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=users_environment(
+                SPILLWAY_PORT=str(port), SPILLWAY_RATE_LIMITS="off", SPILLWAY_WEB_WORKERS="2"
+            ),
+        )
     stack = MakeRun(process, checkout / "run", f"http://127.0.0.1:{port}", log_path)
     try:
         wait_until(lambda: is_up(stack), FIRST_RUN_TIMEOUT, 1, what="make run's banner")
@@ -159,9 +182,14 @@ def test_operator_commands_in_the_checkout_find_the_stack(closed_stack):
     of their own, reach the stack's redis, memcached, broker and database: exit 0."""
     _stack, checkout = closed_stack
     for command in (["check"], ["reconcile"]):
-        result = subprocess.run([str(checkout / ".venv" / "bin" / "spillway"), *command],
-                                cwd=checkout, env=users_environment(), capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            [str(checkout / ".venv" / "bin" / "spillway"), *command],
+            cwd=checkout,
+            env=users_environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, (command, result.stdout, result.stderr)
 
 

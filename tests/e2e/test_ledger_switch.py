@@ -29,9 +29,14 @@ def pg(tmp_path_factory):
 
 def spillway(run_dir: Path, env: dict, *args: str, timeout: float = 180):
     """A `spillway` command in the checkout of ``run_dir``, as the operator types it."""
-    return subprocess.run([sys.executable, "-m", "spillway", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd="/",
-                          env={**os.environ, "SPILLWAY_RUN_DIR": str(run_dir), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "spillway", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+        env={**os.environ, "SPILLWAY_RUN_DIR": str(run_dir), **env},
+    )
 
 
 def test_a_new_postgresql_ledger_beside_an_old_redis(pg):
@@ -40,17 +45,31 @@ def test_a_new_postgresql_ledger_beside_an_old_redis(pg):
     ledger, no replay of an old order."""
     run_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-switch-"))
     with running_stack({}, run_dir=run_dir) as stack:
-        sale, _, answers = sale_burst(stack, stock=20, buyers=30, workers=10, prefix="old",
-                                      idempotency_key="k")
+        sale, _, answers = sale_burst(
+            stack, stock=20, buyers=30, workers=10, prefix="old", idempotency_key="k"
+        )
         assert sum(a.status_code == 202 for a in answers) == 20
         stats = f"{stack.base_url}/api/v1/sales/{sale['id']}/stats"
-        wait_until(lambda: requests.get(stats, headers=stack.admin_headers(), timeout=5)
-                   .json()["orders_persisted"] == 20)
+        wait_until(
+            lambda: (
+                requests.get(stats, headers=stack.admin_headers(), timeout=5).json()[
+                    "orders_persisted"
+                ]
+                == 20
+            )
+        )
 
     database = pg.create_database()
     new_ledger = {"DATABASE_URL": pg.url(database)}
-    refused = spillway(run_dir, {**new_ledger, "SPILLWAY_RATE_LIMITS": "off"}, "up",
-                       "--run-dir", str(run_dir), "--port", str(free_port()))
+    refused = spillway(
+        run_dir,
+        {**new_ledger, "SPILLWAY_RATE_LIMITS": "off"},
+        "up",
+        "--run-dir",
+        str(run_dir),
+        "--port",
+        str(free_port()),
+    )
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stdout + refused.stderr
     errors = [line for line in refused.stderr.splitlines() if line.startswith("spillway up:")]
@@ -62,8 +81,9 @@ def test_a_new_postgresql_ledger_beside_an_old_redis(pg):
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
 
     with running_stack(new_ledger, run_dir=run_dir) as stack:
-        sale, buyers, answers = sale_burst(stack, stock=137, buyers=600, workers=40,
-                                           prefix="new", idempotency_key="k")
+        sale, buyers, answers = sale_burst(
+            stack, stock=137, buyers=600, workers=40, prefix="new", idempotency_key="k"
+        )
         statuses = [a.status_code for a in answers]
         assert statuses.count(202) == 137 and statuses.count(409) == 463, set(statuses)
         promised = {a.json()["order_id"] for a in answers if a.status_code == 202}
@@ -71,8 +91,12 @@ def test_a_new_postgresql_ledger_beside_an_old_redis(pg):
 
         def ledger() -> set[str]:
             with psycopg.connect(dsn) as conn:
-                return {row[0] for row in conn.execute(
-                    "SELECT id FROM orders WHERE sale_id = %s", (int(sale["id"]),))}
+                return {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT id FROM orders WHERE sale_id = %s", (int(sale["id"]),)
+                    )
+                }
 
         wait_until(lambda: ledger() == promised, timeout=60)
         reconcile = spillway(run_dir, new_ledger, "reconcile", sale["id"])

@@ -27,8 +27,9 @@ from tests.several_hosts import ADMIN
 from tests.several_hosts import several_hosts
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="network namespaces need root (CI runs as root)")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,27 @@ def test_burst_survives_a_worker_host_dying(hosts, ledger):
     worker host 2 is killed half-way. Both app hosts serve; every invariant holds."""
     base, admin = hosts.url, {"Authorization": f"Bearer {ADMIN}"}
     session = requests.Session()
-    product = session.post(f"{base}/api/v1/products", headers=admin, timeout=30,
-                           json={"name": "Lamp", "price_cents": 900}).json()
-    sale = session.post(f"{base}/api/v1/sales", headers=admin, timeout=30, json={
-        "product_id": product["id"], "stock": 200, "per_user_limit": 2,
-        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}).json()
-    tokens = [session.post(f"{base}/api/v1/users", json={"name": f"m{i}"}, timeout=30)
-              .json()["token"] for i in range(300)]
+    product = session.post(
+        f"{base}/api/v1/products",
+        headers=admin,
+        timeout=30,
+        json={"name": "Lamp", "price_cents": 900},
+    ).json()
+    sale = session.post(
+        f"{base}/api/v1/sales",
+        headers=admin,
+        timeout=30,
+        json={
+            "product_id": product["id"],
+            "stock": 200,
+            "per_user_limit": 2,
+            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+        },
+    ).json()
+    tokens = [
+        session.post(f"{base}/api/v1/users", json={"name": f"m{i}"}, timeout=30).json()["token"]
+        for i in range(300)
+    ]
     attempts = 600
     served_by = set()
 
@@ -71,9 +86,14 @@ def test_burst_survives_a_worker_host_dying(hosts, ledger):
         if n == attempts // 2:
             hosts.hosts["worker2"].kill()  # the whole host, mid-burst
         response = requests.post(
-            f"{base}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1 + n % 2},
-            headers={"Authorization": f"Bearer {tokens[n % 300]}",
-                     "Idempotency-Key": f"key-{n % (attempts // 2)}"}, timeout=60)
+            f"{base}/api/v1/sales/{sale['id']}/orders",
+            json={"quantity": 1 + n % 2},
+            headers={
+                "Authorization": f"Bearer {tokens[n % 300]}",
+                "Idempotency-Key": f"key-{n % (attempts // 2)}",
+            },
+            timeout=60,
+        )
         served_by.add(response.headers.get("X-App-Host"))
         assert response.status_code in (200, 202, 409), response.text
         return response.status_code, response.json().get("order_id"), 1 + n % 2

@@ -18,8 +18,16 @@ from tests.waiting import wait_until
 
 TCP_TABLE = Path("/proc/net/tcp")  # state 0A: listening; addresses in hex, little-endian
 # Spellings of /metrics a client might try on the public port; nginx normalizes them all.
-METRICS_SPELLINGS = ["/metrics", "//metrics", "/%6Detrics", "/./metrics", "/x/../metrics",
-                     "/metrics?format=text", "/metrics#frag", "http://example.com/metrics"]
+METRICS_SPELLINGS = [
+    "/metrics",
+    "//metrics",
+    "/%6Detrics",
+    "/./metrics",
+    "/x/../metrics",
+    "/metrics?format=text",
+    "/metrics#frag",
+    "http://example.com/metrics",
+]
 
 
 def banner_port(stack, name: str) -> int:
@@ -33,8 +41,9 @@ def banner_port(stack, name: str) -> int:
 def raw_get(port: int, target: str) -> tuple[int, bytes]:
     """A GET with the request target sent exactly as written (no client normalization)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                     .encode())
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
@@ -67,8 +76,12 @@ def test_metrics_on_the_loopback_listener(stack):
 
     text = wait_until(scraped, 60, 0.5)
     names = sample_names(text)
-    assert {"spillway_http_request_duration_seconds_bucket", "spillway_outbox_entries",
-            "spillway_orders_persisted_total", "spillway_redis_up"} <= names
+    assert {
+        "spillway_http_request_duration_seconds_bucket",
+        "spillway_outbox_entries",
+        "spillway_orders_persisted_total",
+        "spillway_redis_up",
+    } <= names
     assert sample_sum(text, "spillway_redis_up") == 1
     for path in ("/healthz", "/api/v1/ops/live", "/"):
         other = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
@@ -79,8 +92,11 @@ def test_metrics_and_flower_listen_on_loopback_only(stack):
     """Neither listener is bound to a non-loopback address."""
     for name in ("metrics", "flower"):
         port = banner_port(stack, name)
-        listening = [fields[1] for fields in map(str.split, TCP_TABLE.read_text().splitlines()[1:])
-                     if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port]
+        listening = [
+            fields[1]
+            for fields in map(str.split, TCP_TABLE.read_text().splitlines()[1:])
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port
+        ]
         assert listening == ["0100007F:%04X" % port], (name, listening)
 
 
@@ -92,8 +108,7 @@ def test_flower_is_up_and_sees_the_worker(stack):
     login = ("admin", stack.admin_headers()["Authorization"].removeprefix("Bearer "))
 
     def workers():
-        answer = requests.get(f"http://127.0.0.1:{port}/workers?json=1", auth=login,
-                              timeout=10)
+        answer = requests.get(f"http://127.0.0.1:{port}/workers?json=1", auth=login, timeout=10)
         return answer.status_code == 200 and answer.json().get("data")
 
     assert any(w["hostname"].startswith("worker@") for w in wait_until(workers, 60, 0.5))
@@ -122,8 +137,9 @@ def test_operator_page_is_served_and_its_data_needs_the_token(stack):
     assert "<script>" not in page.text and "style=" not in page.text  # CSP-ready
     assert requests.get(f"{stack.base_url}/static/ops.js", timeout=10).status_code == 200
     assert requests.get(f"{stack.base_url}/api/v1/ops/live", timeout=10).status_code == 401
-    live = requests.get(f"{stack.base_url}/api/v1/ops/live", headers=stack.admin_headers(),
-                        timeout=10)
+    live = requests.get(
+        f"{stack.base_url}/api/v1/ops/live", headers=stack.admin_headers(), timeout=10
+    )
     assert live.status_code == 200 and {"admitted", "outbox", "sales", "cache"} <= set(live.json())
 
 
@@ -132,32 +148,60 @@ def test_operator_page_charts_a_sale_in_a_browser(stack):
     sells out (admissions, refusals, stock), with no script error. Screenshot saved."""
     call = requests.Session()
     product = call.get(f"{stack.base_url}/api/v1/products", timeout=10).json()["items"][0]
-    sale = call.post(f"{stack.base_url}/api/v1/sales", headers=stack.admin_headers(), timeout=10,
-                     json={"product_id": product["id"], "stock": 30, "per_user_limit": 1,
-                           "ends_at": "2999-01-01T00:00:00Z"}).json()
-    buyers = [call.post(f"{stack.base_url}/api/v1/users", json={"name": f"op{n}"},
-                        timeout=10).json()["token"] for n in range(40)]
+    sale = call.post(
+        f"{stack.base_url}/api/v1/sales",
+        headers=stack.admin_headers(),
+        timeout=10,
+        json={
+            "product_id": product["id"],
+            "stock": 30,
+            "per_user_limit": 1,
+            "ends_at": "2999-01-01T00:00:00Z",
+        },
+    ).json()
+    buyers = [
+        call.post(f"{stack.base_url}/api/v1/users", json={"name": f"op{n}"}, timeout=10).json()[
+            "token"
+        ]
+        for n in range(40)
+    ]
     token = stack.admin_headers()["Authorization"].split()[1]
     artifacts = Path(os.environ.get("SPILLWAY_TEST_ARTIFACTS", "test-artifacts"))
     with Browser() as browser:
         browser.open(f"{stack.base_url}/ops")
-        browser.evaluate("document.getElementById('token').value = 'wrong';"
-                         "document.querySelector('#login button').click()")
+        browser.evaluate(
+            "document.getElementById('token').value = 'wrong';"
+            "document.querySelector('#login button').click()"
+        )
         assert "refused" in browser.wait_for(
             "!document.getElementById('login').hidden &&"
-            " document.getElementById('login-error').textContent")
-        browser.evaluate(f"document.getElementById('token').value = {token!r};"
-                         "document.querySelector('#login button').click()")
+            " document.getElementById('login-error').textContent"
+        )
+        browser.evaluate(
+            f"document.getElementById('token').value = {token!r};"
+            "document.querySelector('#login button').click()"
+        )
         browser.wait_for("snapshots.length >= 2")
         with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = list(pool.map(lambda buyer: call.post(
-                f"{stack.base_url}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                headers={"Authorization": f"Bearer {buyer}"}, timeout=30).status_code, buyers))
+            answers = list(
+                pool.map(
+                    lambda buyer: (
+                        call.post(
+                            f"{stack.base_url}/api/v1/sales/{sale['id']}/orders",
+                            json={"quantity": 1},
+                            headers={"Authorization": f"Bearer {buyer}"},
+                            timeout=30,
+                        ).status_code
+                    ),
+                    buyers,
+                )
+            )
         assert sorted(answers) == [202] * 30 + [409] * 10
         browser.wait_for("document.getElementById('now-stock').textContent.startsWith('0 / 30')")
         browser.wait_for("rates((a, b) => b.admitted - a.admitted).some((v) => v > 0)")
-        browser.wait_for("REASONS.some((r) => rates((a, b) => rejectDelta(a, b, r))"
-                         ".some((v) => v > 0))")
+        browser.wait_for(
+            "REASONS.some((r) => rates((a, b) => rejectDelta(a, b, r)).some((v) => v > 0))"
+        )
         assert browser.evaluate("document.getElementById('dashboard').hidden") is False
         assert browser.evaluate("document.getElementById('status').textContent").startswith("live")
         browser.screenshot(artifacts / "operator-page.png")

@@ -21,9 +21,14 @@ SUITES_OWN = ("SPILLWAY_", "DATABASE_URL")
 def operator(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess:
     """A `spillway` command in a shell with no Spillway setting but ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(SUITES_OWN)}
-    return subprocess.run([sys.executable, "-m", "spillway", *args], cwd=cwd,
-                          env={**env, **settings}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "spillway", *args],
+        cwd=cwd,
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def beside(stack: SpillwayUp, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -45,14 +50,22 @@ def test_check_reconcile_and_ledger_status_find_the_stack(stack, tmp_path):
 def test_a_command_takes_the_stacks_secrets_and_database(stack, tmp_path):
     """What the stack's processes were given and a command cannot guess (the generated
     admin token and secret key, the database) comes from supervisord.conf, root's."""
-    probe = ("import os; from spillway.deploy.local_stack import use_stack_addresses; "
-             "use_stack_addresses(); "
-             "print(os.environ['SPILLWAY_ADMIN_TOKEN'], os.environ['DATABASE_URL'])")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60,
-                            env={**{k: v for k, v in os.environ.items()
-                                    if not k.startswith(SUITES_OWN)},
-                                 "SPILLWAY_RUN_DIR": str(stack.run_dir)})
+    probe = (
+        "import os; from spillway.deploy.local_stack import use_stack_addresses; "
+        "use_stack_addresses(); "
+        "print(os.environ['SPILLWAY_ADMIN_TOKEN'], os.environ['DATABASE_URL'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(SUITES_OWN)},
+            "SPILLWAY_RUN_DIR": str(stack.run_dir),
+        },
+    )
     token, database = result.stdout.split()
     assert f"Bearer {token}" == stack.admin_headers()["Authorization"]
     assert database == f"sqlite:///{stack.paths.database}"
@@ -64,11 +77,9 @@ def test_status_shows_programs_queues_outbox_and_urls(stack, tmp_path):
     result = beside(stack, "status", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for program in ("nginx", "gunicorn", "celery-worker", "celery-beat", "redis",
-                    "memcached"):
+    for program in ("nginx", "gunicorn", "celery-worker", "celery-beat", "redis", "memcached"):
         pid = stack.program_pid(program)
-        assert re.search(rf"^  {program} +RUNNING +pid {pid} +up \d+[dhms]", out,
-                         re.MULTILINE), out
+        assert re.search(rf"^  {program} +RUNNING +pid {pid} +up \d+[dhms]", out, re.MULTILINE), out
     assert re.search(r"^queue +celery: \d+ task\(s\) waiting$", out, re.MULTILINE), out
     assert re.search(r"^outbox +spillway:outbox: \d+ entr\(ies\)", out, re.MULTILINE), out
     assert f"{stack.base_url}/" in out and f"{stack.base_url}/readyz" in out
@@ -81,8 +92,8 @@ def test_outside_any_stack_a_command_says_so_in_one_line(tmp_path):
     status = operator("status", cwd=tmp_path)
     assert status.returncode == 1
     assert status.stderr.strip().splitlines() == [
-        f"Error: no stack in {tmp_path / 'run'}: `make run` starts one; or set "
-        f"SPILLWAY_RUN_DIR"]
+        f"Error: no stack in {tmp_path / 'run'}: `make run` starts one; or set SPILLWAY_RUN_DIR"
+    ]
     reconcile = operator("reconcile", cwd=tmp_path)
     assert reconcile.returncode != 0 and "Traceback" not in reconcile.stderr
     [line] = reconcile.stderr.strip().splitlines()
@@ -95,8 +106,9 @@ def test_with_the_stack_stopped_status_says_so(stack, tmp_path):
     assert stack.stop() == 0
     status = beside(stack, "status", cwd=tmp_path)
     assert status.returncode == 1
-    assert status.stderr.strip() == (f"Error: the stack in {stack.run_dir} is not running: "
-                                     f"`make run` starts it")
+    assert status.stderr.strip() == (
+        f"Error: the stack in {stack.run_dir} is not running: `make run` starts it"
+    )
     check = beside(stack, "check", cwd=tmp_path)
     assert check.returncode == 1 and "Traceback" not in check.stdout + check.stderr
     assert check.stderr.strip().endswith("is not running: `make run` starts it")

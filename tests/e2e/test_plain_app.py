@@ -16,8 +16,9 @@ PLAIN = Path(__file__).resolve().parents[2] / "examples" / "plain"
 
 @pytest.fixture(scope="module")
 def stack():
-    with running_stack({"SPILLWAY_APP": "plainapp:create_app",
-                        "PYTHONPATH": str(PLAIN)}) as running:
+    with running_stack(
+        {"SPILLWAY_APP": "plainapp:create_app", "PYTHONPATH": str(PLAIN)}
+    ) as running:
         yield running
 
 

@@ -3,7 +3,6 @@
 The cluster is the suite's throwaway one (tests/postgres.py), whatever SPILLWAY_TEST_DB says.
 """
 
-
 import psycopg
 import pytest
 import requests
@@ -35,8 +34,9 @@ def test_stack_on_postgresql(pg_stack):
     assert not stack.paths.database.exists()
     base = stack.base_url
     assert requests.get(f"{base}/readyz", timeout=10).json()["checks"]["database"] == "ok"
-    sale, buyers, answers = sale_burst(stack, stock=20, buyers=60, workers=30, prefix="p",
-                                       idempotency_key="k")
+    sale, buyers, answers = sale_burst(
+        stack, stock=20, buyers=60, workers=30, prefix="p", idempotency_key="k"
+    )
     accepted = [(b, a.json()["order_id"]) for b, a in zip(buyers, answers) if a.status_code == 202]
     assert len(accepted) == 20 and {a.status_code for a in answers} == {202, 409}
 
@@ -44,12 +44,21 @@ def test_stack_on_postgresql(pg_stack):
         with psycopg.connect(dsn) as conn:
             return conn.execute(sql, params).fetchall()
 
-    wait_until(lambda: ledger("SELECT count(*) FROM orders WHERE sale_id = %s",
-                              int(sale["id"]))[0][0] == 20)
+    wait_until(
+        lambda: (
+            ledger("SELECT count(*) FROM orders WHERE sale_id = %s", int(sale["id"]))[0][0] == 20
+        )
+    )
     buyer, order_id = accepted[0]
     auth = {"Authorization": f"Bearer {buyer['token']}"}
-    wait_until(lambda: requests.get(f"{base}/api/v1/orders/{order_id}", headers=auth,
-                                    timeout=5).json()["status"] == "confirmed")
+    wait_until(
+        lambda: (
+            requests.get(f"{base}/api/v1/orders/{order_id}", headers=auth, timeout=5).json()[
+                "status"
+            ]
+            == "confirmed"
+        )
+    )
     paid = requests.post(f"{base}/api/v1/orders/{order_id}/pay", headers=auth, timeout=30)
     assert paid.json() == {"status": "paid"}
     assert ledger("SELECT status FROM orders WHERE id = %s", order_id) == [("paid",)]

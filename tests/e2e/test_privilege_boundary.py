@@ -40,8 +40,12 @@ OLD_ADMIN_TOKEN = "Tq4-old-admin-token-made-by-an-older-layout"
 VICTIM_TEXT = "root's own file: nothing may write, chown or chmod it\n"
 # What the service user plants to see whether anything imports it: it leaves a marker.
 PLANT = "import pathlib; pathlib.Path({marker!r}).open('a').write(__file__ + '\\n')\n"
-PLANTED_MODULES = ("spillway/__init__.py", "spillway/__main__.py", "sitecustomize.py",
-                   "usercustomize.py")
+PLANTED_MODULES = (
+    "spillway/__init__.py",
+    "spillway/__main__.py",
+    "sitecustomize.py",
+    "usercustomize.py",
+)
 # Tried as the service user, each must fail with PermissionError: a path root reads or
 # writes, or a way to reach one. {name: Python statement}, run with `paths` bound.
 ATTEMPTS = {
@@ -49,9 +53,10 @@ ATTEMPTS = {
     "sitecustomize in run/": "open(paths.root / 'sitecustomize.py', 'x')",
     "write supervisord.conf": "open(paths.supervisord_conf, 'a')",
     "unlink supervisord.conf": "os.unlink(paths.supervisord_conf)",
-    "rename over supervisord.conf":
-        "open(paths.data / 'conf', 'w').close(); os.rename(paths.data / 'conf', "
-        "paths.supervisord_conf)",
+    "rename over supervisord.conf": (
+        "open(paths.data / 'conf', 'w').close(); "
+        "os.rename(paths.data / 'conf', paths.supervisord_conf)"
+    ),
     "read secrets.env": "open(paths.secrets_file)",
     "write nginx.conf": "open(paths.nginx_conf, 'a')",
     "write redis.conf": "open(paths.redis_conf, 'a')",
@@ -65,8 +70,7 @@ ATTEMPTS = {
     "move nginx/body away": "os.rename(paths.nginx_temp_path('body'), paths.data / 'body')",
     "remove nginx/body": "os.rmdir(paths.nginx_temp_path('body'))",
     "chmod the run directory": "os.chmod(paths.root, 0o777)",
-    "supervisord's socket":
-        "socket.socket(socket.AF_UNIX).connect(str(paths.supervisor_socket))",
+    "supervisord's socket": "socket.socket(socket.AF_UNIX).connect(str(paths.supervisor_socket))",
 }
 ATTEMPT_SCRIPT = """
 import json, os, socket, sys
@@ -110,19 +114,28 @@ class Boundary:
 
     def as_service_user(self, argv: list[str]) -> subprocess.CompletedProcess:
         """Run ``argv`` (after the interpreter) as the service user, from /."""
-        return subprocess.run([sys.executable, "-P", *argv], user=self.user.pw_uid,
-                              group=self.user.pw_gid, extra_groups=[], cwd="/",
-                              capture_output=True, text=True, timeout=60,
-                              env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"})
+        return subprocess.run(
+            [sys.executable, "-P", *argv],
+            user=self.user.pw_uid,
+            group=self.user.pw_gid,
+            extra_groups=[],
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+        )
 
     def plant(self, directory: Path) -> None:
         """As the service user, plant code that would leave the marker if imported."""
         code = PLANT.format(marker=str(self.marker))
-        script = ("import pathlib, sys\n"
-                  "for name in sys.argv[2:]:\n"
-                  "    target = pathlib.Path(sys.argv[1]) / name\n"
-                  "    target.parent.mkdir(exist_ok=True)\n"
-                  f"    target.write_text({code!r})\n")
+        script = (
+            "import pathlib, sys\n"
+            "for name in sys.argv[2:]:\n"
+            "    target = pathlib.Path(sys.argv[1]) / name\n"
+            "    target.parent.mkdir(exist_ok=True)\n"
+            f"    target.write_text({code!r})\n"
+        )
         result = self.as_service_user(["-c", script, str(directory), *PLANTED_MODULES])
         assert result.returncode == 0, (directory, result.stderr)
 
@@ -139,13 +152,18 @@ def make_old_layout(boundary: Boundary) -> None:
     boundary.marker.parent.chmod(0o777)  # anyone who imports a plant can leave the marker
     for directory in (paths.root, paths.logs, paths.nginx_temp, paths.redis_data):
         directory.mkdir()
-    for link in (paths.logs / "x.log", paths.logs / "supervisord.log", paths.nginx_pid,
-                 paths.supervisord_conf):
+    for link in (
+        paths.logs / "x.log",
+        paths.logs / "supervisord.log",
+        paths.nginx_pid,
+        paths.supervisord_conf,
+    ):
         link.symlink_to(boundary.victim)
     paths.nginx_temp_path("body").symlink_to(boundary.victim_dir)
     (paths.logs / "gunicorn.log").write_text("an old run's log line\n")
-    paths.secrets_file.write_text(f"SPILLWAY_SECRET_KEY={OLD_SECRET_KEY}\n"
-                                  f"SPILLWAY_ADMIN_TOKEN={OLD_ADMIN_TOKEN}\n")
+    paths.secrets_file.write_text(
+        f"SPILLWAY_SECRET_KEY={OLD_SECRET_KEY}\nSPILLWAY_ADMIN_TOKEN={OLD_ADMIN_TOKEN}\n"
+    )
     paths.redis_conf.write_text("# an old redis.conf\n")
     (paths.root / "celerybeat-schedule").write_bytes(b"an old pickle shelve")
     (paths.root / "redis.sock").write_text("")
@@ -166,8 +184,10 @@ def make_old_layout(boundary: Boundary) -> None:
 def boundary():
     """The stack, started as root in an older layout's run directory."""
     if os.geteuid() != 0:
-        pytest.fail("the privilege boundary exists only when `spillway up` starts as root: "
-                    "run this module as root (CI does)")
+        pytest.fail(
+            "the privilege boundary exists only when `spillway up` starts as root: "
+            "run this module as root (CI does)"
+        )
     work = Path(tempfile.mkdtemp(prefix="spillway-boundary-"))
     work.chmod(0o755)  # the service user must reach the run directory inside
     subject = Boundary(work)
@@ -182,8 +202,7 @@ def boundary():
 
 def owner_and_mode(path: Path) -> tuple[str, str, int]:
     info = path.lstat()
-    return (pwd.getpwuid(info.st_uid).pw_name, grp_name(info.st_gid),
-            stat.S_IMODE(info.st_mode))
+    return (pwd.getpwuid(info.st_uid).pw_name, grp_name(info.st_gid), stat.S_IMODE(info.st_mode))
 
 
 def grp_name(gid: int) -> str:
@@ -210,9 +229,18 @@ def expected_layout(paths: RunDir) -> dict[Path, tuple[str, str, int]]:
 
 def root_paths(paths: RunDir) -> list[Path]:
     """Every path root reads or writes, the logs included."""
-    fixed = [paths.root, paths.logs, paths.nginx_temp, paths.supervisord_conf,
-             paths.secrets_file, paths.nginx_conf, paths.redis_conf, paths.nginx_pid,
-             paths.supervisord_pid, paths.supervisor_socket]
+    fixed = [
+        paths.root,
+        paths.logs,
+        paths.nginx_temp,
+        paths.supervisord_conf,
+        paths.secrets_file,
+        paths.nginx_conf,
+        paths.redis_conf,
+        paths.nginx_pid,
+        paths.supervisord_pid,
+        paths.supervisor_socket,
+    ]
     return fixed + sorted(paths.logs.iterdir())
 
 
@@ -241,9 +269,12 @@ def test_an_older_layout_is_taken_back_without_following_its_links(boundary):
     assert stat.S_ISDIR(body.st_mode) and body.st_uid == boundary.user.pw_uid
     assert (paths.logs / "gunicorn.log").read_text().startswith("an old run's log line")
     assert boundary.stack.admin_headers() == {"Authorization": f"Bearer {OLD_ADMIN_TOKEN}"}
-    created = requests.post(f"{boundary.stack.base_url}/api/v1/products", timeout=10,
-                            headers=boundary.stack.admin_headers(),
-                            json={"name": "Kept token", "price_cents": 1})
+    created = requests.post(
+        f"{boundary.stack.base_url}/api/v1/products",
+        timeout=10,
+        headers=boundary.stack.admin_headers(),
+        json={"name": "Kept token", "price_cents": 1},
+    )
     assert created.status_code == 201, created.text
     assert not paths.legacy_database.exists()
     with sqlite3.connect(f"file:{paths.database}?mode=ro", uri=True) as ledger:
@@ -273,8 +304,15 @@ def test_the_service_user_cannot_plant_anything_root_reads(boundary):
     """Every way to plant a file, a link or a package where root reads or writes is
     refused with a permission error."""
     result = boundary.as_service_user(
-        ["-c", ATTEMPT_SCRIPT, str(boundary.paths.root), str(boundary.victim),
-         str(boundary.victim_dir), json.dumps(ATTEMPTS)])
+        [
+            "-c",
+            ATTEMPT_SCRIPT,
+            str(boundary.paths.root),
+            str(boundary.victim),
+            str(boundary.victim_dir),
+            json.dumps(ATTEMPTS),
+        ]
+    )
     assert result.returncode == 0, result.stderr
     outcomes = json.loads(result.stdout)
     assert outcomes == {name: "PermissionError" for name in ATTEMPTS}
@@ -288,10 +326,15 @@ def test_what_the_service_user_writes_is_never_run_or_followed_by_root(boundary)
     paths = boundary.paths
     for directory in (paths.data, paths.sockets, paths.metrics, paths.redis_data):
         boundary.plant(directory)
-    links = ["-c", "import os, sys; os.symlink(sys.argv[1], sys.argv[3]); "
-             "os.symlink(sys.argv[2], sys.argv[4])", str(boundary.victim),
-             str(boundary.victim_dir), str(paths.metrics / "file-link"),
-             str(paths.metrics / "dir-link")]
+    links = [
+        "-c",
+        "import os, sys; os.symlink(sys.argv[1], sys.argv[3]); "
+        "os.symlink(sys.argv[2], sys.argv[4])",
+        str(boundary.victim),
+        str(boundary.victim_dir),
+        str(paths.metrics / "file-link"),
+        str(paths.metrics / "dir-link"),
+    ]
     assert boundary.as_service_user(links).returncode == 0
     rendered = paths.supervisord_conf.read_bytes()
     before = {path: path.lstat().st_uid for path in root_paths(paths)}
@@ -303,10 +346,14 @@ def test_what_the_service_user_writes_is_never_run_or_followed_by_root(boundary)
     assert list(paths.metrics.glob("*-link")) == []
     conf = paths.supervisord_conf.lstat()
     assert (conf.st_uid, stat.S_IMODE(conf.st_mode)) == (0, 0o600)
-    programs = {line for line in paths.supervisord_conf.read_text().splitlines()
-                if line.startswith("[program:")}
-    assert programs == {line for line in rendered.decode().splitlines()
-                        if line.startswith("[program:")}
+    programs = {
+        line
+        for line in paths.supervisord_conf.read_text().splitlines()
+        if line.startswith("[program:")
+    }
+    assert programs == {
+        line for line in rendered.decode().splitlines() if line.startswith("[program:")
+    }
     assert "directory=/" in paths.supervisord_conf.read_text()
     layout = expected_layout(paths)
     assert {path: owner_and_mode(path) for path in layout} == layout

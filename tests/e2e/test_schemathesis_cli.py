@@ -33,11 +33,20 @@ def callers(stack):
     admin = stack.admin_headers()
     product = requests.get(f"{stack.base_url}/api/v1/products", timeout=10).json()["items"][0]
     ends = datetime.now(timezone.utc) + timedelta(hours=2)
-    requests.post(f"{stack.base_url}/api/v1/sales", headers=admin, timeout=10, json={
-        "product_id": product["id"], "stock": 1_000_000, "per_user_limit": 100,
-        "ends_at": ends.isoformat()}).raise_for_status()
-    buyer = requests.post(f"{stack.base_url}/api/v1/users", json={"name": "schemathesis"},
-                          timeout=10).json()
+    requests.post(
+        f"{stack.base_url}/api/v1/sales",
+        headers=admin,
+        timeout=10,
+        json={
+            "product_id": product["id"],
+            "stock": 1_000_000,
+            "per_user_limit": 100,
+            "ends_at": ends.isoformat(),
+        },
+    ).raise_for_status()
+    buyer = requests.post(
+        f"{stack.base_url}/api/v1/users", json={"name": "schemathesis"}, timeout=10
+    ).json()
     return {"admin": admin["Authorization"].removeprefix("Bearer "), "buyer": buyer["token"]}
 
 
@@ -47,18 +56,39 @@ def test_schemathesis_checks_all_finds_nothing(stack, callers, who, capsys, tmp_
     """Every check schemathesis has, every phase, as ``who``: exit 0, no failure, the
     examples, coverage, fuzzing and stateful phases all run, links followed."""
     result = subprocess.run(
-        [str(SCHEMATHESIS), "--config-file", str(CONFIG), "run",
-         f"{stack.base_url}/api/v1/openapi.json", "--checks", "all",
-         "-H", f"Authorization: Bearer {callers[who]}", "--seed", "1",
-         "--generation-deterministic", "-n", str(EXAMPLES_PER_OPERATION),
-         "--request-timeout", "10", "--workers", "1", "--no-color"],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        cwd=tmp_path)  # its cache and reports go there, not into the checkout
+        [
+            str(SCHEMATHESIS),
+            "--config-file",
+            str(CONFIG),
+            "run",
+            f"{stack.base_url}/api/v1/openapi.json",
+            "--checks",
+            "all",
+            "-H",
+            f"Authorization: Bearer {callers[who]}",
+            "--seed",
+            "1",
+            "--generation-deterministic",
+            "-n",
+            str(EXAMPLES_PER_OPERATION),
+            "--request-timeout",
+            "10",
+            "--workers",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=tmp_path,
+    )  # its cache and reports go there, not into the checkout
     out = result.stdout + result.stderr
     found = CASES.search(out)
     with capsys.disabled():  # the count belongs in every run's output, CI's included
-        print(f"\nschemathesis CLI as {who}: "
-              f"{found.group(1) if found else '?'} cases, exit {result.returncode}")
+        print(
+            f"\nschemathesis CLI as {who}: "
+            f"{found.group(1) if found else '?'} cases, exit {result.returncode}"
+        )
     assert result.returncode == 0 and found and found.group(1) == found.group(2), out[-6000:]
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅\s+{phase} \(in", out), (phase, out[-3000:])

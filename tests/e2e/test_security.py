@@ -19,9 +19,12 @@ PER_BUYER = 3
 
 @pytest.fixture(scope="module")
 def stack_env() -> dict:
-    return {"SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_NGINX_RATE_PER_IP": "20r/s",
-            "SPILLWAY_NGINX_BURST_PER_IP": "20",
-            "SPILLWAY_RATE_LIMIT_PER_BUYER": f"{PER_BUYER} per minute"}
+    return {
+        "SPILLWAY_RATE_LIMITS": "on",
+        "SPILLWAY_NGINX_RATE_PER_IP": "20r/s",
+        "SPILLWAY_NGINX_BURST_PER_IP": "20",
+        "SPILLWAY_RATE_LIMIT_PER_BUYER": f"{PER_BUYER} per minute",
+    }
 
 
 def assert_secured(response):
@@ -35,20 +38,25 @@ def test_security_headers_on_every_kind_of_answer(stack):
     product = requests.get(f"{base}/api/v1/products?page=1&per_page=1", timeout=10).json()
     product_url = f"{base}/api/v1/products/{product['items'][0]['id']}"
     requests.get(product_url, timeout=10)  # the app fills memcached; nginx answers next
-    answers = [requests.get(f"{base}/static/site.css", timeout=10),
-               requests.get(f"{base}/", timeout=10),
-               requests.get(f"{base}/ops", timeout=10),  # where the admin token is typed
-               requests.get(f"{base}/docs", timeout=10),
-               requests.get(f"{base}/api/v1/sales", timeout=10),
-               requests.get(f"{base}/static/missing.css", timeout=10),
-               requests.get(f"{base}/no/such/thing", timeout=10),
-               requests.post(f"{base}/api/v1/users", data=b"x" * (70 * 1024), timeout=10,
-                             headers={"Content-Type": "application/json"}),
-               # nginx's own JSON error pages (tests/e2e/test_nginx_answers.py has them all)
-               requests.request("TRACE", f"{base}/", timeout=10),
-               requests.get(f"{base}/{'a' * 10 * 1024}", timeout=10),
-               requests.get(f"{base}/static/site.css", headers={"Range": "bytes=99999999-"},
-                            timeout=10)]
+    answers = [
+        requests.get(f"{base}/static/site.css", timeout=10),
+        requests.get(f"{base}/", timeout=10),
+        requests.get(f"{base}/ops", timeout=10),  # where the admin token is typed
+        requests.get(f"{base}/docs", timeout=10),
+        requests.get(f"{base}/api/v1/sales", timeout=10),
+        requests.get(f"{base}/static/missing.css", timeout=10),
+        requests.get(f"{base}/no/such/thing", timeout=10),
+        requests.post(
+            f"{base}/api/v1/users",
+            data=b"x" * (70 * 1024),
+            timeout=10,
+            headers={"Content-Type": "application/json"},
+        ),
+        # nginx's own JSON error pages (tests/e2e/test_nginx_answers.py has them all)
+        requests.request("TRACE", f"{base}/", timeout=10),
+        requests.get(f"{base}/{'a' * 10 * 1024}", timeout=10),
+        requests.get(f"{base}/static/site.css", headers={"Range": "bytes=99999999-"}, timeout=10),
+    ]
     assert [a.status_code for a in answers[-3:]] == [405, 414, 416]
     from_memcached = requests.get(product_url, timeout=10)
     assert from_memcached.headers.get("X-Served-By") == "nginx-memcached"
@@ -60,13 +68,17 @@ def test_nginx_refuses_big_bodies_with_413_json(stack):
     """client_max_body_size, on a proxied route and on the memcached route's write path;
     the Flask side of the limit is tests/integration/security/test_hostile_input.py."""
     for path in ("/api/v1/users", "/api/v1/products", "/api/v1/sales/1/orders", "/static/x"):
-        response = requests.post(f"{stack.base_url}{path}", data=b"{" + b" " * (65 * 1024) + b"}",
-                                 headers={"Content-Type": "application/json",
-                                          **stack.admin_headers()},
-                                 timeout=10)
+        response = requests.post(
+            f"{stack.base_url}{path}",
+            data=b"{" + b" " * (65 * 1024) + b"}",
+            headers={"Content-Type": "application/json", **stack.admin_headers()},
+            timeout=10,
+        )
         assert response.status_code == 413, path
         assert response.headers["Content-Type"].startswith("application/json"), (
-            path, response.text)
+            path,
+            response.text,
+        )
         assert response.json()["error"]["code"] == "payload_too_large"
 
 
@@ -83,21 +95,41 @@ def test_per_buyer_purchase_limit_through_nginx(stack):
     """The fourth purchase a minute by one buyer is a 429 JSON with Retry-After, counted in
     the sale's stats."""
     base, admin = stack.base_url, stack.admin_headers()
-    product = requests.post(f"{base}/api/v1/products", json={"name": "Limited", "price_cents": 1},
-                            headers=admin, timeout=10).json()
-    sale = requests.post(f"{base}/api/v1/sales", headers=admin, timeout=10, json={
-        "product_id": product["id"], "stock": 100, "per_user_limit": 100,
-        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}).json()
+    product = requests.post(
+        f"{base}/api/v1/products",
+        json={"name": "Limited", "price_cents": 1},
+        headers=admin,
+        timeout=10,
+    ).json()
+    sale = requests.post(
+        f"{base}/api/v1/sales",
+        headers=admin,
+        timeout=10,
+        json={
+            "product_id": product["id"],
+            "stock": 100,
+            "per_user_limit": 100,
+            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+        },
+    ).json()
     signed_up = requests.post(f"{base}/api/v1/users", json={"name": "eager"}, timeout=10)
     token = signed_up.json()["token"]
     buyer = {"Authorization": f"Bearer {token}"}
-    answers = [requests.post(f"{base}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                             headers=buyer, timeout=10) for _ in range(PER_BUYER + 1)]
+    answers = [
+        requests.post(
+            f"{base}/api/v1/sales/{sale['id']}/orders",
+            json={"quantity": 1},
+            headers=buyer,
+            timeout=10,
+        )
+        for _ in range(PER_BUYER + 1)
+    ]
     assert [a.status_code for a in answers] == [202] * PER_BUYER + [429]
     assert answers[-1].json()["error"]["code"] == "rate_limited"
     assert int(answers[-1].headers["Retry-After"]) >= 1
-    stats = requests.get(f"{base}/api/v1/sales/{sale['id']}/stats", headers=admin,
-                         timeout=10).json()
+    stats = requests.get(
+        f"{base}/api/v1/sales/{sale['id']}/stats", headers=admin, timeout=10
+    ).json()
     assert stats["rejected"]["rate_limited"] == 1
 
 

@@ -25,8 +25,9 @@ def test_ready_through_nginx(stack):
 
 def test_index_is_fast_while_slow_requests_are_in_flight(stack):
     """/demo/index answers well under a second while 200 /demo/slow?seconds=5 sleep."""
-    assert_fast_while_slow(stack.base_url, "/demo/slow?seconds=5", "/demo/index",
-                           "Hello World!", "Beijing")
+    assert_fast_while_slow(
+        stack.base_url, "/demo/slow?seconds=5", "/demo/index", "Hello World!", "Beijing"
+    )
 
 
 def test_gunicorn_and_celery_do_not_run_as_root(stack):
@@ -61,8 +62,12 @@ def test_nginx_errors_are_json(stack):
         response = requests.get(f"{stack.base_url}{path}", timeout=5)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
-    too_big = requests.post(f"{stack.base_url}/healthz", data=b"x" * (70 * 1024),
-                            headers={"Content-Type": "application/json"}, timeout=5)
+    too_big = requests.post(
+        f"{stack.base_url}/healthz",
+        data=b"x" * (70 * 1024),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "payload_too_large"
     app_404 = requests.get(f"{stack.base_url}/no/such/thing", timeout=5)
@@ -84,8 +89,10 @@ def test_app_down_is_json_503_and_recovers(stack):
 
 def test_sigterm_stops_everything(stack):
     """SIGTERM to `spillway up` stops every program; nothing is left running."""
-    pids = [stack.program_pid(p) for p in
-            ("nginx", "gunicorn", "celery-worker", "celery-beat", "redis", "memcached")]
+    pids = [
+        stack.program_pid(p)
+        for p in ("nginx", "gunicorn", "celery-worker", "celery-beat", "redis", "memcached")
+    ]
     pids += [child for pid in pids for child in children_of(pid)]
     supervisord_pid = int(stack.paths.supervisord_pid.read_text())
     assert stack.stop() == 0

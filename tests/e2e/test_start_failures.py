@@ -30,18 +30,37 @@ NO_LOGIN_PASSWORD = "s3cret-never-shown"
 
 def clean_environment(**settings: str) -> dict[str, str]:
     """The suite's environment without its database and secrets, plus ``settings``."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY",
-                        "SPILLWAY_RUN_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("DATABASE_URL", "SPILLWAY_ADMIN_TOKEN", "SPILLWAY_SECRET_KEY", "SPILLWAY_RUN_DIR")
+    }
     return {**env, "SPILLWAY_RATE_LIMITS": "off", **settings}
 
 
 def spillway_up(run_dir: Path, port: int, **settings: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spillway", "up", "--run-dir", str(run_dir),
-                           "--port", str(port), "--web-workers", "1",
-                           "--ready-timeout", "60"],
-                          env=clean_environment(**settings), capture_output=True, text=True,
-                          timeout=FAILED_START_SECONDS, cwd="/")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spillway",
+            "up",
+            "--run-dir",
+            str(run_dir),
+            "--port",
+            str(port),
+            "--web-workers",
+            "1",
+            "--ready-timeout",
+            "60",
+        ],
+        env=clean_environment(**settings),
+        capture_output=True,
+        text=True,
+        timeout=FAILED_START_SECONDS,
+        cwd="/",
+    )
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -72,8 +91,10 @@ def run_dir():
 
 
 def refused_login_url(pg) -> str:
-    return (f"postgresql+psycopg://{NO_LOGIN_ROLE}:{NO_LOGIN_PASSWORD}@127.0.0.1:{pg.port}/"
-            f"{pg.create_database()}")
+    return (
+        f"postgresql+psycopg://{NO_LOGIN_ROLE}:{NO_LOGIN_PASSWORD}@127.0.0.1:{pg.port}/"
+        f"{pg.create_database()}"
+    )
 
 
 @pytest.mark.timeout(FAILED_START_SECONDS + 30)
@@ -81,8 +102,9 @@ def test_a_refused_database_login_stops_up_in_one_line(pg, run_dir):
     """DATABASE_URL's role may not log in: `spillway up` exits non-zero with one line that
     names DATABASE_URL and PostgreSQL's reason, the password hidden."""
     result = spillway_up(run_dir, free_port(), DATABASE_URL=refused_login_url(pg))
-    line = assert_one_line_failure(result, "DATABASE_URL=postgresql+psycopg://",
-                                   "not permitted to log in")
+    line = assert_one_line_failure(
+        result, "DATABASE_URL=postgresql+psycopg://", "not permitted to log in"
+    )
     assert NO_LOGIN_PASSWORD not in result.stdout + result.stderr
     assert f"{NO_LOGIN_ROLE}:***@" in line
 
@@ -92,9 +114,14 @@ def test_a_refused_database_login_in_a_command_is_one_line(pg, tmp_path):
     `spillway reconcile`): one line naming DATABASE_URL, exit 1, no traceback."""
     url = refused_login_url(pg)
     for command in (["db", "upgrade"], ["reconcile"], ["ledger", "status"]):
-        result = subprocess.run([sys.executable, "-m", "spillway", *command],
-                                env=clean_environment(DATABASE_URL=url), cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "spillway", *command],
+            env=clean_environment(DATABASE_URL=url),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert_one_line_failure(result, "DATABASE_URL=", "not permitted to log in")
 
 
@@ -104,8 +131,7 @@ def test_a_database_host_down_stops_up_in_one_line(run_dir):
     the refused connection."""
     url = f"postgresql+psycopg://shop@127.0.0.1:{free_port()}/shop"
     result = spillway_up(run_dir, free_port(), DATABASE_URL=url)
-    assert_one_line_failure(result, "DATABASE_URL=postgresql+psycopg://shop@127.0.0.1",
-                            "refused")
+    assert_one_line_failure(result, "DATABASE_URL=postgresql+psycopg://shop@127.0.0.1", "refused")
 
 
 def test_the_public_port_taken_stops_up_in_one_line(run_dir):

@@ -57,24 +57,32 @@ def shot(page, name: str) -> None:
 def create_sale(stack, stock: int, starts_in_s: float = 0, per_user_limit: int = 1) -> dict:
     now = datetime.now(timezone.utc)
     product = requests.get(f"{stack.base_url}/api/v1/products", timeout=10).json()["items"][0]
-    body = {"product_id": product["id"], "stock": stock, "per_user_limit": per_user_limit,
-            "ends_at": (now + timedelta(hours=1)).isoformat()}
+    body = {
+        "product_id": product["id"],
+        "stock": stock,
+        "per_user_limit": per_user_limit,
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+    }
     if starts_in_s:
         body["starts_at"] = (now + timedelta(seconds=starts_in_s)).isoformat()
-    response = requests.post(f"{stack.base_url}/api/v1/sales", json=body,
-                             headers=stack.admin_headers(), timeout=10)
+    response = requests.post(
+        f"{stack.base_url}/api/v1/sales", json=body, headers=stack.admin_headers(), timeout=10
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def buy_elsewhere(stack, sale: dict) -> None:
     """A purchase by another buyer, over plain HTTP, as if from another browser."""
-    token = requests.post(f"{stack.base_url}/api/v1/users", json={"name": "elsewhere"},
-                          timeout=10).json()["token"]
-    response = requests.post(f"{stack.base_url}/api/v1/sales/{sale['id']}/orders",
-                             json={"quantity": 1}, timeout=10,
-                             headers={"Authorization": f"Bearer {token}",
-                                      "Idempotency-Key": uuid.uuid4().hex})
+    token = requests.post(
+        f"{stack.base_url}/api/v1/users", json={"name": "elsewhere"}, timeout=10
+    ).json()["token"]
+    response = requests.post(
+        f"{stack.base_url}/api/v1/sales/{sale['id']}/orders",
+        json={"quantity": 1},
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert response.status_code == 202, response.text
 
 
@@ -120,15 +128,21 @@ def test_buy_confirm_then_pay(page, stack):
     expect(order).to_have_attribute("data-order-status", "confirmed")
     shot(page, "order-confirmed")
     token = page.evaluate("JSON.parse(localStorage.getItem('spillway.buyer')).token")
-    mine = requests.get(f"{stack.base_url}/api/v1/users/me/orders", timeout=10,
-                        headers={"Authorization": f"Bearer {token}"}).json()["items"]
+    mine = requests.get(
+        f"{stack.base_url}/api/v1/users/me/orders",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["items"]
     assert len(mine) == 1, "a double click buys once"
     expect(card.locator(".remaining")).to_have_text("2")
     card.get_by_role("button", name="Pay").click()
     expect(order).to_have_attribute("data-order-status", "paid")
     expect(card.locator(".order-status")).to_contain_text("paid")
-    status = requests.get(f"{stack.base_url}/api/v1/orders/{mine[0]['order_id']}", timeout=10,
-                          headers={"Authorization": f"Bearer {token}"}).json()["status"]
+    status = requests.get(
+        f"{stack.base_url}/api/v1/orders/{mine[0]['order_id']}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["status"]
     assert status == "paid"
 
 
@@ -169,8 +183,14 @@ def test_unavailable_then_a_retry_reuses_the_key(page, stack):
     card = open_card(page, stack, sale)
     sign_up(page, "Carol")
     keys_sent = []
-    page.on("request", lambda r: keys_sent.append(r.headers.get("idempotency-key"))
-            if r.method == "POST" and r.url.endswith("/orders") else None)
+    page.on(
+        "request",
+        lambda r: (
+            keys_sent.append(r.headers.get("idempotency-key"))
+            if r.method == "POST" and r.url.endswith("/orders")
+            else None
+        ),
+    )
     stack.supervisorctl("stop", "gunicorn")
     try:
         card.get_by_role("button", name="Buy now").click()
@@ -178,7 +198,8 @@ def test_unavailable_then_a_retry_reuses_the_key(page, stack):
         shot(page, "unavailable")
         key = page.evaluate(
             "Object.keys(localStorage).filter(k => k.startsWith('spillway.intent.'))"
-            ".map(k => localStorage.getItem(k))")
+            ".map(k => localStorage.getItem(k))"
+        )
         assert len(key) == 1, "the failed attempt keeps its key for the retry"
     finally:
         stack.supervisorctl("start", "gunicorn")
@@ -187,8 +208,12 @@ def test_unavailable_then_a_retry_reuses_the_key(page, stack):
     card.get_by_role("button", name="Buy now").click()
     expect(card.locator(".order")).to_have_attribute("data-order-status", "confirmed")
     assert len(keys_sent) == 2 and keys_sent[0] == keys_sent[1] and keys_sent[0]
-    assert page.evaluate(
-        "Object.keys(localStorage).filter(k => k.startsWith('spillway.intent.')).length") == 0
+    assert (
+        page.evaluate(
+            "Object.keys(localStorage).filter(k => k.startsWith('spillway.intent.')).length"
+        )
+        == 0
+    )
 
 
 def test_page_works_under_a_strict_content_security_policy(page, stack):
@@ -196,13 +221,17 @@ def test_page_works_under_a_strict_content_security_policy(page, stack):
     real answer here) it still shows a sale live, and the browser reports no violation."""
     sale = create_sale(stack, stock=2)
     violations = []
-    page.on("console", lambda msg: violations.append(msg.text)
-            if "Content Security Policy" in msg.text else None)
+    page.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
 
     def with_policy(route):
         answer = route.fetch()
-        route.fulfill(response=answer, headers={**answer.headers,
-                                                "content-security-policy": "default-src 'self'"})
+        route.fulfill(
+            response=answer,
+            headers={**answer.headers, "content-security-policy": "default-src 'self'"},
+        )
 
     page.route(stack.base_url + "/", with_policy)
     card = open_card(page, stack, sale)

@@ -16,14 +16,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture(scope="module")
 def stack():
-    with running_stack({"SPILLWAY_APP": "bookshelf:create_app",
-                        "PYTHONPATH": str(EXAMPLES)}) as running:
+    with running_stack(
+        {"SPILLWAY_APP": "bookshelf:create_app", "PYTHONPATH": str(EXAMPLES)}
+    ) as running:
         yield running
 
 
 def add_book(stack, title: str, text: str) -> dict:
-    answer = requests.post(f"{stack.base_url}/books", json={"title": title, "text": text},
-                           timeout=10)
+    answer = requests.post(
+        f"{stack.base_url}/books", json={"title": title, "text": text}, timeout=10
+    )
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -32,8 +34,7 @@ def test_the_runtime_answers_health_and_readiness(stack):
     """/healthz and /readyz come from the runtime: the app declared none, and its Celery
     app is found (the broker is checked)."""
     ready = requests.get(f"{stack.base_url}/readyz", timeout=10).json()
-    assert ready == {"status": "ok",
-                     "checks": {"redis": "ok", "memcached": "ok", "broker": "ok"}}
+    assert ready == {"status": "ok", "checks": {"redis": "ok", "memcached": "ok", "broker": "ok"}}
     assert requests.get(f"{stack.base_url}/healthz", timeout=5).json() == {"status": "ok"}
 
 
@@ -48,8 +49,9 @@ def test_the_migration_ran_and_the_task_runs_in_the_celery_worker(stack):
     book = add_book(stack, "Walden", "I went to the woods because I wished to live")
     counted = requests.post(f"{stack.base_url}/books/{book['id']}/count", timeout=10)
     assert counted.status_code == 202
-    done = wait_until(lambda: requests.get(f"{stack.base_url}/books/{book['id']}", timeout=5)
-                      .json().get("words"))
+    done = wait_until(
+        lambda: requests.get(f"{stack.base_url}/books/{book['id']}", timeout=5).json().get("words")
+    )
     assert done == 10
     again = requests.get(f"{stack.base_url}/books/{book['id']}", timeout=5).json()
     assert again["counted_by"].startswith("worker@")

@@ -30,8 +30,15 @@ def plan(buyers: list[dict], replays: int, seed: int = 7) -> list[tuple[dict, st
 class Burst:
     """Run a plan of purchases (and optional reads between them) on a thread pool."""
 
-    def __init__(self, base_url: str, sale: dict, purchases: list[tuple[dict, str, int]],
-                 reads: tuple[str, ...] = (), threads: int = 24, retry_for: float = 60.0):
+    def __init__(
+        self,
+        base_url: str,
+        sale: dict,
+        purchases: list[tuple[dict, str, int]],
+        reads: tuple[str, ...] = (),
+        threads: int = 24,
+        retry_for: float = 60.0,
+    ):
         self.base_url = base_url
         self.sale = sale
         self.purchases = purchases
@@ -104,19 +111,33 @@ class Burst:
             self.answers.append(answer)
 
 
-def exchange(session: requests.Session, url: str, method: str = "GET", headers: dict = None,
-             body=None) -> Answer:
+def exchange(
+    session: requests.Session, url: str, method: str = "GET", headers: dict = None, body=None
+) -> Answer:
     """One request, recorded as an Answer whatever happens (no answer is an Answer too)."""
     started = time.monotonic()
     try:
-        reply = session.request(method, url, headers=headers or {}, json=body,
-                                timeout=CLIENT_TIMEOUT)
+        reply = session.request(
+            method, url, headers=headers or {}, json=body, timeout=CLIENT_TIMEOUT
+        )
     except requests.RequestException as exc:
-        return Answer(method, url, None, transport_error=f"{type(exc).__name__}: {exc}",
-                      seconds=time.monotonic() - started)
+        return Answer(
+            method,
+            url,
+            None,
+            transport_error=f"{type(exc).__name__}: {exc}",
+            seconds=time.monotonic() - started,
+        )
     try:
         parsed = reply.json()
     except ValueError:
         parsed = reply.text[:300]
-    return Answer(method, url, reply.status_code, parsed, reply.headers.get("Content-Type", ""),
-                  reply.headers.get("Retry-After"), seconds=time.monotonic() - started)
+    return Answer(
+        method,
+        url,
+        reply.status_code,
+        parsed,
+        reply.headers.get("Content-Type", ""),
+        reply.headers.get("Retry-After"),
+        seconds=time.monotonic() - started,
+    )

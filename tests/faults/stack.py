@@ -33,8 +33,13 @@ def wait_redis_loaded(url: str, timeout: float = 30.0) -> None:
     and answers -LOADING (a 503 for the app's clients) until done."""
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:  # BusyLoadingError is a ConnectionError
-        wait_until(client.ping, timeout, 0.05, what="redis loaded",
-                   ignoring=(redis.exceptions.ConnectionError,))
+        wait_until(
+            client.ping,
+            timeout,
+            0.05,
+            what="redis loaded",
+            ignoring=(redis.exceptions.ConnectionError,),
+        )
     finally:
         client.close()
 
@@ -62,19 +67,39 @@ class FaultStack:
         self.database_url = f"sqlite:///{work / 'spillway.db'}"
         self.redis_url = f"redis://127.0.0.1:{self.redis.port}/0"
         self.env = {
-            **os.environ, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "INFO",
-            **service_environment(f"127.0.0.1:{self.redis.port}",
-                                  f"127.0.0.1:{self.memcached.port}", self.database_url,
-                                  work / "run"),
+            **os.environ,
+            "SPILLWAY_ENV": "test",
+            "SPILLWAY_LOG_LEVEL": "INFO",
+            **service_environment(
+                f"127.0.0.1:{self.redis.port}",
+                f"127.0.0.1:{self.memcached.port}",
+                self.database_url,
+                work / "run",
+            ),
             # What a killed worker held is re-driven after 2 s instead of 30 s.
             "SPILLWAY_OUTBOX_STUCK_MS": "2000",
         }
-        subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"], env=self.env,
-                       check=True, capture_output=True, timeout=120)
-        self.web = gunicorn_server(self.logs, self.env, "--worker-connections", "1000",
-                                   "--timeout", "90", "--graceful-timeout", "5",
-                                   "--error-logfile", "-", workers=WEB_WORKERS,
-                                   ready_path="/readyz")
+        subprocess.run(
+            [sys.executable, "-m", "spillway", "db", "upgrade"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.web = gunicorn_server(
+            self.logs,
+            self.env,
+            "--worker-connections",
+            "1000",
+            "--timeout",
+            "90",
+            "--graceful-timeout",
+            "5",
+            "--error-logfile",
+            "-",
+            workers=WEB_WORKERS,
+            ready_path="/readyz",
+        )
         self.servers.append(self.web)
         self.web.start(60)
         self.base_url = self.web.url
@@ -111,26 +136,40 @@ class FaultStack:
 
     @property
     def audit(self) -> SaleAudit:
-        return SaleAudit(self.base_url, admin_headers(), self.database_url, self.redis_url,
-                         self.env)
+        return SaleAudit(
+            self.base_url, admin_headers(), self.database_url, self.redis_url, self.env
+        )
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.base_url}{path}", timeout=30, **kwargs)
 
     def new_sale(self, stock: int, per_user_limit: int) -> dict:
         """An active sale of a new product, through the admin API."""
-        product = self.api("POST", "/api/v1/products", headers=admin_headers(),
-                           json={"name": "Lantern", "price_cents": 1299})
+        product = self.api(
+            "POST",
+            "/api/v1/products",
+            headers=admin_headers(),
+            json={"name": "Lantern", "price_cents": 1299},
+        )
         assert product.status_code == 201, product.text
         ends = datetime.now(timezone.utc) + timedelta(hours=1)
-        sale = self.api("POST", "/api/v1/sales", headers=admin_headers(), json={
-            "product_id": product.json()["id"], "stock": stock,
-            "per_user_limit": per_user_limit, "ends_at": ends.isoformat()})
+        sale = self.api(
+            "POST",
+            "/api/v1/sales",
+            headers=admin_headers(),
+            json={
+                "product_id": product.json()["id"],
+                "stock": stock,
+                "per_user_limit": per_user_limit,
+                "ends_at": ends.isoformat(),
+            },
+        )
         assert sale.status_code == 201, sale.text
         return sale.json()
 
     def signup(self, count: int, prefix: str = "buyer") -> list[dict]:
         """``count`` buyers: ``{"user_id", "token"}`` each."""
+
         def one(n):
             reply = self.api("POST", "/api/v1/users", json={"name": f"{prefix}{n}"})
             assert reply.status_code == 201, reply.text

@@ -46,8 +46,12 @@ connection.execute("ROLLBACK")
 def hold_write_lock(database_url: str, seconds: float) -> subprocess.Popen:
     """Another process takes the database's write lock and keeps it for ``seconds``."""
     path = database_url.removeprefix("sqlite:///")
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, path, str(seconds)],
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, path, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert locker.stdout.readline().strip() == "locked"
     return locker
 
@@ -67,8 +71,11 @@ def test_database_locked_mid_burst(stack, record_figures):
     def sign_up_during_the_outage():
         with requests.Session() as session:
             while locker.poll() is None:
-                signups.append(exchange(session, f"{stack.base_url}/api/v1/users", "POST",
-                                        body={"name": "late"}))
+                signups.append(
+                    exchange(
+                        session, f"{stack.base_url}/api/v1/users", "POST", body={"name": "late"}
+                    )
+                )
                 time.sleep(0.2)
 
     side = threading.Thread(target=sign_up_during_the_outage)
@@ -89,10 +96,13 @@ def test_database_locked_mid_burst(stack, record_figures):
     # A web process gives up after a short busy wait: a long one is a C sleep that would
     # freeze every greenlet of its worker, purchases included.
     assert max(a.seconds for a in refused) < 3.0, [a.seconds for a in refused]
-    record_figures(figures, lock_seconds=round(lock_seconds, 1),
-                   side_requests=side_figures.requests,
-                   side_server_errors=dict(side_figures.server_errors),
-                   signups=[(a.status, round(a.seconds, 2)) for a in signups])
+    record_figures(
+        figures,
+        lock_seconds=round(lock_seconds, 1),
+        side_requests=side_figures.requests,
+        side_server_errors=dict(side_figures.server_errors),
+        signups=[(a.status, round(a.seconds, 2)) for a in signups],
+    )
 
 
 def test_a_batch_that_could_not_commit_is_retried_on_the_next_drain(client, app):

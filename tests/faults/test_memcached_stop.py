@@ -29,6 +29,7 @@ def test_memcached_down_mid_burst(stack, record_figures):
     assert read_statuses == {200}, read_statuses
     cache = Client(("127.0.0.1", stack.memcached.port), connect_timeout=2, timeout=2)
     try:
+
         def cached() -> bool:
             if cache.get(product_key(int(sale["product_id"]))) is not None:
                 return True

@@ -48,9 +48,13 @@ def test_redis_killed_mid_burst(stack, record_figures):
     for answer in burst.purchase_answers():
         last[(answer.user_id, answer.key)] = answer.status
     assert 503 not in last.values(), "every buyer was served once redis was back"
-    record_figures(figures_all, given_before_kill=len(given_before),
-                   outage_seconds=round(outage_seconds, 1),
-                   accepted=figures.accepted, accepted_units=figures.accepted_units)
+    record_figures(
+        figures_all,
+        given_before_kill=len(given_before),
+        outage_seconds=round(outage_seconds, 1),
+        accepted=figures.accepted,
+        accepted_units=figures.accepted_units,
+    )
 
 
 @pytest.mark.parametrize("appendfsync", ["always", "everysec", "no"])
@@ -83,7 +87,6 @@ def test_acknowledged_reservations_survive_a_process_kill(stack, appendfsync, re
         client.close()
     stack.wait_healthy()
     record_figures(stack.audit.audit(sale, answers), appendfsync=appendfsync)
-
 
 
 def test_redis_frozen_mid_burst(stack, record_figures):

@@ -7,8 +7,15 @@ def test_bench_help_lists_the_scenarios():
     """--help reaches the harness (not Flask's CLI) and names every scenario and mode."""
     result = spillway("bench", "--help")
     assert result.returncode == 0, result.stderr
-    for word in ("--quick", "--only", "catalog-hot", "purchase-burst", "slow-isolation",
-                 "sse-fanout", "drain"):
+    for word in (
+        "--quick",
+        "--only",
+        "catalog-hot",
+        "purchase-burst",
+        "slow-isolation",
+        "sse-fanout",
+        "drain",
+    ):
         assert word in result.stdout
 
 

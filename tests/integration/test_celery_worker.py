@@ -31,16 +31,18 @@ def worker(app, start_worker):
 
 def test_worker_runs_json_tasks_in_app_context(app, worker):
     """A JSON task published here runs in the worker, with the app's redis bound."""
-    app.extensions["celery"].send_task("flashsale.ops.tasks.mark",
-                                       args=[f"{SMOKE_PREFIX}marked", "json"])
+    app.extensions["celery"].send_task(
+        "flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}marked", "json"]
+    )
     assert wait_for_key(f"{SMOKE_PREFIX}marked") == b"json", worker[1].read_text()
 
 
 def test_worker_refuses_pickle(app, worker):
     """A pickle-serialized message is refused and never executed."""
     celery_app = app.extensions["celery"]
-    celery_app.send_task("flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}pickled", "yes"],
-                         serializer="pickle")
+    celery_app.send_task(
+        "flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}pickled", "yes"], serializer="pickle"
+    )
     celery_app.send_task("flashsale.ops.tasks.mark", args=[f"{SMOKE_PREFIX}after-pickle", "json"])
     assert wait_for_key(f"{SMOKE_PREFIX}after-pickle") == b"json", worker[1].read_text()
     assert redis_store.get(f"{SMOKE_PREFIX}pickled") is None

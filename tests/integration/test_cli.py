@@ -13,8 +13,13 @@ from tests.servers import free_port
 
 
 def spillway(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spillway", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "spillway", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_help_lists_the_stack_commands():
@@ -39,8 +44,9 @@ def test_db_upgrade_creates_the_database(service_env):
 
 def test_prd_without_secrets_fails_in_one_line():
     """A prd command without its secrets says which variable is missing, no traceback."""
-    result = spillway("routes", env={"SPILLWAY_ENV": "prd", "SPILLWAY_SECRET_KEY": "",
-                                     "SPILLWAY_ADMIN_TOKEN": ""})
+    result = spillway(
+        "routes", env={"SPILLWAY_ENV": "prd", "SPILLWAY_SECRET_KEY": "", "SPILLWAY_ADMIN_TOKEN": ""}
+    )
     assert result.returncode != 0
     assert "SPILLWAY_SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
@@ -62,8 +68,9 @@ def test_serve_on_a_taken_port_fails_in_one_line():
         result = spillway("serve", "--port", str(port), env={"SPILLWAY_ENV": "test"})
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith(f"Error: --port {port} --host 127.0.0.1: cannot listen there: "
-                           "Address already in use"), line
+    assert line.startswith(
+        f"Error: --port {port} --host 127.0.0.1: cannot listen there: Address already in use"
+    ), line
 
 
 def test_a_dependency_down_in_a_command_is_one_line(service_env):
@@ -76,8 +83,11 @@ def test_a_dependency_down_in_a_command_is_one_line(service_env):
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: SPILLWAY_REDIS_URL={closed}: ") and "refused" in line
-    env = {**service_env, "SPILLWAY_ENV": "test",
-           "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{free_port()}"}
+    env = {
+        **service_env,
+        "SPILLWAY_ENV": "test",
+        "SPILLWAY_MEMCACHED_SERVERS": f"127.0.0.1:{free_port()}",
+    }
     check = spillway("check", env=env)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert "memcached  error: SPILLWAY_MEMCACHED_SERVERS=127.0.0.1:" in check.stdout

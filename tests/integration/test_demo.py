@@ -14,8 +14,9 @@ def slow_requests(app, count: int, address: str, seconds: float = 2.0) -> list:
     statuses = []
 
     def call():
-        response = app.test_client().get(f"/demo/slow?seconds={seconds}",
-                                          headers={"X-Forwarded-For": address})
+        response = app.test_client().get(
+            f"/demo/slow?seconds={seconds}", headers={"X-Forwarded-For": address}
+        )
         statuses.append(response.status_code)
 
     for _ in range(count):
@@ -39,13 +40,17 @@ def assert_refused(response, status: int, code: str):
 def test_a_process_sleeps_at_most_its_cap(app, limits):
     """SPILLWAY_DEMO_SLOW_PER_WORKER (3 here) sleeping at once; the next is a 503 JSON with
     Retry-After, limits on or off; /demo/index still answers; a place frees as one ends."""
-    app.config.update(DEMO_SLOW_PER_WORKER=3, DEMO_SLOW_PER_ADDRESS=100,
-                      RATE_LIMITS_ENABLED=limits == "on")
+    app.config.update(
+        DEMO_SLOW_PER_WORKER=3, DEMO_SLOW_PER_ADDRESS=100, RATE_LIMITS_ENABLED=limits == "on"
+    )
     statuses = slow_requests(app, 3, "10.0.0.1", seconds=1.5)
     wait_until(lambda: asleep(app) == 3, timeout=10, interval=0.02)
     client = app.test_client()
-    assert_refused(client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.2"}),
-                   503, "unavailable")
+    assert_refused(
+        client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.2"}),
+        503,
+        "unavailable",
+    )
     assert client.get("/demo/index").status_code == 200
     wait_until(lambda: sorted(statuses) == [200, 200, 200], timeout=20)
     assert asleep(app) == 0
@@ -59,9 +64,14 @@ def test_an_address_sleeps_at_most_its_cap_while_limits_are_on(app):
     statuses = slow_requests(app, 2, "10.0.0.1", seconds=1.5)
     wait_until(lambda: asleep(app) == 2, timeout=10, interval=0.02)
     client = app.test_client()
-    assert_refused(client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.1"}),
-                   429, "rate_limited")
-    assert client.get("/demo/slow?seconds=0",
-                      headers={"X-Forwarded-For": "10.0.0.2"}).status_code == 200
+    assert_refused(
+        client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.1"}),
+        429,
+        "rate_limited",
+    )
+    assert (
+        client.get("/demo/slow?seconds=0", headers={"X-Forwarded-For": "10.0.0.2"}).status_code
+        == 200
+    )
     wait_until(lambda: sorted(statuses) == [200, 200], timeout=20)
     assert asleep(app) == 0

@@ -20,14 +20,17 @@ from tests.servers import free_port
 from tests.waiting import wait_until
 
 
-@pytest.mark.parametrize("method, path, status, code", [
-    ("GET", "/no/such/path", 404, "not_found"),
-    ("POST", "/healthz", 405, "method_not_allowed"),
-    ("GET", "/demo/slow?seconds=61", 400, "invalid_request"),
-    ("GET", "/demo/slow?seconds=-1", 400, "invalid_request"),
-    ("GET", "/demo/slow?seconds=nan", 400, "invalid_request"),
-    ("GET", "/demo/slow?seconds=ten", 400, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "method, path, status, code",
+    [
+        ("GET", "/no/such/path", 404, "not_found"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+        ("GET", "/demo/slow?seconds=61", 400, "invalid_request"),
+        ("GET", "/demo/slow?seconds=-1", 400, "invalid_request"),
+        ("GET", "/demo/slow?seconds=nan", 400, "invalid_request"),
+        ("GET", "/demo/slow?seconds=ten", 400, "invalid_request"),
+    ],
+)
 def test_errors_are_json(client, method, path, status, code):
     """Unknown paths, wrong methods and bad arguments answer JSON with a code."""
     response = client.open(path, method=method)
@@ -45,8 +48,9 @@ def test_method_not_allowed_says_what_is(client):
 
 def test_oversized_body_is_413_json(client):
     """A body over 64 KiB is refused as JSON."""
-    response = client.post("/api/v1/users", data=b"x" * (64 * 1024 + 1),
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/users", data=b"x" * (64 * 1024 + 1), content_type="application/json"
+    )
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
 
@@ -110,10 +114,11 @@ def assert_unavailable(response):
 
 def chunked_purchase(client, sale, headers):
     """No Content-Length: the fast path leaves the purchase to the Flask view."""
-    return client.post(f"/api/v1/sales/{sale['id']}/orders",
-                       input_stream=io.BytesIO(b'{"quantity": 1}'),
-                       headers={**headers, "Content-Type": "application/json",
-                                "Transfer-Encoding": "chunked"})
+    return client.post(
+        f"/api/v1/sales/{sale['id']}/orders",
+        input_stream=io.BytesIO(b'{"quantity": 1}'),
+        headers={**headers, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
 
 
 @pytest.mark.parametrize("how", ["OOM", "READONLY", "NOREPLICAS"])
@@ -128,11 +133,20 @@ def test_a_redis_that_refuses_writes_is_503(app, client, how):
     with refusing_writes(how):
         assert_unavailable(buy(client, sale, buyer))
         assert_unavailable(chunked_purchase(client, sale, buyer))
-        assert_unavailable(client.post("/api/v1/sales", headers=admin_headers(), json={
-            "product_id": sale["product_id"], "stock": 1, "ends_at": ends_at}))
+        assert_unavailable(
+            client.post(
+                "/api/v1/sales",
+                headers=admin_headers(),
+                json={"product_id": sale["product_id"], "stock": 1, "ends_at": ends_at},
+            )
+        )
         assert client.post("/api/v1/users", json={"name": "x"}).status_code == 201
-        assert client.patch("/api/v1/products/1", json={"name": "y"},
-                            headers=admin_headers()).status_code == 200
+        assert (
+            client.patch(
+                "/api/v1/products/1", json={"name": "y"}, headers=admin_headers()
+            ).status_code
+            == 200
+        )
     assert buy(client, sale, buyer).status_code == 202
     assert client.get(f"/api/v1/sales/{sale['id']}").get_json()["remaining"] == 9
 
@@ -146,9 +160,25 @@ def unsavable_redis(server_logs):
     data.chmod(0o755 if as_root else 0o555)
     ids = {"user": 65534, "group": 65534, "extra_groups": []} if as_root else {}
     port = free_port()
-    server = Server("redis-unsavable", [binary("redis-server"), "--port", str(port), "--bind",
-                                        "127.0.0.1", "--save", "3600 1", "--appendonly", "no",
-                                        "--dir", str(data)], port, server_logs, **ids).start()
+    server = Server(
+        "redis-unsavable",
+        [
+            binary("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "3600 1",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+        ],
+        port,
+        server_logs,
+        **ids,
+    ).start()
     yield server
     server.kill()  # SIGTERM would try a last snapshot, fail, and refuse to exit
     data.chmod(0o755)

@@ -19,8 +19,13 @@ PROBE = "from spillway.gevent_boot import is_patched; assert is_patched(), 'not 
 
 
 def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "error", "-c", code], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -38,8 +43,13 @@ def test_entry_point_patches_before_anything_else(env, entry_module):
 
 def test_cli_runs_under_warnings_as_errors(env):
     """The `spillway` command itself starts cleanly with every warning an error."""
-    result = subprocess.run([sys.executable, "-W", "error", "-m", "spillway", "routes"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "spillway", "routes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "/demo/slow" in result.stdout
     assert "MonkeyPatchWarning" not in result.stderr
@@ -68,8 +78,13 @@ def test_listener_sets_tcp_nodelay():
 def test_serve_refuses_debug_in_prd(env):
     """`spillway serve --debug` in prd stops with one line naming the variable."""
     prd = {**env, "SPILLWAY_SECRET_KEY": "s" * 32, "SPILLWAY_ADMIN_TOKEN": "t0" * 16}
-    result = subprocess.run([sys.executable, "-m", "spillway", "serve", "--env", "prd",
-                             "--debug"], env=prd, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "spillway", "serve", "--env", "prd", "--debug"],
+        env=prd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "SPILLWAY_DEBUG" in result.stderr
     assert "Traceback" not in result.stderr
@@ -78,14 +93,31 @@ def test_serve_refuses_debug_in_prd(env):
 def test_serve_answers_index_while_slow_requests_are_in_flight(env, tmp_path):
     """One `spillway serve` process answers /demo/index at once under 100 sleeping requests."""
     port = free_port()
-    server = Server("serve", [sys.executable, "-m", "spillway", "serve", "--port", str(port),
-                              "--no-debug", "--log-level", "WARNING"], port, tmp_path, env=env)
+    server = Server(
+        "serve",
+        [
+            sys.executable,
+            "-m",
+            "spillway",
+            "serve",
+            "--port",
+            str(port),
+            "--no-debug",
+            "--log-level",
+            "WARNING",
+        ],
+        port,
+        tmp_path,
+        env=env,
+    )
     try:
         server.start()
         base = server.url
         with ThreadPoolExecutor(max_workers=100) as pool:
-            slow = [pool.submit(requests.get, f"{base}/demo/slow?seconds=4", timeout=30)
-                    for _ in range(100)]
+            slow = [
+                pool.submit(requests.get, f"{base}/demo/slow?seconds=4", timeout=30)
+                for _ in range(100)
+            ]
             time.sleep(1.0)
             started = time.monotonic()
             index = requests.get(f"{base}/demo/index", timeout=10)

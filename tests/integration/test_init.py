@@ -6,8 +6,13 @@ import sys
 
 
 def spillway(*args: str, cwd="/") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spillway", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "spillway", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def test_init_makes_an_app_the_runtime_serves(tmp_path, service_env):
@@ -16,14 +21,25 @@ def test_init_makes_an_app_the_runtime_serves(tmp_path, service_env):
     made = spillway("init", str(tmp_path / "my-shop"))
     assert made.returncode == 0, made.stderr
     assert "SPILLWAY_APP=my_shop:create_app" in made.stdout
-    probe = ("from my_shop import create_app\n"
-             "client = create_app().test_client()\n"
-             "print(client.get('/fast').text, client.get('/slow?seconds=0').text,\n"
-             "      client.get('/healthz').json, client.get('/readyz').json)\n")
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120, cwd="/",
-                         env={**os.environ, **service_env, "SPILLWAY_ENV": "test",
-                              "PYTHONPATH": str(tmp_path / "my-shop")})
+    probe = (
+        "from my_shop import create_app\n"
+        "client = create_app().test_client()\n"
+        "print(client.get('/fast').text, client.get('/slow?seconds=0').text,\n"
+        "      client.get('/healthz').json, client.get('/readyz').json)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+        env={
+            **os.environ,
+            **service_env,
+            "SPILLWAY_ENV": "test",
+            "PYTHONPATH": str(tmp_path / "my-shop"),
+        },
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[0] == "fast"
     assert "{'status': 'ok'}" in run.stdout

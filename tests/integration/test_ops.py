@@ -20,12 +20,13 @@ def test_readyz_reports_every_dependency_ok(client):
     response = client.get("/readyz")
     body = response.get_json()
     assert response.status_code == 200, body
-    assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok",
-                                               "memcached": "ok", "broker": "ok"}}
+    assert body == {
+        "status": "ok",
+        "checks": {"database": "ok", "redis": "ok", "memcached": "ok", "broker": "ok"},
+    }
 
 
-def test_readyz_says_which_dependency_is_down_and_why_only_to_the_admin(app, client,
-                                                                         server_logs):
+def test_readyz_says_which_dependency_is_down_and_why_only_to_the_admin(app, client, server_logs):
     """A memcached that dies turns readyz 503 within a couple of seconds (a result lives a
     second), naming memcached "unavailable" with no exception text for the public; the
     admin token sees the reason. It recovers with memcached."""
@@ -35,12 +36,15 @@ def test_readyz_says_which_dependency_is_down_and_why_only_to_the_admin(app, cli
     port = memcached.port
     memcached.kill()
     died = time.monotonic()
-    response = wait_until(lambda: (r := client.get("/readyz")).status_code == 503 and r,
-                          timeout=10, interval=0.05)
+    response = wait_until(
+        lambda: (r := client.get("/readyz")).status_code == 503 and r, timeout=10, interval=0.05
+    )
     assert time.monotonic() - died < 3.0
     assert response.headers["Retry-After"] == "1"
-    assert response.get_json() == {"status": "unavailable", "checks": {
-        "database": "ok", "redis": "ok", "memcached": "unavailable", "broker": "ok"}}
+    assert response.get_json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "ok", "memcached": "unavailable", "broker": "ok"},
+    }
     for leak in ("rror", "refused", "Errno", "111", str(port)):
         assert leak not in response.get_data(as_text=True)
     admin = client.get("/readyz", headers=admin_headers()).get_json()

@@ -30,13 +30,21 @@ from tests.servers import start_redis
 
 
 def client_for(port: int, socket_timeout: float = 2.0) -> redis.Redis:
-    return redis.Redis(connection_pool=redis.BlockingConnectionPool(
-        host="127.0.0.1", port=port, max_connections=8, timeout=1.0,
-        socket_timeout=socket_timeout, socket_connect_timeout=1.0))
+    return redis.Redis(
+        connection_pool=redis.BlockingConnectionPool(
+            host="127.0.0.1",
+            port=port,
+            max_connections=8,
+            timeout=1.0,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=1.0,
+        )
+    )
 
 
 def run_all(batcher: CommandBatcher, commands: list[tuple]) -> list:
     """Execute ``commands`` from one greenlet each; each outcome is a reply or an exception."""
+
     def one(command):
         try:
             return batcher.execute(*command)
@@ -75,6 +83,7 @@ def test_concurrent_commands_share_batches_and_each_gets_its_reply(redis_server,
 
 def test_batch_sizes_are_measured(redis_server):
     """spillway_redis_batch_commands: _sum ÷ _count is the commands per round trip."""
+
     def sample(suffix):
         return REGISTRY.get_sample_value(f"spillway_redis_batch_commands_{suffix}") or 0.0
 
@@ -87,8 +96,15 @@ def test_an_error_reply_fails_only_its_own_command(redis_server, counted_sends):
     client = client_for(redis_server.port)
     client.delete("batch:n")
     client.hset("batch:hash", "field", "1")
-    replies = run_all(CommandBatcher(client), [("INCR", "batch:n"), ("INCR", "batch:hash"),
-                                               ("INCR", "batch:n"), ("EVALSHA", "0" * 40, 0)])
+    replies = run_all(
+        CommandBatcher(client),
+        [
+            ("INCR", "batch:n"),
+            ("INCR", "batch:hash"),
+            ("INCR", "batch:n"),
+            ("EVALSHA", "0" * 40, 0),
+        ],
+    )
     assert replies[0] == 1 and replies[2] == 2
     assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
     assert isinstance(replies[3], NoScriptError)
@@ -144,8 +160,12 @@ print(json.dumps({"first": [g.value for g in first], "behind": [g.value for g in
 
 
 def run_patched(port: int, first: int, behind: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", PATCHED_SCENARIO, str(port), str(first),
-                           str(behind)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", PATCHED_SCENARIO, str(port), str(first), str(behind)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -179,11 +199,19 @@ def test_admission_reloads_a_script_redis_forgot(app, client, monkeypatch):
     monkeypatch.setattr(redis_scripts, "batcher_for", lambda client, registry: batcher)
     sale = make_sale(client, stock=5)
     buyer = signup(client)
-    assert client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                       headers=buyer).status_code == 202
+    assert (
+        client.post(
+            f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1}, headers=buyer
+        ).status_code
+        == 202
+    )
     app.extensions["redis"].script_flush()
-    assert client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                       headers=buyer).status_code == 202
+    assert (
+        client.post(
+            f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1}, headers=buyer
+        ).status_code
+        == 202
+    )
     assert stock.sale_state(int(sale["id"]))["remaining"] == 3
 
 
@@ -194,11 +222,16 @@ def test_batching_only_where_gevent_patched(app):
 
 def test_batching_off_sends_each_command_alone(app, client, monkeypatch):
     """SPILLWAY_REDIS_BATCHING=off: admission never touches a batcher."""
+
     def no_batcher(client, registry):
         raise AssertionError("batching is off")
 
     monkeypatch.setattr(redis_scripts, "batcher_for", no_batcher)
     monkeypatch.setitem(app.config, "REDIS_BATCHING", False)
     sale = make_sale(client, stock=2)
-    assert client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                       headers=signup(client)).status_code == 202
+    assert (
+        client.post(
+            f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1}, headers=signup(client)
+        ).status_code
+        == 202
+    )

@@ -4,15 +4,19 @@ from bench.harness import goals
 
 
 def run(target: str, connections: int, rps: float) -> dict:
-    return {"target": target, "connections": connections, "rps": rps, "p99_ms": 10.0,
-            "timeouts": 0}
+    return {"target": target, "connections": connections, "rps": rps, "p99_ms": 10.0, "timeouts": 0}
 
 
 def purchase_runs(purchase: float, hello: float, naive: float) -> dict:
-    return {"purchase-burst": {"runs": [
-        run("spillway purchase", 64, purchase),
-        run("bare hello (gevent), same script", 64, hello),
-        run("naive row-lock purchase", 64, naive)]}}
+    return {
+        "purchase-burst": {
+            "runs": [
+                run("spillway purchase", 64, purchase),
+                run("bare hello (gevent), same script", 64, hello),
+                run("naive row-lock purchase", 64, naive),
+            ]
+        }
+    }
 
 
 def verdict(results: dict, starts: str) -> tuple:
@@ -20,8 +24,10 @@ def verdict(results: dict, starts: str) -> tuple:
 
 
 def test_purchase_ratio_to_bare_hello_is_judged_per_concurrency():
-    assert verdict(purchase_runs(3300, 5000, 1000), "purchase ≥ 0.6")[1:] == \
-        ("c64: 0.66", goals.MET)
+    assert verdict(purchase_runs(3300, 5000, 1000), "purchase ≥ 0.6")[1:] == (
+        "c64: 0.66",
+        goals.MET,
+    )
     assert verdict(purchase_runs(2900, 5000, 1000), "purchase ≥ 0.6")[2] == goals.MISSED
 
 

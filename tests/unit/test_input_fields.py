@@ -21,8 +21,11 @@ INPUT_SCHEMAS = [ProductIn, ProductPatch, PageArgs, SaleIn, SaleListArgs, Purcha
 @pytest.mark.parametrize("schema", INPUT_SCHEMAS, ids=lambda schema: schema.__name__)
 def test_every_input_string_is_text(schema):
     """No input schema reads a string with a plain marshmallow String."""
-    plain = [name for name, field in schema().fields.items()
-             if isinstance(field, fields.String) and not isinstance(field, Text)]
+    plain = [
+        name
+        for name, field in schema().fields.items()
+        if isinstance(field, fields.String) and not isinstance(field, Text)
+    ]
     assert plain == []
 
 

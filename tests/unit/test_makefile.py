@@ -9,9 +9,14 @@ ONLY_FOR_TESTS = ("chromium", "postgresql", "wrk", "iproute2", "[test]")
 
 
 def dry_run(target: str) -> str:
-    return subprocess.run(["make", "-n", "-B", target, "VENV=/nonexistent/venv"],
-                          cwd=REPOSITORY, capture_output=True, text=True, check=True,
-                          timeout=60).stdout
+    return subprocess.run(
+        ["make", "-n", "-B", target, "VENV=/nonexistent/venv"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def test_make_run_installs_only_what_running_needs():

@@ -31,8 +31,9 @@ def test_a_mirror_is_readable_by_all_and_keeps_links_as_links(tmp_path):
     assert mode(copy / "run.sh") == 0o755
     assert os.readlink(copy / "python") == "/usr/bin/python3"
     assert not (copy / "pipe").exists()
-    assert (copy / "pkg" / "mod.py").stat().st_mtime_ns == \
-        (source / "pkg" / "mod.py").stat().st_mtime_ns  # compiled files stay valid
+    assert (copy / "pkg" / "mod.py").stat().st_mtime_ns == (
+        source / "pkg" / "mod.py"
+    ).stat().st_mtime_ns  # compiled files stay valid
 
 
 def test_a_mirror_follows_its_source(tmp_path):

@@ -50,8 +50,15 @@ def test_without_a_service_user_everything_is_the_callers_and_closed(tmp_path):
     """Not started as root: the same layout, every directory the caller's with mode 0700."""
     run_dir = RunDir(tmp_path / "run")
     claim(run_dir, None, move_legacy_database=False)
-    for directory in (run_dir.root, run_dir.logs, run_dir.nginx_temp, run_dir.data,
-                      run_dir.redis_data, run_dir.sockets, run_dir.metrics):
+    for directory in (
+        run_dir.root,
+        run_dir.logs,
+        run_dir.nginx_temp,
+        run_dir.data,
+        run_dir.redis_data,
+        run_dir.sockets,
+        run_dir.metrics,
+    ):
         info = directory.lstat()
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o700), directory
 

@@ -56,11 +56,16 @@ def test_prd_refuses_missing_admin_token(prd_env):
         settings.load("prd")
 
 
-@pytest.mark.parametrize("token, weakness", [
-    ("admin-token", "shorter than 32"), ("t" * 31, "shorter than 32"),
-    ("x" * 40, "placeholder"), ("x" * 32, "placeholder"),  # also the secret key here
-    ("CHANGEME", "shorter than 32"),
-])
+@pytest.mark.parametrize(
+    "token, weakness",
+    [
+        ("admin-token", "shorter than 32"),
+        ("t" * 31, "shorter than 32"),
+        ("x" * 40, "placeholder"),
+        ("x" * 32, "placeholder"),  # also the secret key here
+        ("CHANGEME", "shorter than 32"),
+    ],
+)
 def test_prd_refuses_a_weak_admin_token(prd_env, token, weakness):
     """prd wants an admin token as strong as the one `spillway up` generates: 32+
     characters, not a placeholder, not the secret key; one line naming the variable."""
@@ -73,8 +78,9 @@ def test_prd_refuses_a_weak_admin_token(prd_env, token, weakness):
 def test_prd_refuses_the_secret_key_as_admin_token(prd_env):
     """The signing key and the admin token are two secrets, not one."""
     prd_env.setenv("SPILLWAY_SECRET_KEY", ADMIN_TOKEN)
-    with pytest.raises(SettingsError, match="SPILLWAY_ADMIN_TOKEN is the same as "
-                                            "SPILLWAY_SECRET_KEY"):
+    with pytest.raises(
+        SettingsError, match="SPILLWAY_ADMIN_TOKEN is the same as SPILLWAY_SECRET_KEY"
+    ):
         settings.load("prd")
 
 

@@ -18,8 +18,10 @@ TOTAL_TTL_SECONDS = 3600
 
 # nginx answers these itself from memcached; the bare listing is page 1 of 20, like the app.
 CACHED_ROUTE = CachedRoute(
-    location=r"^/api/v1/products(/[0-9]+)?$", key_prefix=PAGE_PREFIX,
-    aliases={"/api/v1/products": "/api/v1/products?page=1&per_page=20"})
+    location=r"^/api/v1/products(/[0-9]+)?$",
+    key_prefix=PAGE_PREFIX,
+    aliases={"/api/v1/products": "/api/v1/products?page=1&per_page=20"},
+)
 
 pages = ReadThrough("catalog-pages", MemcachedStore(), ttl=PAGE_TTL_SECONDS)
 totals = ReadThrough("catalog-totals", RedisStore(), ttl=TOTAL_TTL_SECONDS)

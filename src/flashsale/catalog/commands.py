@@ -29,6 +29,12 @@ def seed_demo_command(if_empty):
         click.echo(f"seed-demo: {existing} products already there; nothing to do")
         return
     for name, description, price_cents in DEMO_PRODUCTS:
-        service.create_product({"name": name, "description": description,
-                                "price_cents": price_cents, "image_url": None})
+        service.create_product(
+            {
+                "name": name,
+                "description": description,
+                "price_cents": price_cents,
+                "image_url": None,
+            }
+        )
     click.echo(f"seed-demo: added {len(DEMO_PRODUCTS)} products")

@@ -33,7 +33,8 @@ class CachedPageFastPath(FastPath):
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or CACHE_MISS_ENVIRON in environ:
             return None  # a write, or nginx looked in memcached already
         if "no-cache" in environ.get("HTTP_CACHE_CONTROL", "") and environ.get(
-                "HTTP_AUTHORIZATION"):
+            "HTTP_AUTHORIZATION"
+        ):
             return None  # maybe an admin reading past the cache: Flask decides
         path = environ.get("PATH_INFO", "")
         if match := PRODUCT_PATH.match(path):

@@ -28,15 +28,27 @@ class ProductIn(Schema):
     """A new product (admin)."""
 
     name = Text(required=True, validate=validate.Length(1, 200), metadata={"example": "Kettle"})
-    description = Text(load_default="", validate=validate.Length(max=5000),
-                       metadata={"example": "Whistles when it boils."})
-    price_cents = fields.Integer(required=True, strict=True,
-                                 validate=validate.Range(0, MAX_PRICE_CENTS),
-                                 metadata={"example": 4500})
-    image_url = Text(load_default=None, allow_none=True,
-                     validate=[validate.Length(max=2048), check_image_url],
-                     metadata={"pattern": f"^{IMAGE_URL}$", "example": "/static/kettle.png",
-                               "description": "An http(s) URL, or a path from /."})
+    description = Text(
+        load_default="",
+        validate=validate.Length(max=5000),
+        metadata={"example": "Whistles when it boils."},
+    )
+    price_cents = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(0, MAX_PRICE_CENTS),
+        metadata={"example": 4500},
+    )
+    image_url = Text(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(max=2048), check_image_url],
+        metadata={
+            "pattern": f"^{IMAGE_URL}$",
+            "example": "/static/kettle.png",
+            "description": "An http(s) URL, or a path from /.",
+        },
+    )
 
 
 class ProductPatch(ProductIn):

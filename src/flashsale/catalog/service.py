@@ -57,10 +57,12 @@ def listing_body(page: int, per_page: int, use_cache: bool = True) -> bytes:
     def load() -> bytes:
         counters.incr("catalog.db_reads")
         rows = db.session.scalars(
-            select(Product).order_by(Product.id).offset((page - 1) * per_page).limit(per_page))
+            select(Product).order_by(Product.id).offset((page - 1) * per_page).limit(per_page)
+        )
         items = [product.to_dict() for product in rows]
-        return encode({"items": items, "page": page, "per_page": per_page,
-                       "total": product_total(use_cache)})
+        return encode(
+            {"items": items, "page": page, "per_page": per_page, "total": product_total(use_cache)}
+        )
 
     if not use_cache or page > MAX_CACHED_PAGE:
         return load()

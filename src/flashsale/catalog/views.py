@@ -15,14 +15,19 @@ from flashsale.catalog.schemas import ProductOut
 from flashsale.catalog.schemas import ProductPage
 from flashsale.catalog.schemas import ProductPatch
 
-bp = Blueprint("catalog", __name__, url_prefix="/api/v1/products",
-               description="Products: read-mostly, cached in memcached and served by nginx.")
+bp = Blueprint(
+    "catalog",
+    __name__,
+    url_prefix="/api/v1/products",
+    description="Products: read-mostly, cached in memcached and served by nginx.",
+)
 
 
 def json_body(body: bytes, status: int = 200) -> Response:
     # no-cache: clients revalidate, so a PATCH is seen by the very next GET anywhere.
-    return Response(body, status=status, mimetype="application/json",
-                    headers={"Cache-Control": "no-cache"})
+    return Response(
+        body, status=status, mimetype="application/json", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def cache_allowed() -> bool:

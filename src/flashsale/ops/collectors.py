@@ -20,14 +20,30 @@ PERSISTERS = OUTBOX_GROUP.encode()
 PERSISTED_COUNTER = "orders.persisted"
 # (family, name, help, key of outbox_state); counters get "_total" from the exposition.
 QUEUE_METRICS = (
-    (GaugeMetricFamily, "spillway_outbox_entries",
-     "Reservations in the outbox, not yet persisted.", "depth"),
-    (GaugeMetricFamily, "spillway_outbox_pending_entries",
-     "Outbox entries a worker took and has not acknowledged.", "pending"),
-    (CounterMetricFamily, "spillway_outbox_added",
-     "Reservations ever written to the outbox (admissions).", "added"),
-    (CounterMetricFamily, "spillway_orders_persisted",
-     "Orders the workers persisted from the outbox.", "persisted"),
+    (
+        GaugeMetricFamily,
+        "spillway_outbox_entries",
+        "Reservations in the outbox, not yet persisted.",
+        "depth",
+    ),
+    (
+        GaugeMetricFamily,
+        "spillway_outbox_pending_entries",
+        "Outbox entries a worker took and has not acknowledged.",
+        "pending",
+    ),
+    (
+        CounterMetricFamily,
+        "spillway_outbox_added",
+        "Reservations ever written to the outbox (admissions).",
+        "added",
+    ),
+    (
+        CounterMetricFamily,
+        "spillway_orders_persisted",
+        "Orders the workers persisted from the outbox.",
+        "persisted",
+    ),
 )
 
 
@@ -49,8 +65,12 @@ def outbox_state(client) -> dict[str, int]:
     stream = {} if isinstance(stream, Exception) else stream
     groups = [] if isinstance(groups, Exception) else groups
     pending = sum(g["pending"] for g in groups if _name(g) == PERSISTERS)
-    return {"depth": depth, "pending": pending, "added": stream.get("entries-added", 0),
-            "persisted": int(persisted or 0)}
+    return {
+        "depth": depth,
+        "pending": pending,
+        "added": stream.get("entries-added", 0),
+        "persisted": int(persisted or 0),
+    }
 
 
 def _name(group: dict) -> bytes:

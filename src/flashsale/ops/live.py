@@ -37,8 +37,12 @@ def snapshot() -> dict:
     """Every cumulative counter the operator page charts, and the server's clock."""
     now_ms = int(time.time() * 1000)
     since = datetime.now(timezone.utc) - RECENTLY_ENDED
-    sales = db.session.scalars(select(Sale).where(Sale.ends_at > since.replace(tzinfo=None))
-                               .order_by(Sale.created_at.desc()).limit(MAX_SALES)).all()
+    sales = db.session.scalars(
+        select(Sale)
+        .where(Sale.ends_at > since.replace(tzinfo=None))
+        .order_by(Sale.created_at.desc())
+        .limit(MAX_SALES)
+    ).all()
     pipe = redis_store.pipeline(transaction=False)
     for sale in sales:
         pipe.hgetall(keys.sale_key(sale.id))
@@ -60,17 +64,27 @@ def celery_workers() -> list[dict]:
     """Each Celery worker heard of lately, with its last ping's round trip and age, and
     whether it is silent past the stall bound (the bound its watchdog restarts it at)."""
     stall_s = current_app.config["WORKER_STALL_S"]
-    return [{"name": name, "rtt_s": round(entry["rtt_s"], 4), "age_s": round(entry["age_s"], 1),
-             "silent": entry["age_s"] > stall_s}
-            for name, entry in sorted(worker_liveness.workers(redis_store.client).items())]
+    return [
+        {
+            "name": name,
+            "rtt_s": round(entry["rtt_s"], 4),
+            "age_s": round(entry["age_s"], 1),
+            "silent": entry["age_s"] > stall_s,
+        }
+        for name, entry in sorted(worker_liveness.workers(redis_store.client).items())
+    ]
 
 
 def _sale(sale: Sale, raw: dict, now_ms: int) -> dict:
     live = {k.decode(): int(v) for k, v in raw.items()}
     remaining = live.get("remaining", sale.stock)
-    return {"id": str(sale.id), "status": status_of(sale, remaining, now_ms),
-            "stock": sale.stock, "remaining": remaining,
-            "rejected": {r: live.get(f"rejected_{r}", 0) for r in REJECT_REASONS}}
+    return {
+        "id": str(sale.id),
+        "status": status_of(sale, remaining, now_ms),
+        "stock": sale.stock,
+        "remaining": remaining,
+        "rejected": {r: live.get(f"rejected_{r}", 0) for r in REJECT_REASONS},
+    }
 
 
 def cache_totals() -> list[dict]:
@@ -83,8 +97,9 @@ def cache_totals() -> list[dict]:
             if not sample.name.endswith("_total"):
                 continue
             key = sample.labels["tier"], sample.labels["namespace"]
-            entry = totals.setdefault(key, {"tier": key[0], "namespace": key[1],
-                                            "hits": 0, "misses": 0})
+            entry = totals.setdefault(
+                key, {"tier": key[0], "namespace": key[1], "hits": 0, "misses": 0}
+            )
             entry[kind] += int(sample.value)
     return [totals[key] for key in sorted(totals)]
 

@@ -7,8 +7,12 @@ from flashsale.auth import require_admin
 from flashsale.ops import live
 from flashsale.ops.schemas import LiveOut
 
-bp = Blueprint("ops-live", __name__, url_prefix="/api/v1/ops",
-               description="The operator's live view of sales, the queue and the caches.")
+bp = Blueprint(
+    "ops-live",
+    __name__,
+    url_prefix="/api/v1/ops",
+    description="The operator's live view of sales, the queue and the caches.",
+)
 
 
 @bp.get("/live")

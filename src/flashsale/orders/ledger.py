@@ -50,8 +50,13 @@ def persist(entries: list) -> int:
         try:
             rows.append(_row(order_id, {k.decode(): v.decode() for k, v in raw.items()}))
         except (KeyError, ValueError) as exc:
-            dead.append((entry_id, order_id, f"its record in redis is missing or malformed "
-                                             f"({type(exc).__name__}: {exc})"))
+            dead.append(
+                (
+                    entry_id,
+                    order_id,
+                    f"its record in redis is missing or malformed ({type(exc).__name__}: {exc})",
+                )
+            )
     # The mark moves even when every entry was set aside: the ledger has seen them.
     rows, refused = _insert(rows, max(entry_id for entry_id, _ in entries))
     by_order = {order_id: entry_id for (entry_id, _), order_id in zip(entries, order_ids)}
@@ -75,7 +80,9 @@ def _row(order_id: str, state: dict) -> dict:
     :raise KeyError, ValueError: the record is missing or malformed.
     """
     return {
-        "id": order_id, "sale_id": int(state["sale_id"]), "user_id": int(state["user_id"]),
+        "id": order_id,
+        "sale_id": int(state["sale_id"]),
+        "user_id": int(state["user_id"]),
         "quantity": int(state["quantity"]),
         "status": CANCELLED if state["status"] == CANCELLED else CONFIRMED,
         "created_at": datetime.fromtimestamp(int(state["created_ms"]) / 1000, timezone.utc),
@@ -117,9 +124,11 @@ def _move_mark(entry_id: bytes) -> None:
     """Record, with the inserts, the newest outbox entry this ledger now holds."""
     ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
     mark = (int(ms), int(seq or 0))
-    db.session.execute(update(LedgerIdentity).where(
-        tuple_(LedgerIdentity.outbox_mark_ms, LedgerIdentity.outbox_mark_seq) < mark
-    ).values(outbox_mark_ms=mark[0], outbox_mark_seq=mark[1]))
+    db.session.execute(
+        update(LedgerIdentity)
+        .where(tuple_(LedgerIdentity.outbox_mark_ms, LedgerIdentity.outbox_mark_seq) < mark)
+        .values(outbox_mark_ms=mark[0], outbox_mark_seq=mark[1])
+    )
 
 
 def _set_aside(dead: list[tuple]) -> None:
@@ -129,8 +138,9 @@ def _set_aside(dead: list[tuple]) -> None:
         return
     pipe = redis_store.pipeline(transaction=False)
     for entry_id, order_id, reason in dead:
-        log.error("outbox entry %s (order %s) set aside, never persisted: %s",
-                  entry_id, order_id, reason)
+        log.error(
+            "outbox entry %s (order %s) set aside, never persisted: %s", entry_id, order_id, reason
+        )
         pipe.xadd(DEAD_LETTERS, {"entry": entry_id, "order": order_id, "reason": reason[:500]})
     pipe.execute()
     counters.incr("orders.dead_letters", len(dead))
@@ -138,8 +148,9 @@ def _set_aside(dead: list[tuple]) -> None:
 
 def confirm(rows: list[dict]) -> None:
     """pending → confirmed in redis; an order cancelled meanwhile is cancelled here too."""
-    changes = [(row["id"], row["sale_id"], row["user_id"]) for row in rows
-               if row["status"] == CONFIRMED]
+    changes = [
+        (row["id"], row["sale_id"], row["user_id"]) for row in rows if row["status"] == CONFIRMED
+    ]
     if not changes:
         return
     results = settle_many(changes, CONFIRMED, now_ms(), (PENDING,))
@@ -150,6 +161,9 @@ def confirm(rows: list[dict]) -> None:
 
 def set_status(order_id: str, status: str) -> None:
     """Record a settled status in the ledger (no row yet: the persist will copy it)."""
-    db.session.execute(update(Order).where(Order.id == order_id).values(
-        status=status, updated_at=datetime.now(timezone.utc)))
+    db.session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(status=status, updated_at=datetime.now(timezone.utc))
+    )
     db.session.commit()

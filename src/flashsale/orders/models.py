@@ -20,8 +20,10 @@ class Order(db.Model):
 
     __tablename__ = "orders"
     # By buyer (a buyer's orders) and by sale (stats and reconciliation count and sum them).
-    __table_args__ = (Index("ix_orders_user_sale", "user_id", "sale_id"),
-                      Index("ix_orders_sale_status", "sale_id", "status"))
+    __table_args__ = (
+        Index("ix_orders_user_sale", "user_id", "sale_id"),
+        Index("ix_orders_sale_status", "sale_id", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     sale_id: Mapped[int] = mapped_column(ID_COLUMN, ForeignKey("sales.id"))

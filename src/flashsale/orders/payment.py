@@ -24,8 +24,13 @@ _session = requests.Session()
 # Without SPILLWAY_PAYMENT_URL (a real gateway), `spillway up` runs the stand-in beside the
 # shop, and the shop finds it on the port this setting names (flashsale.settings).
 GATEWAY_PORT_SETTING = "SPILLWAY_PAYMENT_GATEWAY_PORT"
-STAND_IN = Sidecar("payment-gateway", "flashsale.gateway", port_setting=GATEWAY_PORT_SETTING,
-                   unless_set="SPILLWAY_PAYMENT_URL", args=("--latency", "0.2"))
+STAND_IN = Sidecar(
+    "payment-gateway",
+    "flashsale.gateway",
+    port_setting=GATEWAY_PORT_SETTING,
+    unless_set="SPILLWAY_PAYMENT_URL",
+    args=("--latency", "0.2"),
+)
 
 
 class GatewayError(RuntimeError):
@@ -98,9 +103,12 @@ def _post(path: str, key: str, body: dict | None = None) -> tuple[int, dict]:
     deadline = _deadline(seconds)
     try:
         with deadline:
-            response = _session.post(f"{current_app.config['PAYMENT_URL']}{path}", json=body,
-                                     headers={"Idempotency-Key": key},
-                                     timeout=(seconds, seconds))
+            response = _session.post(
+                f"{current_app.config['PAYMENT_URL']}{path}",
+                json=body,
+                headers={"Idempotency-Key": key},
+                timeout=(seconds, seconds),
+            )
             document = response.json()
     except gevent.Timeout as exc:
         if exc is not deadline:  # a caller's own deadline

@@ -40,14 +40,25 @@ def _document(order_id: str) -> dict | None:
     state = order_states.order_state(order_id)
     if state is not None:
         created = datetime.fromtimestamp(int(state["created_ms"]) / 1000, timezone.utc)
-        return {"order_id": order_id, "sale_id": state["sale_id"], "user_id": state["user_id"],
-                "quantity": int(state["quantity"]), "status": public_status(state["status"]),
-                "created_at": iso(created)}
+        return {
+            "order_id": order_id,
+            "sale_id": state["sale_id"],
+            "user_id": state["user_id"],
+            "quantity": int(state["quantity"]),
+            "status": public_status(state["status"]),
+            "created_at": iso(created),
+        }
     order = db.session.get(Order, order_id)
     if order is None:
         return None
-    return {"order_id": order.id, "sale_id": str(order.sale_id), "user_id": str(order.user_id),
-            "quantity": order.quantity, "status": order.status, "created_at": iso(order.created_at)}
+    return {
+        "order_id": order.id,
+        "sale_id": str(order.sale_id),
+        "user_id": str(order.user_id),
+        "quantity": order.quantity,
+        "status": order.status,
+        "created_at": iso(order.created_at),
+    }
 
 
 def of_buyer(user_id: str) -> list[dict]:
@@ -74,8 +85,9 @@ def pay(order_id: str, user_id: str) -> dict:
     order = find(order_id, "buyer", user_id)
     sale_id = order["sale_id"]
     buyer = order["user_id"]
-    outcome, before = order_states.settle(order_id, sale_id, "paying", now_ms(), ("confirmed",),
-                                   when="before", user_id=buyer)
+    outcome, before = order_states.settle(
+        order_id, sale_id, "paying", now_ms(), ("confirmed",), when="before", user_id=buyer
+    )
     if before == "paid":
         return _recorded_paid(order_id)
     if outcome not in ("changed", "unchanged"):  # unchanged: paying, a retry or a twin
@@ -87,8 +99,9 @@ def pay(order_id: str, user_id: str) -> dict:
         charge_id = payment.charge(order_id, order["quantity"])
     except payment.Declined as exc:
         log.warning("payment of %s declined: %s", order_id, exc)
-        raise ApiError(409, f"Order {order_id} cannot be paid: the payment was declined.",
-                       "order_not_payable") from None
+        raise ApiError(
+            409, f"Order {order_id} cannot be paid: the payment was declined.", "order_not_payable"
+        ) from None
     except payment.Unreachable as exc:
         log.warning("payment of %s: the gateway is unreachable: %s", order_id, exc)
         raise ApiError(503, "The payment service is unavailable; retry.") from None
@@ -96,8 +109,9 @@ def pay(order_id: str, user_id: str) -> dict:
         counters.incr("payments.outcome_unknown")
         log.warning("payment of %s: outcome unknown: %s", order_id, exc)
         raise ApiError(503, "The payment's outcome is not known yet; retry.") from None
-    outcome, before = order_states.settle(order_id, sale_id, "paid", now_ms(), ("paying",),
-                                   user_id=buyer)
+    outcome, before = order_states.settle(
+        order_id, sale_id, "paid", now_ms(), ("paying",), user_id=buyer
+    )
     if outcome not in ("changed", "unchanged"):
         _breach(order_id, charge_id, before)
         _refuse(order_id, before)
@@ -118,8 +132,9 @@ def resolve_abandoned(order_id: str, state: dict[str, str]) -> str:
     buyer = state["user_id"]
     resolution = payment.void(order_id)
     target = "paid" if resolution.status == "captured" else "cancelled"
-    outcome, before = order_states.settle(order_id, sale_id, target, now_ms(), ("paying",),
-                                   user_id=buyer)
+    outcome, before = order_states.settle(
+        order_id, sale_id, target, now_ms(), ("paying",), user_id=buyer
+    )
     if outcome not in ("changed", "unchanged"):
         if target == "paid":
             _breach(order_id, resolution.charge_id, before)
@@ -145,13 +160,19 @@ def _breach(order_id: str, charge_id: str | None, status: str | None) -> None:
     """The gateway captured a charge for an order that cannot be paid: never by design;
     logged for an operator to refund."""
     counters.incr("payments.invariant_breach")
-    log.error("payment of %s was captured (charge %s) but the order is %s: refund it",
-              order_id, charge_id, status)
+    log.error(
+        "payment of %s was captured (charge %s) but the order is %s: refund it",
+        order_id,
+        charge_id,
+        status,
+    )
 
 
 def _refuse(order_id: str, status: str | None):
-    why = {"pending": "is not confirmed yet; retry shortly",
-           "cancelled": "was cancelled (its payment deadline passed)",
-           "confirmed": "can no longer be paid (its payment deadline passed)",
-           "paying": "is being paid right now"}.get(status or "", "cannot be paid")
+    why = {
+        "pending": "is not confirmed yet; retry shortly",
+        "cancelled": "was cancelled (its payment deadline passed)",
+        "confirmed": "can no longer be paid (its payment deadline passed)",
+        "paying": "is being paid right now",
+    }.get(status or "", "cannot be paid")
     raise ApiError(409, f"Order {order_id} {why}.", "order_not_payable")

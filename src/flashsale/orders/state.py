@@ -28,7 +28,12 @@ from spillway import redis_scripts
 from spillway.clients import redis_store
 
 PENDING, CONFIRMED, PAYING, PAID, CANCELLED = (
-    "pending", "confirmed", "paying", "paid", "cancelled")
+    "pending",
+    "confirmed",
+    "paying",
+    "paid",
+    "cancelled",
+)
 SETTLE = Path(__file__).parent / "lua" / "settle.lua"
 
 
@@ -51,8 +56,15 @@ def order_shard(order_id: str, sale_id, user_id=None) -> Shard:
     return shard(sale_id, home_shard(user_id, shards), shards)
 
 
-def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str, ...],
-           when: str = "", user_id=None) -> tuple[str, str | None]:
+def settle(
+    order_id: str,
+    sale_id,
+    target: str,
+    now_ms: int,
+    allowed: tuple[str, ...],
+    when: str = "",
+    user_id=None,
+) -> tuple[str, str | None]:
     """Move an order to ``target`` if its status is in ``allowed``; a cancel returns stock
     (to the buyer's home shard).
 
@@ -65,21 +77,27 @@ def settle(order_id: str, sale_id, target: str, now_ms: int, allowed: tuple[str,
     reply = redis_scripts.script(SETTLE)(
         keys=[order_key(order_id), home.sale, home.units, DEADLINES],
         args=[target, now_ms, ",".join(allowed), when, _retention_s()],
-        client=redis_store.client)
+        client=redis_store.client,
+    )
     return reply[0].decode(), reply[1].decode() if len(reply) > 1 else None
 
 
-def settle_many(changes: list[tuple], target: str, now_ms: int,
-                allowed: tuple[str, ...]) -> list[tuple[str, str | None]]:
+def settle_many(
+    changes: list[tuple], target: str, now_ms: int, allowed: tuple[str, ...]
+) -> list[tuple[str, str | None]]:
     """``settle`` for many (order id, sale id[, buyer id]) in one round trip (a pipeline)."""
     homes = [order_shard(*change) for change in changes]
     pipe = redis_store.pipeline(transaction=False)
     for (order_id, *_), home in zip(changes, homes):
         redis_scripts.script(SETTLE)(
             keys=[order_key(order_id), home.sale, home.units, DEADLINES],
-            args=[target, now_ms, ",".join(allowed), "", _retention_s()], client=pipe)
-    return [(reply[0].decode(), reply[1].decode() if len(reply) > 1 else None)
-            for reply in pipe.execute()]
+            args=[target, now_ms, ",".join(allowed), "", _retention_s()],
+            client=pipe,
+        )
+    return [
+        (reply[0].decode(), reply[1].decode() if len(reply) > 1 else None)
+        for reply in pipe.execute()
+    ]
 
 
 def _retention_s() -> int:

@@ -106,8 +106,7 @@ def _expire_due(now: int, stop_at: float) -> int:
     settled = left_due = 0
     ask_gateway = True
     while time.monotonic() < stop_at:
-        due = redis_store.zrangebyscore(DEADLINES, "-inf", now, start=left_due,
-                                        num=BATCH)
+        due = redis_store.zrangebyscore(DEADLINES, "-inf", now, start=left_due, num=BATCH)
         if not due:
             break
         for order_id in due:
@@ -147,9 +146,15 @@ def settle_expired(order_id: str, now: int, ask_gateway: bool = True) -> str:
         return "gone"
     status = state["status"]
     if status in ("pending", "confirmed"):
-        outcome, status = settle(order_id, state["sale_id"], "cancelled", now,
-                                       ("pending", "confirmed"), when="deadline",
-                                       user_id=state["user_id"])
+        outcome, status = settle(
+            order_id,
+            state["sale_id"],
+            "cancelled",
+            now,
+            ("pending", "confirmed"),
+            when="deadline",
+            user_id=state["user_id"],
+        )
         if outcome == "changed":
             ledger.set_status(order_id, CANCELLED)
             return CANCELLED
@@ -164,6 +169,10 @@ def settle_expired(order_id: str, now: int, ask_gateway: bool = True) -> str:
         return resolve_abandoned(order_id, state) or "gone"
     except payment.GatewayError as exc:
         counters.incr("payments.unresolved")
-        log.warning("payment of %s is past its grace and still unresolved (the gateway "
-                    "will be asked again): %s", order_id, exc)
+        log.warning(
+            "payment of %s is past its grace and still unresolved (the gateway "
+            "will be asked again): %s",
+            order_id,
+            exc,
+        )
         return "unresolved"

@@ -36,8 +36,11 @@ def archive_sales() -> int:
         return 0
     archived = 0
     for sale in due:
-        unsettled = db.session.scalar(select(func.count(Order.id)).where(
-            Order.sale_id == sale.sale_id, Order.status.in_(UNSETTLED)))
+        unsettled = db.session.scalar(
+            select(func.count(Order.id)).where(
+                Order.sale_id == sale.sale_id, Order.status.in_(UNSETTLED)
+            )
+        )
         if unsettled:
             continue
         parts = [keys.shard(sale.sale_id, i, sale.shards) for i in range(sale.shards)]
@@ -46,8 +49,7 @@ def archive_sales() -> int:
         pipe.hset(keys.sale_key(sale.sale_id), "archived", 1)
         pipe.execute()
         archived += 1
-        log.info("sale %s archived: its holdings and idempotency keys left redis",
-                 sale.sale_id)
+        log.info("sale %s archived: its holdings and idempotency keys left redis", sale.sale_id)
     db.session.rollback()
     return archived
 

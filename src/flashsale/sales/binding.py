@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 
 MARKER = "spillway:ledger"
 LEGACY_SALE_KEY = re.compile(r"^spillway:sale:([0-9]+)$")
-WAY_OUT = ("see `spillway ledger status`, then `spillway ledger adopt` (redis is the newer "
-           "truth) or `spillway ledger clear` (the database is)")
+WAY_OUT = (
+    "see `spillway ledger status`, then `spillway ledger adopt` (redis is the newer "
+    "truth) or `spillway ledger clear` (the database is)"
+)
 
 
 class LedgerMismatch(RuntimeError):
@@ -117,8 +119,11 @@ def examine() -> Examination:
         raise NotCheckable("the database has no ledger identity yet: run `spillway db upgrade`")
     bound = redis_store.hget(MARKER, "id")
     registered = stock.registered_sales()
-    drafts = {sale_id for sale_id in registered
-              if redis_store.hget(keys.sale_key(sale_id), "open") == b"0"}
+    drafts = {
+        sale_id
+        for sale_id in registered
+        if redis_store.hget(keys.sale_key(sale_id), "open") == b"0"
+    }
     deleted = _outbox_info().get("max-deleted-entry-id")
     identity = db.session.scalars(select(LedgerIdentity)).one()
     # Read now: the rollback expires the row, and touching it later would read it again,
@@ -129,9 +134,16 @@ def examine() -> Examination:
     registered_after = {int(sale_id) for sale_id in redis_store.hkeys(keys.REGISTRY)}
     info = _outbox_info()
     found = Examination(
-        ledger_id, mark, bound.decode() if bound else None, db_sales, registered, drafts - db_sales,
-        registered_after, stream_id(info.get("last-generated-id")),
-        stream_id(deleted) if "max-deleted-entry-id" in info else None)
+        ledger_id,
+        mark,
+        bound.decode() if bound else None,
+        db_sales,
+        registered,
+        drafts - db_sales,
+        registered_after,
+        stream_id(info.get("last-generated-id")),
+        stream_id(deleted) if "max-deleted-entry-id" in info else None,
+    )
     legacy = _legacy_sales() if bound is None and not registered else {}
     if legacy:
         found.legacy = _own_legacy(legacy, info)
@@ -139,7 +151,8 @@ def examine() -> Examination:
             found.unregistered = True
             found.problems.append(
                 "redis holds sales from before ledger binding existed that do not match this "
-                "database's sales and orders")
+                "database's sales and orders"
+            )
             return found
         # This ledger's own state from before binding: judged as if registered.
         found.redis_sales = found.legacy
@@ -151,25 +164,35 @@ def examine() -> Examination:
 
 def _disagreements(found: Examination) -> list[str]:
     if found.foreign:
-        return [f"redis keeps the state of ledger {found.bound_to}; this database is ledger "
-                f"{found.ledger_id}"]
+        return [
+            f"redis keeps the state of ledger {found.bound_to}; this database is ledger "
+            f"{found.ledger_id}"
+        ]
     problems = []
     if found.redis_only:
-        problems.append(f"redis holds {len(found.redis_only)} sale(s) this database does not "
-                        f"have ({_some(found.redis_only)}): the database is older than redis "
-                        "(restored from a backup?) or another deployment's")
+        problems.append(
+            f"redis holds {len(found.redis_only)} sale(s) this database does not "
+            f"have ({_some(found.redis_only)}): the database is older than redis "
+            "(restored from a backup?) or another deployment's"
+        )
     if found.db_only:
-        problems.append(f"this database has {len(found.db_only)} sale(s) redis does not know "
-                        f"({_some(found.db_only)}): redis was emptied, replaced or restored "
-                        "from an older copy")
+        problems.append(
+            f"this database has {len(found.db_only)} sale(s) redis does not know "
+            f"({_some(found.db_only)}): redis was emptied, replaced or restored "
+            "from an older copy"
+        )
     if found.last_deleted is not None and found.last_deleted > found.mark:
-        problems.append(f"redis persisted orders up to outbox entry {_entry(found.last_deleted)}"
-                        f" but this database holds them only up to {_entry(found.mark)}: the "
-                        "database is older than redis (restored from a backup?)")
+        problems.append(
+            f"redis persisted orders up to outbox entry {_entry(found.last_deleted)}"
+            f" but this database holds them only up to {_entry(found.mark)}: the "
+            "database is older than redis (restored from a backup?)"
+        )
     if found.mark > found.last_made:
-        problems.append(f"this database holds orders up to outbox entry {_entry(found.mark)}, "
-                        f"newer than any this redis made ({_entry(found.last_made)}): redis "
-                        "lost writes or was restored from an older copy")
+        problems.append(
+            f"this database holds orders up to outbox entry {_entry(found.mark)}, "
+            f"newer than any this redis made ({_entry(found.last_made)}): redis "
+            "lost writes or was restored from an older copy"
+        )
     return problems
 
 
@@ -225,8 +248,9 @@ def _legacy_sales() -> dict[int, dict[str, int]]:
     for key in redis_store.scan_iter(match="spillway:sale:*", count=500):
         match = LEGACY_SALE_KEY.match(key.decode())
         if match:
-            found[int(match.group(1))] = {k.decode(): int(v) for k, v in
-                                          redis_store.hgetall(key).items()}
+            found[int(match.group(1))] = {
+                k.decode(): int(v) for k, v in redis_store.hgetall(key).items()
+            }
     return found
 
 
@@ -237,19 +261,26 @@ def _own_legacy(legacy: dict[int, dict[str, int]], info: dict):
     Each sale must exist here with the same stock, limit, payment timeout and duration
     (not the same instants: SQLite stored non-UTC offsets shifted before spillway.clock).
     """
-    sales = {sale.id: sale for sale in db.session.scalars(
-        select(Sale).where(Sale.id.in_(list(legacy))))}
+    sales = {
+        sale.id: sale for sale in db.session.scalars(select(Sale).where(Sale.id.in_(list(legacy))))
+    }
     definitions = {}
     for sale_id, state in legacy.items():
         sale = sales.get(sale_id)
         if sale is None:
             return None
         definition = service.definition_of(sale, state.get("shards", 1))
-        same = (state.get("stock"), state.get("per_user_limit"),
-                state.get("payment_timeout_s"),
-                state.get("ends_ms", 0) - state.get("starts_ms", 0)) == (
-            sale.stock, sale.per_user_limit, sale.payment_timeout_s,
-            definition.ends_ms - definition.starts_ms)
+        same = (
+            state.get("stock"),
+            state.get("per_user_limit"),
+            state.get("payment_timeout_s"),
+            state.get("ends_ms", 0) - state.get("starts_ms", 0),
+        ) == (
+            sale.stock,
+            sale.per_user_limit,
+            sale.payment_timeout_s,
+            definition.ends_ms - definition.starts_ms,
+        )
         if not same:
             return None
         definitions[sale_id] = definition
@@ -264,8 +295,9 @@ def _register_legacy(found: Examination) -> None:
     for sale_id, definition in found.legacy.items():
         pipe.hset(keys.REGISTRY, sale_id, stock.encode_definition(definition))
     pipe.execute()
-    db.session.execute(update(LedgerIdentity).values(outbox_mark_ms=found.mark[0],
-                                                     outbox_mark_seq=found.mark[1]))
+    db.session.execute(
+        update(LedgerIdentity).values(outbox_mark_ms=found.mark[0], outbox_mark_seq=found.mark[1])
+    )
     db.session.commit()
     log.info("registered %d sales written before ledger binding", len(found.legacy))
 

@@ -63,8 +63,9 @@ def ledger_check_command():
     except binding.NotCheckable as exc:
         raise NotYet(str(exc)) from None
     except DEPENDENCY_ERRORS as exc:
-        raise NotYet(f"cannot check the ledger binding yet: "
-                     f"{one_line(exc, current_app.config)}") from None
+        raise NotYet(
+            f"cannot check the ledger binding yet: {one_line(exc, current_app.config)}"
+        ) from None
     click.echo("ledger: redis and the database belong together")
 
 
@@ -82,8 +83,11 @@ def ledger_adopt_command(yes):
     """Take redis's state into this database: redis is the newer truth (the database was
     restored from an older backup). Sales and buyers only redis knows are written into the
     ledger, orders only redis knows are persisted, then every sale is reconciled."""
-    _with_redis(lambda: _repair(repair.adopt, yes,
-                                "adopt: redis's state is kept and written into this database"))
+    _with_redis(
+        lambda: _repair(
+            repair.adopt, yes, "adopt: redis's state is kept and written into this database"
+        )
+    )
 
 
 @ledger_group.command("clear")
@@ -93,8 +97,9 @@ def ledger_clear_command(yes):
     """Delete Spillway's state in redis and rebuild it from this database: the database is
     the truth (it is new, or redis is another's or older). What only redis knew is lost:
     the survey printed first says what."""
-    _with_redis(lambda: _repair(repair.clear, yes,
-                                "clear: what only redis holds (above) is deleted"))
+    _with_redis(
+        lambda: _repair(repair.clear, yes, "clear: what only redis holds (above) is deleted")
+    )
 
 
 def _repair(way_out, yes: bool, what: str) -> None:
@@ -124,8 +129,9 @@ def _with_redis(work) -> None:
     except (binding.LedgerMismatch, binding.NotCheckable) as exc:
         raise click.ClickException(str(exc)) from None
     except DEPENDENCY_ERRORS as exc:
-        raise NotYet(dependency_line(exc, current_app.config)
-                     or one_line(exc, current_app.config)) from None
+        raise NotYet(
+            dependency_line(exc, current_app.config) or one_line(exc, current_app.config)
+        ) from None
 
 
 def _echo(lines) -> None:

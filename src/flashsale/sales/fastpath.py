@@ -34,8 +34,12 @@ class PurchaseFastPath(FastPath):
         match = PURCHASE_PATH.match(environ.get("PATH_INFO", ""))
         length = environ.get("CONTENT_LENGTH", "")
         # No length (a chunked body) or too long a body: Flask knows how to read or refuse it.
-        if (environ["REQUEST_METHOD"] != "POST" or match is None or not length.isdigit()
-                or int(length) > self.app.config["MAX_CONTENT_LENGTH"]):
+        if (
+            environ["REQUEST_METHOD"] != "POST"
+            or match is None
+            or not length.isdigit()
+            or int(length) > self.app.config["MAX_CONTENT_LENGTH"]
+        ):
             return None
         return int(match.group(1)), int(length)
 
@@ -44,8 +48,10 @@ class PurchaseFastPath(FastPath):
         with self.app.app_context():
             status, answer = self._admit(environ, sale_id, length)
         body = json.dumps(answer).encode()
-        start_response(STATUS_LINES[status], [("Content-Type", "application/json"),
-                                              ("Content-Length", str(len(body)))])
+        start_response(
+            STATUS_LINES[status],
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
         return [body]
 
     def _admit(self, environ, sale_id: int, length: int) -> tuple[int, dict]:
@@ -54,10 +60,8 @@ class PurchaseFastPath(FastPath):
         if role != "buyer":
             raise ApiError(403, "This needs a buyer's token.")
         purchase_tokens.check(sale_id, user_id, environ.get(purchase_tokens.ENVIRON_KEY))
-        quantity = quantity_of(environ.get("CONTENT_TYPE", ""),
-                               environ["wsgi.input"].read(length))
-        return service.purchase(sale_id, user_id, quantity,
-                                environ.get("HTTP_IDEMPOTENCY_KEY", ""))
+        quantity = quantity_of(environ.get("CONTENT_TYPE", ""), environ["wsgi.input"].read(length))
+        return service.purchase(sale_id, user_id, quantity, environ.get("HTTP_IDEMPOTENCY_KEY", ""))
 
 
 def quantity_of(content_type: str, raw: bytes) -> int:
@@ -78,4 +82,3 @@ def quantity_of(content_type: str, raw: bytes) -> int:
             if type(quantity) is int and 1 <= quantity <= MAX_QUANTITY:
                 return quantity
     return parse_json_object(content_type, raw, PURCHASE_SCHEMA)["quantity"]
-

@@ -39,17 +39,23 @@ def list_sales(statuses: list[str] | None, page: int, per_page: int) -> dict:
         # The live stock decides: read every sale on now, then cut the page.
         sales = db.session.scalars(query).all()
         remaining = remaining_of([sale for sale in sales if _on_now(sale, at_ms)])
-        matching = [sale for sale in sales
-                    if status_of(sale, remaining.get(sale.id, sale.stock), at_ms) in wanted]
-        total, shown = len(matching), matching[offset:offset + per_page]
+        matching = [
+            sale
+            for sale in sales
+            if status_of(sale, remaining.get(sale.id, sale.stock), at_ms) in wanted
+        ]
+        total, shown = len(matching), matching[offset : offset + per_page]
         remaining |= remaining_of([sale for sale in shown if sale.id not in remaining])
     else:  # the times decide: count and page in SQL
-        total = db.session.scalar(select(func.count()).select_from(
-            query.order_by(None).subquery()))
+        total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
         shown = db.session.scalars(query.offset(offset).limit(per_page)).all()
         remaining = remaining_of(shown)
-    return {"items": [document(sale, remaining[sale.id], at_ms) for sale in shown],
-            "page": page, "per_page": per_page, "total": total}
+    return {
+        "items": [document(sale, remaining[sale.id], at_ms) for sale in shown],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }
 
 
 def _times_allow(wanted: set[str], at_ms: int):

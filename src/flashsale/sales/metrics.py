@@ -6,7 +6,9 @@ from spillway.metrics.registry import BoundChildren
 
 RESERVATIONS = Counter(
     "spillway_reservations_total",
-    "Purchase attempts by what admission decided (reserve.lua's outcome).", ["outcome"])
+    "Purchase attempts by what admission decided (reserve.lua's outcome).",
+    ["outcome"],
+)
 # reserve.lua says "reserved"; operators read "admitted".
 OUTCOME_NAMES = {"reserved": "admitted"}
 _reservations = BoundChildren(RESERVATIONS)

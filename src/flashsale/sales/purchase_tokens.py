@@ -51,8 +51,9 @@ def rules_of(sale_id: int) -> SaleRules | None:
         sale = db.session.get(Sale, sale_id)
         if sale is None:
             return None
-        rules = SaleRules(sale.requires_purchase_token, epoch_ms(sale.starts_at),
-                          epoch_ms(sale.ends_at))
+        rules = SaleRules(
+            sale.requires_purchase_token, epoch_ms(sale.starts_at), epoch_ms(sale.ends_at)
+        )
         cache[sale_id] = rules
     return rules
 
@@ -83,12 +84,17 @@ def issue(sale_id: int, user_id: str) -> dict:
         raise ApiError(404, f"Sale {sale_id} does not exist.")
     now = time.time()
     if not rules.starts_ms <= now * 1000 < rules.ends_ms:
-        raise ApiError(409, f"Sale {sale_id} is not on now; tokens are issued while it is.",
-                       "sale_not_active")
+        raise ApiError(
+            409, f"Sale {sale_id} is not on now; tokens are issued while it is.", "sale_not_active"
+        )
     expires = int(now) + current_app.config["PURCHASE_TOKEN_TTL_S"]
-    return {"token": f"{expires}.{_mac(sale_id, user_id, expires)}", "sale_id": str(sale_id),
-            "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()
-            .replace("+00:00", "Z")}
+    return {
+        "token": f"{expires}.{_mac(sale_id, user_id, expires)}",
+        "sale_id": str(sale_id),
+        "expires_at": datetime.fromtimestamp(expires, timezone.utc)
+        .isoformat()
+        .replace("+00:00", "Z"),
+    }
 
 
 def check(sale_id: int, user_id: str, token: str | None) -> None:
@@ -100,14 +106,23 @@ def check(sale_id: int, user_id: str, token: str | None) -> None:
     if rules is None or not rules.requires_purchase_token:
         return  # an unknown sale is reserve.lua's 404 to give
     if not token:
-        raise ApiError(403, f"Sale {sale_id} needs a purchase token: POST "
-                       f"/api/v1/sales/{sale_id}/purchase-token, send it as {HEADER}.",
-                       "purchase_token_required")
+        raise ApiError(
+            403,
+            f"Sale {sale_id} needs a purchase token: POST "
+            f"/api/v1/sales/{sale_id}/purchase-token, send it as {HEADER}.",
+            "purchase_token_required",
+        )
     expires_text, _, mac = token.partition(".")
     # isascii: "²" is a digit to str.isdigit and no number to int() (it was a 500).
-    valid = (expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12
-             and hmac.compare_digest(mac.encode(),
-                                     _mac(sale_id, user_id, int(expires_text)).encode()))
+    valid = (
+        expires_text.isascii()
+        and expires_text.isdigit()
+        and len(expires_text) <= 12
+        and hmac.compare_digest(mac.encode(), _mac(sale_id, user_id, int(expires_text)).encode())
+    )
     if not valid or int(expires_text) <= time.time():
-        raise ApiError(403, f"The {HEADER} is not valid for this sale and buyer, or has "
-                       "expired: fetch a new one.", "purchase_token_invalid")
+        raise ApiError(
+            403,
+            f"The {HEADER} is not valid for this sale and buyer, or has expired: fetch a new one.",
+            "purchase_token_invalid",
+        )

@@ -48,8 +48,7 @@ class Report:
     @property
     def ledger_balanced(self) -> bool:
         # While entries wait in the outbox the ledger lags; only a drained queue must agree.
-        return (self.archived or self.outbox_depth > 0
-                or self.held_in_redis == self.live_in_database)
+        return self.archived or self.outbox_depth > 0 or self.held_in_redis == self.live_in_database
 
     @property
     def ok(self) -> bool:
@@ -57,10 +56,12 @@ class Report:
 
     def describe(self) -> str:
         verdict = "ok" if self.ok else "DRIFT"
-        return (f"sale {self.sale_id}: {verdict} stock={self.stock} remaining={self.remaining} "
-                f"held(redis)={self.held_in_redis} live(db)={self.live_in_database} "
-                f"outbox={self.outbox_depth} in_transit={self.in_transit}"
-                + (" archived" if self.archived else ""))
+        return (
+            f"sale {self.sale_id}: {verdict} stock={self.stock} remaining={self.remaining} "
+            f"held(redis)={self.held_in_redis} live(db)={self.live_in_database} "
+            f"outbox={self.outbox_depth} in_transit={self.in_transit}"
+            + (" archived" if self.archived else "")
+        )
 
 
 def reconcile(sale_id: int) -> Report:
@@ -68,10 +69,21 @@ def reconcile(sale_id: int) -> Report:
     sale = db.session.get(Sale, sale_id)
     live = stock.sale_state(sale_id) or {}
     held = stock.units_held(sale_id)
-    in_db = db.session.scalar(select(func.coalesce(func.sum(Order.quantity), 0)).where(
-        Order.sale_id == sale_id, Order.status != "cancelled"))
-    report = Report(sale_id, sale.stock, live.get("remaining", sale.stock), held, int(in_db),
-                    outbox.backlog(), live.get("in_transit", 0), live.get("archived") == 1)
+    in_db = db.session.scalar(
+        select(func.coalesce(func.sum(Order.quantity), 0)).where(
+            Order.sale_id == sale_id, Order.status != "cancelled"
+        )
+    )
+    report = Report(
+        sale_id,
+        sale.stock,
+        live.get("remaining", sale.stock),
+        held,
+        int(in_db),
+        outbox.backlog(),
+        live.get("in_transit", 0),
+        live.get("archived") == 1,
+    )
     if not report.ok:
         counters.incr("sales.reconcile.drift")
         log.error("reconcile: %s", report.describe())

@@ -53,21 +53,27 @@ class Survey:
 
     def lines(self) -> list[str]:
         found = self.found
-        lines = [f"database: ledger {found.ledger_id}, orders up to outbox entry "
-                 f"{found.mark[0]}-{found.mark[1]}, {len(found.db_sales)} sale(s)",
-                 f"redis:    {_bound(found)}, {len(found.redis_sales)} sale(s) registered, "
-                 f"newest outbox entry {found.last_made[0]}-{found.last_made[1]}"]
+        lines = [
+            f"database: ledger {found.ledger_id}, orders up to outbox entry "
+            f"{found.mark[0]}-{found.mark[1]}, {len(found.db_sales)} sale(s)",
+            f"redis:    {_bound(found)}, {len(found.redis_sales)} sale(s) registered, "
+            f"newest outbox entry {found.last_made[0]}-{found.last_made[1]}",
+        ]
         lines += [f"problem:  {problem}" for problem in found.problems] or ["agreed:   yes"]
-        lines.append(f"only in redis: {len(found.redis_only)} sale(s), "
-                     f"{len(self.orders_only_in_redis)} order(s) holding "
-                     f"{self.units_held_only_in_redis} unit(s), outbox {self.outbox_depth} "
-                     f"entr(ies) waiting")
+        lines.append(
+            f"only in redis: {len(found.redis_only)} sale(s), "
+            f"{len(self.orders_only_in_redis)} order(s) holding "
+            f"{self.units_held_only_in_redis} unit(s), outbox {self.outbox_depth} "
+            f"entr(ies) waiting"
+        )
         lines.append(f"only in the database: {len(found.db_only)} sale(s)")
         if found.drafts:
             lines.append(f"failed creations (drafts, harmless): {len(found.drafts)}")
         if self.dead_letters:
-            lines.append(f"dead letters (accepted, never persisted; see {keys.DEAD_LETTERS}):"
-                         f" {self.dead_letters}")
+            lines.append(
+                f"dead letters (accepted, never persisted; see {keys.DEAD_LETTERS}):"
+                f" {self.dead_letters}"
+            )
         return lines
 
 
@@ -75,10 +81,13 @@ def survey() -> Survey:
     """Look at both sides (scans redis's orders: an operator's command, not a request)."""
     found = binding.examine()
     orders = _orders_only_in_redis()
-    return Survey(found, orders,
-                  sum(int(o.get("quantity", 0)) for o in orders.values()
-                      if o.get("status") != "cancelled"),
-                  outbox.backlog(), redis_store.xlen(keys.DEAD_LETTERS))
+    return Survey(
+        found,
+        orders,
+        sum(int(o.get("quantity", 0)) for o in orders.values() if o.get("status") != "cancelled"),
+        outbox.backlog(),
+        redis_store.xlen(keys.DEAD_LETTERS),
+    )
 
 
 def adopt() -> list[str]:
@@ -91,7 +100,8 @@ def adopt() -> list[str]:
     if found.unregistered:
         raise binding.LedgerMismatch(
             "redis's sales predate ledger binding and record no product: adopt cannot write "
-            "them into this ledger; use `spillway ledger clear`")
+            "them into this ledger; use `spillway ledger clear`"
+        )
     for sale_id in sorted(found.redis_only):
         done.append(_write_sale(found.redis_sales[sale_id]))
     orders = _orders_only_in_redis()
@@ -148,12 +158,21 @@ def _rebuild_sale(sale: Sale, shards: int) -> str:
             holdings[str(order.user_id)] += order.quantity
     definition = service.definition_of(sale, shards)
     retention = current_app.config["REDIS_RETENTION_S"]
-    stock.prewarm(definition, retention, remaining=sale.stock - sum(holdings.values()),
-                  holdings=holdings, is_open=True)
+    stock.prewarm(
+        definition,
+        retention,
+        remaining=sale.stock - sum(holdings.values()),
+        holdings=holdings,
+        is_open=True,
+    )
     pipe = redis_store.pipeline(transaction=False)
-    pipe.hset(keys.sale_key(sale.id), mapping={
-        "orders_paid": sum(o.status == "paid" for o in orders),
-        "orders_cancelled": sum(o.status == "cancelled" for o in orders)})
+    pipe.hset(
+        keys.sale_key(sale.id),
+        mapping={
+            "orders_paid": sum(o.status == "paid" for o in orders),
+            "orders_cancelled": sum(o.status == "cancelled" for o in orders),
+        },
+    )
     for order in orders:
         home = keys.shard(sale.id, keys.home_shard(str(order.user_id), shards), shards)
         if order.idempotency_key:
@@ -161,31 +180,52 @@ def _rebuild_sale(sale: Sale, shards: int) -> str:
         if order.status in LIVE:
             created = epoch_ms(order.created_at)
             deadline = created + sale.payment_timeout_s * 1000
-            pipe.hset(keys.order_key(order.id), mapping={
-                "sale_id": sale.id, "user_id": order.user_id, "quantity": order.quantity,
-                "status": order.status, "created_ms": created, "deadline_ms": deadline,
-                "key": order.idempotency_key or ""})
+            pipe.hset(
+                keys.order_key(order.id),
+                mapping={
+                    "sale_id": sale.id,
+                    "user_id": order.user_id,
+                    "quantity": order.quantity,
+                    "status": order.status,
+                    "created_ms": created,
+                    "deadline_ms": deadline,
+                    "key": order.idempotency_key or "",
+                },
+            )
             pipe.zadd(keys.DEADLINES, {order.id: deadline})
     pipe.execute()
-    return (f"sale {sale.id}: rebuilt from {len(orders)} order(s), "
-            f"{sale.stock - sum(holdings.values())} of {sale.stock} unit(s) remaining")
+    return (
+        f"sale {sale.id}: rebuilt from {len(orders)} order(s), "
+        f"{sale.stock - sum(holdings.values())} of {sale.stock} unit(s) remaining"
+    )
 
 
 def _write_sale(definition: stock.SaleDefinition) -> str:
     """A sale only redis knows, written into the ledger as it was created."""
     line = f"sale {definition.sale_id}: written into the ledger"
     if db.session.get(Product, definition.product_id) is None:
-        db.session.add(Product(id=definition.product_id, name=f"Product {definition.product_id}",
-                               description="Recreated by `spillway ledger adopt`: its sale "
-                                           "was in redis, the product was not in this ledger.",
-                               price_cents=0))
+        db.session.add(
+            Product(
+                id=definition.product_id,
+                name=f"Product {definition.product_id}",
+                description="Recreated by `spillway ledger adopt`: its sale "
+                "was in redis, the product was not in this ledger.",
+                price_cents=0,
+            )
+        )
         line += f" (its product {definition.product_id} was missing: a placeholder)"
-    db.session.add(Sale(id=definition.sale_id, product_id=definition.product_id,
-                        stock=definition.stock, per_user_limit=definition.per_user_limit,
-                        starts_at=_instant(definition.starts_ms),
-                        ends_at=_instant(definition.ends_ms),
-                        payment_timeout_s=definition.payment_timeout_s,
-                        requires_purchase_token=definition.requires_purchase_token))
+    db.session.add(
+        Sale(
+            id=definition.sale_id,
+            product_id=definition.product_id,
+            stock=definition.stock,
+            per_user_limit=definition.per_user_limit,
+            starts_at=_instant(definition.starts_ms),
+            ends_at=_instant(definition.ends_ms),
+            payment_timeout_s=definition.payment_timeout_s,
+            requires_purchase_token=definition.requires_purchase_token,
+        )
+    )
     return line
 
 
@@ -218,13 +258,17 @@ def _missing(keys: list[bytes]) -> dict[str, dict[str, str]]:
     pipe = redis_store.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key)
-    return {order_id: {k.decode(): v.decode() for k, v in raw.items()}
-            for order_id, raw in zip(ids, pipe.execute()) if order_id not in known and raw}
+    return {
+        order_id: {k.decode(): v.decode() for k, v in raw.items()}
+        for order_id, raw in zip(ids, pipe.execute())
+        if order_id not in known and raw
+    }
 
 
 def _set_mark(mark: tuple[int, int]) -> None:
-    db.session.execute(update(LedgerIdentity).values(
-        outbox_mark_ms=mark[0], outbox_mark_seq=mark[1]))
+    db.session.execute(
+        update(LedgerIdentity).values(outbox_mark_ms=mark[0], outbox_mark_seq=mark[1])
+    )
     db.session.commit()
 
 

@@ -44,17 +44,24 @@ class UtcInstant(fields.AwareDateTime):
 class SaleIn(Schema):
     """A new flash sale (admin)."""
 
-    product_id = Text(required=True, validate=validate.Regexp(r"^[1-9][0-9]{0,18}$",
-                      error="Not the id of a product."))
+    product_id = Text(
+        required=True,
+        validate=validate.Regexp(r"^[1-9][0-9]{0,18}$", error="Not the id of a product."),
+    )
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10_000_000))
     per_user_limit = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 100))
     starts_at = UtcInstant(load_default=None)
     # JSON Schema cannot compare two fields: said here, refused with a 400 naming ends_at.
-    ends_at = UtcInstant(required=True, metadata={
-        "description": "Must be after starts_at (after now, when starts_at is omitted); "
-                       "a 400 naming ends_at otherwise."})
-    payment_timeout_s = fields.Integer(load_default=900, strict=True,
-                                       validate=validate.Range(1, 86_400))
+    ends_at = UtcInstant(
+        required=True,
+        metadata={
+            "description": "Must be after starts_at (after now, when starts_at is omitted); "
+            "a 400 naming ends_at otherwise."
+        },
+    )
+    payment_timeout_s = fields.Integer(
+        load_default=900, strict=True, validate=validate.Range(1, 86_400)
+    )
     # Stock shards for this sale; SPILLWAY_STOCK_SHARDS when absent (DEPLOYMENT.md).
     shards = fields.Integer(load_default=None, strict=True, validate=validate.Range(1, 64))
     requires_purchase_token = StrictBoolean(load_default=False)
@@ -84,12 +91,15 @@ class SaleListArgs(PageArgs):
     """Which sales: those with any of the statuses given (repeat ``status``; every sale
     when none is), a page at a time, in the order they were created."""
 
-    status = fields.List(Text(validate=validate.OneOf(STATUSES)),
-                         metadata={"description": "Repeat for several: status=active&"
-                                                  "status=scheduled."})
-    per_page = fields.Integer(load_default=SALES_PER_PAGE, validate=validate.Range(1, 100),
-                              metadata={"description": f"Sales a page; {SALES_PER_PAGE} by "
-                                                       "default."})
+    status = fields.List(
+        Text(validate=validate.OneOf(STATUSES)),
+        metadata={"description": "Repeat for several: status=active&status=scheduled."},
+    )
+    per_page = fields.Integer(
+        load_default=SALES_PER_PAGE,
+        validate=validate.Range(1, 100),
+        metadata={"description": f"Sales a page; {SALES_PER_PAGE} by default."},
+    )
 
 
 class SaleList(Schema):
@@ -122,8 +132,12 @@ class SaleStats(Schema):
 class PurchaseIn(Schema):
     """How many units (send an Idempotency-Key header too)."""
 
-    quantity = fields.Integer(required=True, strict=True,
-                              validate=validate.Range(1, MAX_QUANTITY), metadata={"example": 1})
+    quantity = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(1, MAX_QUANTITY),
+        metadata={"example": 1},
+    )
 
 
 class PurchaseOut(Schema):

@@ -28,8 +28,11 @@ from spillway.errors import ApiError
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
-REFUSALS = {"sold_out": "has no stock left", "limit_exceeded": "allows no more units for you",
-            "sale_not_active": "is not on now"}
+REFUSALS = {
+    "sold_out": "has no stock left",
+    "limit_exceeded": "allows no more units for you",
+    "sale_not_active": "is not on now",
+}
 
 
 def parse_sale_id(raw: str) -> int:
@@ -53,10 +56,15 @@ def create_sale(fields: dict) -> dict:
     starts_at = fields["starts_at"] or utcnow()
     if fields["ends_at"] <= starts_at:
         raise ApiError(400, "ends_at: must be after starts_at.")
-    sale = Sale(product_id=product_id, stock=fields["stock"],
-                per_user_limit=fields["per_user_limit"], starts_at=starts_at,
-                ends_at=fields["ends_at"], payment_timeout_s=fields["payment_timeout_s"],
-                requires_purchase_token=fields.get("requires_purchase_token", False))
+    sale = Sale(
+        product_id=product_id,
+        stock=fields["stock"],
+        per_user_limit=fields["per_user_limit"],
+        starts_at=starts_at,
+        ends_at=fields["ends_at"],
+        payment_timeout_s=fields["payment_timeout_s"],
+        requires_purchase_token=fields.get("requires_purchase_token", False),
+    )
     db.session.add(sale)
     db.session.flush()
     definition = definition_of(sale, fields.get("shards") or current_app.config["STOCK_SHARDS"])
@@ -67,8 +75,11 @@ def create_sale(fields: dict) -> dict:
     except stock.StaleSale as exc:
         db.session.rollback()
         log.error("sale creation refused: %s", exc)
-        raise ApiError(503, "The sale could not be created: redis and the database disagree; "
-                       "the operator must run `spillway ledger status`.") from None
+        raise ApiError(
+            503,
+            "The sale could not be created: redis and the database disagree; "
+            "the operator must run `spillway ledger status`.",
+        ) from None
     try:
         db.session.commit()
     except Exception:
@@ -82,10 +93,16 @@ def create_sale(fields: dict) -> dict:
 def definition_of(sale: Sale, shards: int) -> stock.SaleDefinition:
     """What redis keeps of a sale."""
     return stock.SaleDefinition(
-        sale_id=sale.id, product_id=sale.product_id, stock=sale.stock,
-        per_user_limit=sale.per_user_limit, starts_ms=epoch_ms(sale.starts_at),
-        ends_ms=epoch_ms(sale.ends_at), payment_timeout_s=sale.payment_timeout_s,
-        requires_purchase_token=sale.requires_purchase_token, shards=shards)
+        sale_id=sale.id,
+        product_id=sale.product_id,
+        stock=sale.stock,
+        per_user_limit=sale.per_user_limit,
+        starts_ms=epoch_ms(sale.starts_at),
+        ends_ms=epoch_ms(sale.ends_at),
+        payment_timeout_s=sale.payment_timeout_s,
+        requires_purchase_token=sale.requires_purchase_token,
+        shards=shards,
+    )
 
 
 def _discard(definition: stock.SaleDefinition) -> None:
@@ -127,12 +144,18 @@ def describe(sale: Sale) -> dict:
 def document(sale: Sale, remaining: int, at_ms: int) -> dict:
     """The API's sale document, given its live remaining stock (the listing reads the
     stock of a page of sales in one round trip: sales/listing.py)."""
-    return {"id": str(sale.id), "product_id": str(sale.product_id), "stock": sale.stock,
-            "remaining": remaining, "per_user_limit": sale.per_user_limit,
-            "starts_at": iso(sale.starts_at), "ends_at": iso(sale.ends_at),
-            "payment_timeout_s": sale.payment_timeout_s,
-            "status": status_of(sale, remaining, at_ms),
-            "requires_purchase_token": sale.requires_purchase_token}
+    return {
+        "id": str(sale.id),
+        "product_id": str(sale.product_id),
+        "stock": sale.stock,
+        "remaining": remaining,
+        "per_user_limit": sale.per_user_limit,
+        "starts_at": iso(sale.starts_at),
+        "ends_at": iso(sale.ends_at),
+        "payment_timeout_s": sale.payment_timeout_s,
+        "status": status_of(sale, remaining, at_ms),
+        "requires_purchase_token": sale.requires_purchase_token,
+    }
 
 
 def get_sale(sale_id: int) -> Sale:
@@ -147,12 +170,17 @@ def stats(sale: Sale) -> dict:
     live = stock.sale_state(sale.id) or {}
     persisted = db.session.scalar(select(func.count(Order.id)).where(Order.sale_id == sale.id))
     return {
-        "stock": sale.stock, "remaining": live.get("remaining", sale.stock),
+        "stock": sale.stock,
+        "remaining": live.get("remaining", sale.stock),
         "reserved": sale.stock - live.get("remaining", sale.stock),
-        "orders_persisted": persisted, "orders_paid": live.get("orders_paid", 0),
-        "orders_cancelled": live.get("orders_cancelled", 0), "shards": live.get("shards", 1),
-        "rejected": {name: live.get(f"rejected_{name}", 0) for name in
-                     ("sold_out", "limit_exceeded", "sale_not_active", "rate_limited")},
+        "orders_persisted": persisted,
+        "orders_paid": live.get("orders_paid", 0),
+        "orders_cancelled": live.get("orders_cancelled", 0),
+        "shards": live.get("shards", 1),
+        "rejected": {
+            name: live.get(f"rejected_{name}", 0)
+            for name in ("sold_out", "limit_exceeded", "sale_not_active", "rate_limited")
+        },
     }
 
 
@@ -164,11 +192,13 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
     """
     if idempotency and not IDEMPOTENCY_KEY.match(idempotency):
         raise ApiError(400, "Idempotency-Key: 1 to 64 printable ASCII characters.")
-    admission = stock.reserve(sale_id, user_id, quantity, idempotency, now_ms(),
-                              str(uuid.uuid4()), buyer_limits())
+    admission = stock.reserve(
+        sale_id, user_id, quantity, idempotency, now_ms(), str(uuid.uuid4()), buyer_limits()
+    )
     if admission.outcome == "rate_limited":  # counted in the sale's stats by the script
-        raise ApiError(429, "Too many purchase attempts; slow down.",
-                       retry_after=admission.retry_after)
+        raise ApiError(
+            429, "Too many purchase attempts; slow down.", retry_after=admission.retry_after
+        )
     if admission.outcome == "not_found":
         raise ApiError(404, f"Sale {sale_id} does not exist.")
     if admission.outcome in REFUSALS:
@@ -190,7 +220,8 @@ def buyer_limits() -> tuple[tuple[int, int], ...]:
     if limits is None:
         limits = current_app.extensions["buyer_limits"] = tuple(
             (item.amount, item.get_expiry())
-            for item in parse_many(current_app.config["RATELIMIT_PER_BUYER"]))
+            for item in parse_many(current_app.config["RATELIMIT_PER_BUYER"])
+        )
     return limits
 
 

@@ -35,9 +35,17 @@ from spillway.guards.deadline import shielded
 
 LUA_DIR = Path(__file__).parent / "lua"
 # Fields of a sale hash that add up over its shards (the rest is the sale's definition).
-SUMMED = ("remaining", "lent", "borrowed", "orders_paid", "orders_cancelled",
-          "rejected_sold_out", "rejected_limit_exceeded", "rejected_sale_not_active",
-          "rejected_rate_limited")
+SUMMED = (
+    "remaining",
+    "lent",
+    "borrowed",
+    "orders_paid",
+    "orders_cancelled",
+    "rejected_sold_out",
+    "rejected_limit_exceeded",
+    "rejected_sale_not_active",
+    "rejected_rate_limited",
+)
 # What the live stock of a hash is: what is left, plus what is in flight between shards.
 LIVE_FIELDS = ("remaining", "lent", "borrowed")
 BORROW_ATTEMPTS = 3
@@ -74,12 +82,19 @@ def encode_definition(sale: SaleDefinition) -> str:
 
 def registered_sales() -> dict[int, SaleDefinition]:
     """Every sale redis holds, by id (the registry the ledger binding checks)."""
-    return {int(sale_id): SaleDefinition(**json.loads(raw))
-            for sale_id, raw in redis_store.hgetall(REGISTRY).items()}
+    return {
+        int(sale_id): SaleDefinition(**json.loads(raw))
+        for sale_id, raw in redis_store.hgetall(REGISTRY).items()
+    }
 
 
-def prewarm(sale: SaleDefinition, retention_s: int, remaining: int | None = None,
-            holdings: dict[str, int] | None = None, is_open: bool = False) -> None:
+def prewarm(
+    sale: SaleDefinition,
+    retention_s: int,
+    remaining: int | None = None,
+    holdings: dict[str, int] | None = None,
+    is_open: bool = False,
+) -> None:
     """Write a sale's stock into redis as a draft: known, but refused as not found until
     :func:`open_sale` (after the database commit), so a sale whose commit fails is never
     purchasable. Split evenly over its shards, each with the sale's rules.
@@ -91,25 +106,36 @@ def prewarm(sale: SaleDefinition, retention_s: int, remaining: int | None = None
     """
     previous = redis_store.hget(REGISTRY, sale.sale_id)
     if previous is not None and redis_store.hget(sale_key(sale.sale_id), "open") != b"0":
-        raise StaleSale(f"redis already holds an open sale {sale.sale_id} this database "
-                        "does not have: run `spillway ledger status`")
-    rules = {"per_user_limit": sale.per_user_limit, "starts_ms": sale.starts_ms,
-             "ends_ms": sale.ends_ms, "payment_timeout_s": sale.payment_timeout_s,
-             "open": int(is_open), "archive_ms": sale.archive_ms(retention_s)}
+        raise StaleSale(
+            f"redis already holds an open sale {sale.sale_id} this database "
+            "does not have: run `spillway ledger status`"
+        )
+    rules = {
+        "per_user_limit": sale.per_user_limit,
+        "starts_ms": sale.starts_ms,
+        "ends_ms": sale.ends_ms,
+        "payment_timeout_s": sale.payment_timeout_s,
+        "open": int(is_open),
+        "archive_ms": sale.archive_ms(retention_s),
+    }
     counters = dict.fromkeys(SUMMED, 0)
     shares = _shares(sale, remaining, holdings or {})
     parts = [shard(sale.sale_id, index, sale.shards) for index in range(sale.shards)]
     # One MULTI: a draft is written whole, with its registry entry, or not at all.
     pipe = redis_store.pipeline(transaction=True)
-    pipe.delete(sale_key(sale.sale_id), *[key for part in parts for key in
-                                          (part.sale, part.units, part.idempotency)])
+    pipe.delete(
+        sale_key(sale.sale_id),
+        *[key for part in parts for key in (part.sale, part.units, part.idempotency)],
+    )
     for part, (share, left, held) in zip(parts, shares):
         pipe.hset(part.sale, mapping={**counters, **rules, "stock": share, "remaining": left})
         if held:
             pipe.hset(part.units, mapping=held)
     if sale.shards > 1:
-        pipe.hset(sale_key(sale.sale_id), mapping={**counters, **rules, "stock": sale.stock,
-                                                   "shards": sale.shards})
+        pipe.hset(
+            sale_key(sale.sale_id),
+            mapping={**counters, **rules, "stock": sale.stock, "shards": sale.shards},
+        )
     pipe.hset(REGISTRY, sale.sale_id, encode_definition(sale))
     pipe.execute()
     current_app.extensions.setdefault("stock_shards", {})[sale.sale_id] = sale.shards
@@ -142,8 +168,10 @@ def discard_draft(sale_id: int, shards: int) -> None:
     """Forget a draft whose database commit failed (it never admitted anything)."""
     parts = [shard(sale_id, index, shards) for index in range(shards)]
     pipe = redis_store.pipeline(transaction=True)
-    pipe.delete(sale_key(sale_id), *[key for part in parts for key in
-                                     (part.sale, part.units, part.idempotency)])
+    pipe.delete(
+        sale_key(sale_id),
+        *[key for part in parts for key in (part.sale, part.units, part.idempotency)],
+    )
     pipe.hdel(REGISTRY, sale_id)
     pipe.execute()
 
@@ -159,10 +187,19 @@ class Admission:
     retry_after: int | None = None  # seconds, for "rate_limited"
 
 
-def reserve_call(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
-                 order_id: str, home: "Shard | None" = None, deposit: int = 0,
-                 final: bool = True, retry: bool = False,
-                 buyer_limits: tuple[tuple[int, int], ...] = ()) -> tuple[list, list]:
+def reserve_call(
+    sale_id: int,
+    user_id: str,
+    quantity: int,
+    idempotency: str,
+    now_ms: int,
+    order_id: str,
+    home: "Shard | None" = None,
+    deposit: int = 0,
+    final: bool = True,
+    retry: bool = False,
+    buyer_limits: tuple[tuple[int, int], ...] = (),
+) -> tuple[list, list]:
     """The KEYS and ARGV of reserve.lua for one purchase on ``home`` (an unsharded sale's
     keys by default; also used by the benchmark's FastAPI peer, which runs the same script
     on the same redis).
@@ -171,18 +208,43 @@ def reserve_call(sale_id: int, user_id: str, quantity: int, idempotency: str, no
         in the same round trip before anything else (outcome "rate_limited").
     """
     home = home or shard(sale_id, 0, 1)
-    keys = [home.sale, home.units, home.idempotency, order_key(order_id), OUTBOX, DEADLINES,
-            buyer_orders_key(user_id), DRAIN_NUDGED]
-    args = [sale_id, user_id, quantity, idempotency, now_ms, order_id, deposit, int(final),
-            int(retry), len(buyer_limits)]
+    keys = [
+        home.sale,
+        home.units,
+        home.idempotency,
+        order_key(order_id),
+        OUTBOX,
+        DEADLINES,
+        buyer_orders_key(user_id),
+        DRAIN_NUDGED,
+    ]
+    args = [
+        sale_id,
+        user_id,
+        quantity,
+        idempotency,
+        now_ms,
+        order_id,
+        deposit,
+        int(final),
+        int(retry),
+        len(buyer_limits),
+    ]
     for most, window_s in buyer_limits:
         keys.append(buyer_limit_key(user_id, window_s))
         args += [most, window_s]
     return keys, args
 
 
-def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms: int,
-            order_id: str, buyer_limits: tuple[tuple[int, int], ...] = ()) -> Admission:
+def reserve(
+    sale_id: int,
+    user_id: str,
+    quantity: int,
+    idempotency: str,
+    now_ms: int,
+    order_id: str,
+    buyer_limits: tuple[tuple[int, int], ...] = (),
+) -> Admission:
     """Admit one purchase: one round trip on the buyer's home shard. When that shard is
     short, one more reads the other shards' levels: all empty, the answer is 'sold_out'
     (two round trips); otherwise borrow from the fullest and try again. So 'sold_out' is
@@ -195,8 +257,18 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
     # buyer's rate limits count the attempt like any other.
     shards = shard_count(sale_id) or 1
     home = shard(sale_id, home_shard(user_id, shards), shards)
-    admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms, order_id,
-                            deposit=0, final=shards == 1, buyer_limits=buyer_limits)
+    admission = _reserve_at(
+        home,
+        sale_id,
+        user_id,
+        quantity,
+        idempotency,
+        now_ms,
+        order_id,
+        deposit=0,
+        final=shards == 1,
+        buyer_limits=buyer_limits,
+    )
     for attempt in range(1, BORROW_ATTEMPTS + 1):
         if admission.outcome != "short":
             break
@@ -204,9 +276,18 @@ def reserve(sale_id: int, user_id: str, quantity: int, idempotency: str, now_ms:
         if borrowed == 0:  # already counted as a sold-out refusal by the 'short' answer
             metrics.reservation("sold_out")
             return Admission("sold_out")
-        admission = _reserve_at(home, sale_id, user_id, quantity, idempotency, now_ms,
-                                order_id, deposit=borrowed, final=attempt == BORROW_ATTEMPTS,
-                                retry=True)
+        admission = _reserve_at(
+            home,
+            sale_id,
+            user_id,
+            quantity,
+            idempotency,
+            now_ms,
+            order_id,
+            deposit=borrowed,
+            final=attempt == BORROW_ATTEMPTS,
+            retry=True,
+        )
     return admission
 
 
@@ -223,16 +304,40 @@ def borrow(sale_id, home: Shard, shards: int, wanted: int) -> int:
     for level, other in sorted(zip(levels, others), key=lambda pair: -pair[0]):
         if taken >= wanted or level <= 0:
             break
-        taken += int(redis_scripts.script(LUA_DIR / "borrow.lua")(
-            keys=[other.sale], args=[wanted - taken], client=redis_store.client))
+        taken += int(
+            redis_scripts.script(LUA_DIR / "borrow.lua")(
+                keys=[other.sale], args=[wanted - taken], client=redis_store.client
+            )
+        )
     return taken
 
 
-def _reserve_at(home: Shard, sale_id, user_id, quantity, idempotency, now_ms, order_id,
-                deposit: int, final: bool, retry: bool = False,
-                buyer_limits: tuple[tuple[int, int], ...] = ()) -> Admission:
-    keys, args = reserve_call(sale_id, user_id, quantity, idempotency, now_ms, order_id, home,
-                              deposit, final, retry, buyer_limits)
+def _reserve_at(
+    home: Shard,
+    sale_id,
+    user_id,
+    quantity,
+    idempotency,
+    now_ms,
+    order_id,
+    deposit: int,
+    final: bool,
+    retry: bool = False,
+    buyer_limits: tuple[tuple[int, int], ...] = (),
+) -> Admission:
+    keys, args = reserve_call(
+        sale_id,
+        user_id,
+        quantity,
+        idempotency,
+        now_ms,
+        order_id,
+        home,
+        deposit,
+        final,
+        retry,
+        buyer_limits,
+    )
     # A request's deadline never lands while the EVALSHA is queued or awaited: the batcher
     # would still send it, and a reservation would be taken that nobody is told of.
     with shielded():
@@ -260,8 +365,9 @@ def sale_state(sale_id) -> dict[str, int] | None:
     shards = shard_count(sale_id)
     if shards is None:
         return None
-    keys = [sale_key(sale_id)] + ([shard(sale_id, i, shards).sale for i in range(shards)]
-                                  if shards > 1 else [])
+    keys = [sale_key(sale_id)] + (
+        [shard(sale_id, i, shards).sale for i in range(shards)] if shards > 1 else []
+    )
     pipe = redis_store.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key)
@@ -308,7 +414,8 @@ def remaining_many(sale_ids: list[int], client=None) -> dict[int, int]:
         parts = iter(pipe.execute())
         for sale_id, shards in sharded.items():
             remaining[sale_id] = remaining.get(sale_id, 0) + sum(
-                _units(next(parts)) for _ in range(shards))
+                _units(next(parts)) for _ in range(shards)
+            )
     return remaining
 
 
@@ -321,4 +428,5 @@ def count_rejection(sale_id, reason: str) -> None:
     """Add one to a known sale's ``rejected_<reason>`` counter (its stats)."""
     if str(sale_id).isdigit():
         redis_scripts.script(LUA_DIR / "count_rejection.lua")(
-            keys=[sale_key(sale_id)], args=[f"rejected_{reason}"], client=redis_store.client)
+            keys=[sale_key(sale_id)], args=[f"rejected_{reason}"], client=redis_store.client
+        )

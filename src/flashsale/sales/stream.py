@@ -52,8 +52,11 @@ RECONNECT_MS = 2000
 HEARTBEAT = b": ping\n\n"
 STREAM_PATH = re.compile(r"^/api/v1/sales/([0-9]{1,18})/stream$")
 # X-Accel-Buffering: nginx passes each event on at once instead of buffering the body.
-STREAM_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"),
-                  ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
+STREAM_HEADERS = [
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+]
 ERROR_LOG_EVERY_S = 10.0
 # A client refused a stream (its address's or this process's cap) may try again after this.
 STREAM_RETRY_AFTER_S = 10
@@ -106,8 +109,10 @@ class StockBroadcaster:
             starts_ms, ends_ms, units = load_sale()
             # The first stream of a sale reads it once at once, so its first event is live.
             reading = self._read([sale_id])[0]
-            watch = self.watches.setdefault(sale_id, SaleWatch(
-                sale_id, starts_ms, ends_ms, units if reading is None else reading))
+            watch = self.watches.setdefault(
+                sale_id,
+                SaleWatch(sale_id, starts_ms, ends_ms, units if reading is None else reading),
+            )
             watch.update(watch.remaining, now_ms())
         watch.streams += 1
         if self.poller is None or self.poller.dead:
@@ -151,7 +156,8 @@ class StockBroadcaster:
 def broadcaster_of(app: Flask) -> StockBroadcaster:
     if "sale_stream" not in app.extensions:
         app.extensions["sale_stream"] = StockBroadcaster(
-            app.extensions["redis"], app.config["STREAM_POLL_MS"] / 1000)
+            app.extensions["redis"], app.config["STREAM_POLL_MS"] / 1000
+        )
     return app.extensions["sale_stream"]
 
 
@@ -175,8 +181,14 @@ class EventStream:
     the server closes it: once it ended, after a failed write (the client left), at
     shutdown, or before it was ever iterated."""
 
-    def __init__(self, broadcaster: StockBroadcaster, watch: SaleWatch, heartbeat_s: float,
-                 lifetime_s: float, release):
+    def __init__(
+        self,
+        broadcaster: StockBroadcaster,
+        watch: SaleWatch,
+        heartbeat_s: float,
+        lifetime_s: float,
+        release,
+    ):
         self.broadcaster = broadcaster
         self.watch = watch
         self.events = events(watch, heartbeat_s, lifetime_s)
@@ -218,8 +230,13 @@ def open_stream(app: Flask, raw_sale_id: str, address: str) -> EventStream:
     # Streams opened together (a page of buyers at the opening second) end spread over the
     # last tenth of their lifetime, so they do not all reconnect at once.
     lifetime_s = app.config["STREAM_MAX_LIFETIME_S"] * random.uniform(0.9, 1.0)
-    return EventStream(broadcaster, watch, app.config["STREAM_HEARTBEAT_S"], lifetime_s,
-                       functools.partial(cap.release, key))
+    return EventStream(
+        broadcaster,
+        watch,
+        app.config["STREAM_HEARTBEAT_S"],
+        lifetime_s,
+        functools.partial(cap.release, key),
+    )
 
 
 class StreamFastPath(FastPath):

@@ -34,14 +34,22 @@ from spillway.security.ratelimits import too_many_requests
 
 PURCHASE_SCHEMA = PurchaseIn()
 PURCHASE_HEADERS = [
-    {"in": "header", "name": "Idempotency-Key", "required": False,
-     "description": "The same key from the same buyer answers the first order again; an "
-                    "empty header counts as none.",
-     "schema": {"type": "string", "pattern": "^([\\x21-\\x7e]{1,64})?$"}},
-    {"in": "header", "name": purchase_tokens.HEADER, "required": False,
-     "description": "Required by sales created with requires_purchase_token: from "
-                    "POST /api/v1/sales/{sale_id}/purchase-token.",
-     "schema": {"type": "string"}},
+    {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "description": "The same key from the same buyer answers the first order again; an "
+        "empty header counts as none.",
+        "schema": {"type": "string", "pattern": "^([\\x21-\\x7e]{1,64})?$"},
+    },
+    {
+        "in": "header",
+        "name": purchase_tokens.HEADER,
+        "required": False,
+        "description": "Required by sales created with requires_purchase_token: from "
+        "POST /api/v1/sales/{sale_id}/purchase-token.",
+        "schema": {"type": "string"},
+    },
 ]
 
 # One event of the stream, as OpenAPI before 3.2 describes a text/event-stream: its fields
@@ -50,12 +58,19 @@ STREAM_EVENT = {
     "type": "object",
     "properties": {
         "event": {"type": "string", "enum": ["message"]},
-        "data": {"type": "string", "contentMediaType": "application/json",
-                 "contentSchema": {
-                     "type": "object", "required": ["remaining", "status"],
-                     "additionalProperties": False,
-                     "properties": {"remaining": {"type": "integer", "minimum": 0},
-                                    "status": {"type": "string", "enum": list(STATUSES)}}}},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["remaining", "status"],
+                "additionalProperties": False,
+                "properties": {
+                    "remaining": {"type": "integer", "minimum": 0},
+                    "status": {"type": "string", "enum": list(STATUSES)},
+                },
+            },
+        },
     },
     "required": ["data"],
 }
@@ -74,17 +89,31 @@ ORDER_LINKS = {
 }
 
 log = logging.getLogger(__name__)
-bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales",
-               description="Flash sales: admission in one redis round trip.")
+bp = Blueprint(
+    "sales",
+    __name__,
+    url_prefix="/api/v1/sales",
+    description="Flash sales: admission in one redis round trip.",
+)
 
 
 @bp.route("")
 class Sales(MethodView):
     @bp.arguments(SaleListArgs, location="query")
     @apidoc.errors(bp, 400)
-    @bp.doc(operationId="list_sales", responses={200: {"links": {
-        "purchase": {"operationId": "purchase",
-                     "parameters": {"sale_id": "$response.body#/items/0/id"}}}}})
+    @bp.doc(
+        operationId="list_sales",
+        responses={
+            200: {
+                "links": {
+                    "purchase": {
+                        "operationId": "purchase",
+                        "parameters": {"sale_id": "$response.body#/items/0/id"},
+                    }
+                }
+            }
+        },
+    )
     @bp.response(200, SaleList)
     def get(self, args):
         """List sales in the order they were created, a page at a time, optionally only
@@ -121,9 +150,12 @@ def sale_stats(sale_id):
 
 @bp.post("/<sale_id>/orders")
 @require_buyer
-@bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": PurchaseIn}}},
-        parameters=PURCHASE_HEADERS, operationId="purchase",
-        responses={202: {"links": ORDER_LINKS}, 200: {"links": ORDER_LINKS}})
+@bp.doc(
+    requestBody={"required": True, "content": {"application/json": {"schema": PurchaseIn}}},
+    parameters=PURCHASE_HEADERS,
+    operationId="purchase",
+    responses={202: {"links": ORDER_LINKS}, 200: {"links": ORDER_LINKS}},
+)
 @apidoc.errors(bp, *apidoc.BUYER, *apidoc.WITH_BODY, 404, 409)
 @bp.response(202, PurchaseOut)
 @bp.alt_response(200, schema=PurchaseOut, description="The Idempotency-Key's earlier order.")
@@ -134,8 +166,9 @@ def purchase(sale_id):
     sale_number = service.parse_sale_id(sale_id)
     purchase_tokens.check(sale_number, g.user_id, request.headers.get(purchase_tokens.HEADER))
     body = load_json_body(PURCHASE_SCHEMA)
-    status, answer = service.purchase(sale_number, g.user_id,
-                                      body["quantity"], request.headers.get("Idempotency-Key", ""))
+    status, answer = service.purchase(
+        sale_number, g.user_id, body["quantity"], request.headers.get("Idempotency-Key", "")
+    )
     return Response(json.dumps(answer), status=status, mimetype="application/json")
 
 
@@ -163,18 +196,36 @@ def purchase_token(sale_id):
 
 
 @bp.get("/<sale_id>/stream")
-@bp.response(200, content_type="text/event-stream", description=(
-    "Server-sent events: `data: {\"remaining\": 7, \"status\": \"active\"}` at once and "
-    "on every change of either (status also changes when the sale starts or ends, by the "
-    "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
-    "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."))
-@bp.doc(responses={200: {"content": {"text/event-stream": {
-    "schema": STREAM_EVENT,
-    "example": 'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'}}}})
+@bp.response(
+    200,
+    content_type="text/event-stream",
+    description=(
+        'Server-sent events: `data: {"remaining": 7, "status": "active"}` at once and '
+        "on every change of either (status also changes when the sale starts or ends, by the "
+        "server clock); a `: ping` comment every 15 s while nothing changes; the stream ends "
+        "after SPILLWAY_STREAM_MAX_LIFETIME_S (600 s) and EventSource reconnects by itself."
+    ),
+)
+@bp.doc(
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": STREAM_EVENT,
+                    "example": (
+                        'retry: 2000\n\ndata: {"remaining": 7, "status": "active"}\n\n: ping\n\n'
+                    ),
+                }
+            }
+        }
+    }
+)
 @apidoc.errors(bp, 404)  # and 429/503: this address's or this server's streams are at the cap
 def stream_sale(sale_id):
     """Follow a sale's remaining stock and status live (text/event-stream)."""
     # Requests normally reach stream.StreamFastPath; this view documents the endpoint and
     # serves what the fast path leaves to Flask.
-    return Response(stream.open_stream(current_app._get_current_object(), sale_id,
-                                request.remote_addr or ""), headers=stream.STREAM_HEADERS)
+    return Response(
+        stream.open_stream(current_app._get_current_object(), sale_id, request.remote_addr or ""),
+        headers=stream.STREAM_HEADERS,
+    )

@@ -61,8 +61,9 @@ def _verify(token: str) -> tuple[str, float] | None:
     :raise ApiError: 401 when it is a buyer token that has expired.
     """
     try:
-        payload, signed_at = _serializer().loads(token, max_age=TOKEN_MAX_AGE_SECONDS,
-                                                 return_timestamp=True)
+        payload, signed_at = _serializer().loads(
+            token, max_age=TOKEN_MAX_AGE_SECONDS, return_timestamp=True
+        )
     except SignatureExpired:
         raise ApiError(401, EXPIRED) from None
     except BadSignature:

@@ -17,8 +17,9 @@ bp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Buyer
 def signup_limit():
     """SPILLWAY_SIGNUP_LIMIT_PER_IP, on top of the per-address default: a limit per buyer
     is a limit per account, and this is what stops minting accounts (SECURITY.md)."""
-    return limiter.limit(lambda: current_app.config["RATELIMIT_SIGNUP"], scope="signup",
-                         override_defaults=False)
+    return limiter.limit(
+        lambda: current_app.config["RATELIMIT_SIGNUP"], scope="signup", override_defaults=False
+    )
 
 
 @bp.post("")

@@ -81,8 +81,7 @@ def _claim(run_dir: RunDir, owners: Owners, move_legacy_database: bool) -> None:
         take_root_file(path, owners.root_uid, owners.root_gid, mode)
     take_directory(run_dir.logs, owners.root_uid, owners.root_gid, owners.mode(0o750))
     take_log_files(run_dir.logs, owners)
-    take_directory(run_dir.nginx_temp, owners.root_uid, owners.service_gid,
-                   owners.mode(0o750))
+    take_directory(run_dir.nginx_temp, owners.root_uid, owners.service_gid, owners.mode(0o750))
     for name in NGINX_TEMP_NAMES:
         remove_unless_directory(run_dir.nginx_temp_path(name))
     remove_tree(run_dir.metrics)  # a previous run's files would be summed into this one's
@@ -99,17 +98,26 @@ def _claim(run_dir: RunDir, owners: Owners, move_legacy_database: bool) -> None:
 def root_file_modes(run_dir: RunDir, owners: Owners) -> dict[Path, int]:
     """Files root writes or reads, with their modes (redis, as the service user, reads
     redis.conf; supervisord.conf and secrets.env hold the secrets)."""
-    return {run_dir.supervisord_conf: 0o600, run_dir.secrets_file: 0o600,
-            run_dir.nginx_conf: owners.mode(0o644), run_dir.redis_conf: owners.mode(0o644),
-            run_dir.nginx_pid: owners.mode(0o644), run_dir.supervisord_pid: owners.mode(0o644),
-            run_dir.supervisor_socket: 0o700}
+    return {
+        run_dir.supervisord_conf: 0o600,
+        run_dir.secrets_file: 0o600,
+        run_dir.nginx_conf: owners.mode(0o644),
+        run_dir.redis_conf: owners.mode(0o644),
+        run_dir.nginx_pid: owners.mode(0o644),
+        run_dir.supervisord_pid: owners.mode(0o644),
+        run_dir.supervisor_socket: 0o700,
+    }
 
 
 def service_directories(run_dir: RunDir, owners: Owners) -> list[tuple[Path, int]]:
     """The directories the service user writes in, with their modes (nginx's workers,
     the service user too, reach gunicorn and memcached through sockets/)."""
-    return [(run_dir.data, 0o700), (run_dir.redis_data, 0o700), (run_dir.metrics, 0o700),
-            (run_dir.sockets, owners.mode(0o750))]
+    return [
+        (run_dir.data, 0o700),
+        (run_dir.redis_data, 0o700),
+        (run_dir.metrics, 0o700),
+        (run_dir.sockets, owners.mode(0o750)),
+    ]
 
 
 def refuse_unsafe_parents(root: Path, owners: Owners) -> None:
@@ -123,11 +131,13 @@ def refuse_unsafe_parents(root: Path, owners: Owners) -> None:
         writable_by_group = info.st_mode & stat.S_IWGRP and info.st_gid == owners.service_gid
         writable_by_others = info.st_mode & stat.S_IWOTH
         if info.st_uid == owners.service_uid or (
-                not sticky and (writable_by_group or writable_by_others)):
+            not sticky and (writable_by_group or writable_by_others)
+        ):
             raise StackError(
                 f"{parent} can be changed by the service user, who could then replace the "
                 f"run directory {root}: choose a run directory whose parents only root "
-                f"can change")
+                f"can change"
+            )
 
 
 def take_directory(path: Path, uid: int, gid: int, mode: int) -> None:
@@ -202,8 +212,9 @@ def remove_tree(path: Path) -> None:
         path.unlink()
         return
     if not shutil.rmtree.avoids_symlink_attacks:
-        raise StackError("this platform's shutil.rmtree can follow links: refusing to "
-                         f"remove {path} as root")
+        raise StackError(
+            f"this platform's shutil.rmtree can follow links: refusing to remove {path} as root"
+        )
     shutil.rmtree(path)
 
 
@@ -216,8 +227,10 @@ def move_database(run_dir: RunDir, owners: Owners) -> None:
     if lstat_or_none(run_dir.legacy_database) is None:
         return
     if lstat_or_none(run_dir.database) is not None:
-        raise StackError(f"both {run_dir.legacy_database} (an older layout's) and "
-                         f"{run_dir.database} exist: keep one, remove the other")
+        raise StackError(
+            f"both {run_dir.legacy_database} (an older layout's) and "
+            f"{run_dir.database} exist: keep one, remove the other"
+        )
     for suffix in DATABASE_SUFFIXES:
         old = run_dir.legacy_database.with_name(run_dir.legacy_database.name + suffix)
         new = run_dir.database.with_name(run_dir.database.name + suffix)
@@ -231,18 +244,23 @@ def quarantine_service_files(run_dir: RunDir, owners: Owners) -> None:
     """Move what the service user owns directly in the run directory, outside the layout
     (an older layout let it write there: a planted package, say), into the quarantine
     directory, root's and closed; say so in one line. Nothing is deleted."""
-    strays = [entry.name for entry in os.scandir(run_dir.root)
-              if entry.name not in run_dir.layout_names
-              and entry.stat(follow_symlinks=False).st_uid == owners.service_uid]
+    strays = [
+        entry.name
+        for entry in os.scandir(run_dir.root)
+        if entry.name not in run_dir.layout_names
+        and entry.stat(follow_symlinks=False).st_uid == owners.service_uid
+    ]
     if not strays:
         return
     take_directory(run_dir.quarantine, owners.root_uid, owners.root_gid, 0o700)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     for name in strays:
         os.rename(run_dir.root / name, run_dir.quarantine / f"{stamp}-{name}")
-    click.echo(f"spillway up: moved what the service user owned in {run_dir.root} into "
-               f"{run_dir.quarantine}/ (not part of the layout; an older one let it write "
-               f"there): {', '.join(sorted(strays))}")
+    click.echo(
+        f"spillway up: moved what the service user owned in {run_dir.root} into "
+        f"{run_dir.quarantine}/ (not part of the layout; an older one let it write "
+        f"there): {', '.join(sorted(strays))}"
+    )
 
 
 def give_to_service_user(path: Path, owners: Owners) -> None:

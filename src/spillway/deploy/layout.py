@@ -45,7 +45,8 @@ def find_system_binaries() -> dict[str, str]:
     if missing:
         raise StackError(
             f"not installed: {', '.join(missing)}. `make run` installs them "
-            f"(or: apt-get install redis-server memcached nginx)")
+            f"(or: apt-get install redis-server memcached nginx)"
+        )
     return found
 
 
@@ -62,8 +63,9 @@ def load_or_create_secrets(run_dir: RunDir) -> dict[str, str]:
         values[name] = os.environ.get(name) or stored.get(name) or secrets.token_urlsafe(32)
     generated = {k: v for k, v in values.items() if not os.environ.get(k)}
     if generated != {k: stored.get(k) for k in generated}:
-        write_atomically(run_dir.secrets_file,
-                         "".join(f"{k}={v}\n" for k, v in generated.items()), 0o600)
+        write_atomically(
+            run_dir.secrets_file, "".join(f"{k}={v}\n" for k, v in generated.items()), 0o600
+        )
     return values
 
 
@@ -89,32 +91,42 @@ def stack_addresses(run_dir: RunDir) -> dict[str, str]:
     }
 
 
-def process_environment(run_dir: RunDir, log_level: str, stack_secrets: dict,
-                        app: str) -> dict[str, str]:
+def process_environment(
+    run_dir: RunDir, log_level: str, stack_secrets: dict, app: str
+) -> dict[str, str]:
     """The environment every app process of the stack runs with: the operator's settings,
     then the stack's own (its addresses win: the processes use the stack's redis)."""
-    environment = {name: value for name, value in os.environ.items()
-                   if name.startswith(PASSED_THROUGH_PREFIX) or name in PASSED_THROUGH}
-    environment.update({
-        "PATH": SEARCH_PATH,
-        "LANG": "C.UTF-8",
-        # root's: nothing the processes read from $HOME can be planted there.
-        "HOME": str(run_dir.root),
-        "SPILLWAY_APP": app,
-        "SPILLWAY_ENV": "prd",
-        "SPILLWAY_LOG_LEVEL": log_level,
-        **stack_addresses(run_dir),
-        "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
-        **stack_secrets,
-    })
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(PASSED_THROUGH_PREFIX) or name in PASSED_THROUGH
+    }
+    environment.update(
+        {
+            "PATH": SEARCH_PATH,
+            "LANG": "C.UTF-8",
+            # root's: nothing the processes read from $HOME can be planted there.
+            "HOME": str(run_dir.root),
+            "SPILLWAY_APP": app,
+            "SPILLWAY_ENV": "prd",
+            "SPILLWAY_LOG_LEVEL": log_level,
+            **stack_addresses(run_dir),
+            "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
+            **stack_secrets,
+        }
+    )
     return environment
 
 
 def render_configs(run_dir: RunDir, context: dict, modes: dict[Path, int]) -> None:
     """Write nginx.conf, redis.conf and supervisord.conf into the run directory, each a new
     file renamed into place (never written through whatever was there), with ``modes``."""
-    jinja = Environment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined,
-                        keep_trailing_newline=True, autoescape=False)
+    jinja = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     full = {
         "paths": run_dir,
         "log_dir": run_dir.logs,
@@ -122,8 +134,11 @@ def render_configs(run_dir: RunDir, context: dict, modes: dict[Path, int]) -> No
         "max_body_bytes": MAX_BODY_BYTES,
         **context,
     }
-    targets = {"nginx.conf": run_dir.nginx_conf, "redis.conf": run_dir.redis_conf,
-               "supervisord.conf": run_dir.supervisord_conf}
+    targets = {
+        "nginx.conf": run_dir.nginx_conf,
+        "redis.conf": run_dir.redis_conf,
+        "supervisord.conf": run_dir.supervisord_conf,
+    }
     for name, target in targets.items():
         write_atomically(target, jinja.get_template(name).render(full), modes[target])
 

@@ -62,8 +62,13 @@ def where_the_stack_is(*settings: str) -> str:
         if any(setting in os.environ for setting in settings):
             return ""
         where = Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve()
-        chosen = (f", or {settings[0]}" if len(settings) == 1
-                  else ", or the addresses" if settings else "")
+        chosen = (
+            f", or {settings[0]}"
+            if len(settings) == 1
+            else ", or the addresses"
+            if settings
+            else ""
+        )
         return f" (no stack in {where}: `make run` starts one; or set SPILLWAY_RUN_DIR{chosen})"
     if not is_running(run_dir):
         return f" (the stack in {run_dir.root} is not running: `make run` starts it)"
@@ -120,9 +125,14 @@ def redis_of(run_dir: RunDir):
         client.close()
     user = resolve_service_user()
     ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
-    server = subprocess.Popen([find_system_binaries()["redis_server"], str(run_dir.redis_conf)],
-                              cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True, **ids)
+    server = subprocess.Popen(
+        [find_system_binaries()["redis_server"], str(run_dir.redis_conf)],
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **ids,
+    )
     try:
         _wait_for(run_dir, server)
         yield
@@ -141,8 +151,9 @@ def _wait_for(run_dir: RunDir, server: subprocess.Popen) -> None:
                 return
             except (redis.exceptions.ConnectionError, FileNotFoundError):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the run directory's redis did not start "
-                                       f"({run_dir.redis_conf})") from None
+                    raise RuntimeError(
+                        f"the run directory's redis did not start ({run_dir.redis_conf})"
+                    ) from None
                 time.sleep(0.1)
     finally:
         client.close()

@@ -66,9 +66,13 @@ def ensure_directory(path: Path) -> None:
 def mirror_file(source: Path, target: Path, info: os.stat_result) -> None:
     mode = PROGRAM_MODE if info.st_mode & 0o111 else FILE_MODE
     current = lstat_or_none(target)
-    if (current is not None and stat.S_ISREG(current.st_mode)
-            and current.st_size == info.st_size and current.st_mtime_ns == info.st_mtime_ns
-            and stat.S_IMODE(current.st_mode) == mode):
+    if (
+        current is not None
+        and stat.S_ISREG(current.st_mode)
+        and current.st_size == info.st_size
+        and current.st_mtime_ns == info.st_mtime_ns
+        and stat.S_IMODE(current.st_mode) == mode
+    ):
         return
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temporary, NO_FOLLOW_CREATE, mode)
@@ -88,8 +92,7 @@ def mirror_file(source: Path, target: Path, info: os.stat_result) -> None:
 def mirror_link(source: Path, target: Path) -> None:
     destination = os.readlink(source)
     current = lstat_or_none(target)
-    if current is not None and stat.S_ISLNK(current.st_mode) and \
-            os.readlink(target) == destination:
+    if current is not None and stat.S_ISLNK(current.st_mode) and os.readlink(target) == destination:
         return
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     os.symlink(destination, temporary)

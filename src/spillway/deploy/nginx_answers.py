@@ -28,9 +28,15 @@ from spillway.security.headers import SECURITY_HEADERS
 
 ERRORS_URI = "/_spillway/errors"
 # nginx's statuses the app never answers with, so errors.CODES has no code for them.
-NGINX_ONLY_CODES = {411: "length_required", 412: "precondition_failed", 414: "uri_too_long",
-                    416: "range_not_satisfiable", 500: "internal_error",
-                    501: "not_implemented", 505: "http_version_not_supported"}
+NGINX_ONLY_CODES = {
+    411: "length_required",
+    412: "precondition_failed",
+    414: "uri_too_long",
+    416: "range_not_satisfiable",
+    500: "internal_error",
+    501: "not_implemented",
+    505: "http_version_not_supported",
+}
 
 
 @dataclass(frozen=True)
@@ -100,5 +106,8 @@ def template_context(max_body_bytes: int) -> dict:
     """What nginx.conf needs to render its own answers."""
     for _name, value in SECURITY_HEADERS:
         nginx_quotable(value, '"')
-    return {"error_pages": error_pages(max_body_bytes), "security_header_pairs": SECURITY_HEADERS,
-            "retry_after": RETRY_AFTER_SECONDS}
+    return {
+        "error_pages": error_pages(max_body_bytes),
+        "security_header_pairs": SECURITY_HEADERS,
+        "retry_after": RETRY_AFTER_SECONDS,
+    }

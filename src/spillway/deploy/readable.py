@@ -43,12 +43,14 @@ from spillway.deploy.service_user import ServiceUser
 READABLE_HOMES = Path("/var/lib/spillway")
 # Run by the system Python as the service user: which of the paths it is given it cannot
 # read (a directory also needs x, to be searched; so does the interpreter, to be run).
-PROBE = ("import json, os, sys\n"
-         "python = sys.argv[1]\n"
-         "def usable(path):\n"
-         "    needs_x = path == python or os.path.isdir(path)\n"
-         "    return os.access(path, os.R_OK | (os.X_OK if needs_x else 0))\n"
-         "print(json.dumps([path for path in sys.argv[1:] if not usable(path)]))\n")
+PROBE = (
+    "import json, os, sys\n"
+    "python = sys.argv[1]\n"
+    "def usable(path):\n"
+    "    needs_x = path == python or os.path.isdir(path)\n"
+    "    return os.access(path, os.R_OK | (os.X_OK if needs_x else 0))\n"
+    "print(json.dumps([path for path in sys.argv[1:] if not usable(path)]))\n"
+)
 SYS_PATH = "import json, sys; print(json.dumps(sys.path))"
 
 
@@ -81,16 +83,24 @@ def app_runtime(user: ServiceUser | None, environment: dict[str, str]) -> Runtim
     if closed:
         home = readable_home(Path(sys.prefix).parent)
         runtime = copy_runtime(closed, environment, home, user)
-        click.echo(f"spillway up: {closed[0]} is closed to the service user {user.name}: it "
-                   f"runs a copy of what it imports, kept in step, in {home}/")
+        click.echo(
+            f"spillway up: {closed[0]} is closed to the service user {user.name}: it "
+            f"runs a copy of what it imports, kept in step, in {home}/"
+        )
     check_can_import(user, runtime)
     return runtime
 
 
 def python_path(python: str, environment: dict[str, str]) -> list[str]:
     """``sys.path`` of ``python`` run as the processes run it (``-P``, from ``/``)."""
-    result = subprocess.run([python, "-P", "-c", SYS_PATH], env=environment, cwd="/",
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [python, "-P", "-c", SYS_PATH],
+        env=environment,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise StackError(f"{python} does not run: {last_error_line(result)}")
     return json.loads(result.stdout)
@@ -103,20 +113,30 @@ def closed_to(user: ServiceUser, paths: list[str]) -> list[str]:
     """
     python = sys._base_executable  # the venv's own interpreter: /usr/bin/python3.x
     try:
-        result = subprocess.run([python, "-I", "-S", "-c", PROBE, *paths],
-                                user=user.uid, group=user.gid, extra_groups=[], cwd="/",
-                                env={"LANG": "C.UTF-8"}, capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            [python, "-I", "-S", "-c", PROBE, *paths],
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            cwd="/",
+            env={"LANG": "C.UTF-8"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     except PermissionError:
         result = None
     if result is None or result.returncode != 0:
-        raise StackError(f"the service user {user.name} cannot run {python}: build the venv "
-                         f"from a Python every user can run (/usr/bin/python3: make run does)")
+        raise StackError(
+            f"the service user {user.name} cannot run {python}: build the venv "
+            f"from a Python every user can run (/usr/bin/python3: make run does)"
+        )
     return json.loads(result.stdout)
 
 
-def copy_runtime(closed: list[str], environment: dict[str, str], home: Path,
-                 user: ServiceUser) -> Runtime:
+def copy_runtime(
+    closed: list[str], environment: dict[str, str], home: Path, user: ServiceUser
+) -> Runtime:
     """Copy the venv (when any of it is closed) and each closed directory outside it into
     ``home``; point the copied venv's ``.pth`` files and ``PYTHONPATH`` at the copies."""
     venv = Path(sys.prefix)
@@ -135,8 +155,9 @@ def copy_runtime(closed: list[str], environment: dict[str, str], home: Path,
             python = str(home / "venv" / Path(sys.executable).relative_to(venv))
     entries = environment.get("PYTHONPATH", "").split(os.pathsep)
     retargeted = os.pathsep.join(str(copies.get(entry, entry)) for entry in entries if entry)
-    return Runtime(python, {**environment, **({"PYTHONPATH": retargeted} if retargeted else {})},
-                   user)
+    return Runtime(
+        python, {**environment, **({"PYTHONPATH": retargeted} if retargeted else {})}, user
+    )
 
 
 def copy_name(path: Path) -> str:
@@ -157,12 +178,22 @@ def retarget_path_files(venv: Path, copies: dict[str, Path]) -> None:
 def check_can_import(user: ServiceUser, runtime: Runtime) -> None:
     """Fail early, and clearly, where the service user cannot import the runtime."""
     environment = {"SPILLWAY_ENV": "test", "PYTHONPATH": runtime.environment.get("PYTHONPATH", "")}
-    result = subprocess.run([runtime.python, "-P", "-c", "import spillway.wsgi"],
-                            user=user.uid, group=user.gid, extra_groups=[], cwd="/",
-                            env=environment, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [runtime.python, "-P", "-c", "import spillway.wsgi"],
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        cwd="/",
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
-        raise StackError(f"the service user {user.name} cannot import spillway with "
-                         f"{runtime.python}: {last_error_line(result)}")
+        raise StackError(
+            f"the service user {user.name} cannot import spillway with "
+            f"{runtime.python}: {last_error_line(result)}"
+        )
 
 
 def run_directory(run_dir: Path, chosen: bool, user: ServiceUser | None) -> Path:
@@ -179,8 +210,10 @@ def run_directory(run_dir: Path, chosen: bool, user: ServiceUser | None) -> Path
     if user is None or not closed_to(user, [str(nearest_existing(resolved.parent))]):
         return resolved
     if chosen or run_dir.is_symlink():
-        raise StackError(f"SPILLWAY_RUN_DIR={run_dir}: the service user {user.name} cannot "
-                         f"reach it: choose a directory every user can traverse")
+        raise StackError(
+            f"SPILLWAY_RUN_DIR={run_dir}: the service user {user.name} cannot "
+            f"reach it: choose a directory every user can traverse"
+        )
     checkout = Path.cwd()
     home_run = readable_home(checkout) / "run"
     if lstat_or_none(run_dir) is not None:
@@ -190,11 +223,14 @@ def run_directory(run_dir: Path, chosen: bool, user: ServiceUser | None) -> Path
             raise StackError(
                 f"{resolved} is closed to the service user {user.name}; move it where it "
                 f"can reach it and link it (mv {resolved} {home_run} && ln -s {home_run} "
-                f"{resolved}), or set SPILLWAY_RUN_DIR") from None
+                f"{resolved}), or set SPILLWAY_RUN_DIR"
+            ) from None
     make_home(home_run.parent, user)
     run_dir.symlink_to(home_run)
-    click.echo(f"spillway up: {checkout} is closed to the service user {user.name}: the run "
-               f"directory is {home_run} (./run links to it)")
+    click.echo(
+        f"spillway up: {checkout} is closed to the service user {user.name}: the run "
+        f"directory is {home_run} (./run links to it)"
+    )
     return home_run
 
 

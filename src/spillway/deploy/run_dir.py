@@ -118,10 +118,23 @@ class RunDir:
     @property
     def layout_names(self) -> frozenset[str]:
         """The names directly in the run directory that belong to the layout."""
-        paths = (self.logs, self.supervisord_conf, self.nginx_conf, self.redis_conf,
-                 self.secrets_file, self.urls_file, self.supervisord_pid, self.supervisor_socket,
-                 self.nginx_pid, self.nginx_temp, self.data, self.redis_data, self.sockets,
-                 self.metrics, self.quarantine)
+        paths = (
+            self.logs,
+            self.supervisord_conf,
+            self.nginx_conf,
+            self.redis_conf,
+            self.secrets_file,
+            self.urls_file,
+            self.supervisord_pid,
+            self.supervisor_socket,
+            self.nginx_pid,
+            self.nginx_temp,
+            self.data,
+            self.redis_data,
+            self.sockets,
+            self.metrics,
+            self.quarantine,
+        )
         return frozenset(path.name for path in paths)
 
     # -- what older layouts left directly in the run directory
@@ -133,7 +146,14 @@ class RunDir:
     @property
     def legacy_leftovers(self) -> tuple[Path, ...]:
         """Sockets and Celery beat's pickle shelve: nothing reads them any more."""
-        names = ("redis.sock", "memcached.sock", "gunicorn.sock", "celerybeat-schedule",
-                 "celerybeat-schedule.db", "celerybeat-schedule.dat",
-                 "celerybeat-schedule.dir", "celerybeat-schedule.bak")
+        names = (
+            "redis.sock",
+            "memcached.sock",
+            "gunicorn.sock",
+            "celerybeat-schedule",
+            "celerybeat-schedule.db",
+            "celerybeat-schedule.dat",
+            "celerybeat-schedule.dir",
+            "celerybeat-schedule.bak",
+        )
         return tuple(self.root / name for name in names)

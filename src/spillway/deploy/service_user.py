@@ -41,8 +41,20 @@ def resolve_service_user() -> ServiceUser | None:
 
 def _create_system_user(name: str) -> None:
     result = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home",
-         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-        capture_output=True, text=True, check=False)
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise StackError(f"could not create system user {name!r}: {result.stderr.strip()}")

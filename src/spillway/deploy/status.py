@@ -53,8 +53,9 @@ def add_programs(status: Status, programs: list[dict]) -> None:
     for info in programs:
         line = f"  {info['name']:16} {info['statename']:9}"
         if info["statename"] == "RUNNING":
-            status.lines.append(f"{line} pid {info['pid']:<8} up "
-                                f"{uptime(info['now'] - info['start'])}")
+            status.lines.append(
+                f"{line} pid {info['pid']:<8} up {uptime(info['now'] - info['start'])}"
+            )
         else:
             status.problem(f"{line} {info['description']}".rstrip())
 
@@ -76,7 +77,8 @@ def add_queues(status: Status, app: Flask) -> None:
     if celery is None:
         return
     names = [queue.name for queue in celery.conf.task_queues or ()] or [
-        celery.conf.task_default_queue]
+        celery.conf.task_default_queue
+    ]
     try:
         with celery.connection_for_read() as connection:
             channel = connection.default_channel
@@ -102,8 +104,7 @@ def add_outboxes(status: Status, app: Flask) -> None:
         except DEPENDENCY_ERRORS as exc:
             status.problem(f"outbox     {stream}: error: {one_line(exc, app.config)}")
             continue
-        status.lines.append(f"outbox     {stream}: {backlog} entr(ies) not yet in the "
-                            f"database")
+        status.lines.append(f"outbox     {stream}: {backlog} entr(ies) not yet in the database")
 
 
 def add_urls(status: Status, run_dir: RunDir) -> None:
@@ -112,8 +113,9 @@ def add_urls(status: Status, run_dir: RunDir) -> None:
     except ValueError:
         urls = {}
     if not urls:
-        status.lines.append(f"urls       not known yet ({run_dir.urls_file}: written once "
-                            f"the stack is ready)")
+        status.lines.append(
+            f"urls       not known yet ({run_dir.urls_file}: written once the stack is ready)"
+        )
         return
     status.lines.append("urls")
     status.lines += [f"  {name:14} {url}" for name, url in urls.items()]

@@ -30,14 +30,16 @@ def programs(run_dir: RunDir) -> list[dict]:
     config = configparser.ConfigParser(interpolation=None)
     config.read_string(read_regular(run_dir.supervisord_conf) or "")
     section = config["supervisorctl"] if config.has_section("supervisorctl") else {}
-    transport = SupervisorTransport(section.get("username"), section.get("password"),
-                                    f"unix://{run_dir.supervisor_socket}")
+    transport = SupervisorTransport(
+        section.get("username"), section.get("password"), f"unix://{run_dir.supervisor_socket}"
+    )
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     try:
         return proxy.supervisor.getAllProcessInfo()
     except (OSError, xmlrpc.client.Error) as exc:
-        raise SupervisorUnreachable(f"supervisord does not answer on "
-                                    f"{run_dir.supervisor_socket}: {exc}") from None
+        raise SupervisorUnreachable(
+            f"supervisord does not answer on {run_dir.supervisor_socket}: {exc}"
+        ) from None
 
 
 def gave_up_on(run_dir: RunDir) -> list[dict]:

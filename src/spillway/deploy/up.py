@@ -83,10 +83,13 @@ def run_stack(options: StackOptions) -> int:
     try:
         options = dataclasses.replace(
             options,
-            metrics_port=loopback_port(options.metrics_port, DEFAULT_METRICS_PORT,
-                                       "SPILLWAY_METRICS_PORT"),
-            flower_port=loopback_port(options.flower_port, DEFAULT_FLOWER_PORT,
-                                      "SPILLWAY_FLOWER_PORT"))
+            metrics_port=loopback_port(
+                options.metrics_port, DEFAULT_METRICS_PORT, "SPILLWAY_METRICS_PORT"
+            ),
+            flower_port=loopback_port(
+                options.flower_port, DEFAULT_FLOWER_PORT, "SPILLWAY_FLOWER_PORT"
+            ),
+        )
         refuse_taken_public_port(options.host, options.port)
         run_dir, supervisord_cmd, runtime, app = prepare(options)
     except (StackError, SettingsError) as exc:
@@ -144,11 +147,12 @@ def refuse_taken_public_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise StackError(f"SPILLWAY_PORT={port}: something already listens on "
-                                 f"{host}:{port} (--port or SPILLWAY_PORT chooses "
-                                 f"another)") from None
-            raise StackError(f"SPILLWAY_HOST={host}: cannot listen there: "
-                             f"{exc.strerror}") from None
+                raise StackError(
+                    f"SPILLWAY_PORT={port}: something already listens on "
+                    f"{host}:{port} (--port or SPILLWAY_PORT chooses "
+                    f"another)"
+                ) from None
+            raise StackError(f"SPILLWAY_HOST={host}: cannot listen there: {exc.strerror}") from None
 
 
 def gave_up_starting(run_dir: RunDir) -> str | None:
@@ -175,50 +179,61 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
     # the service user planted is followed (boundary.py). The default database moves out
     # of an older layout's run directory; one the operator named stays where it is.
     claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
-    runtime = app_runtime(user, process_environment(run_dir, options.log_level,
-                                                    load_or_create_secrets(run_dir),
-                                                    app_spec()))
+    runtime = app_runtime(
+        user,
+        process_environment(
+            run_dir, options.log_level, load_or_create_secrets(run_dir), app_spec()
+        ),
+    )
     environment = runtime.environment
     app = describe_app(runtime)
     sidecars = place_sidecars(app["sidecars"], environment)
-    render_configs(run_dir, {
-        **binaries,
-        "app": app,
-        "python": runtime.python,
-        "sidecars": sidecars,
-        "user": user.name if user else "",
-        "group": user.group if user else "",
-        "host": options.host,
-        "port": options.port,
-        "web_workers": options.web_workers,
-        "worker_connections": options.worker_connections,
-        "worker_concurrency": os.cpu_count() or 2,
-        "nginx_workers": "auto",
-        "memcached_mb": 128,
-        **nginx_answers.template_context(MAX_BODY_BYTES),
-        **nginx_rate_limits(),
-        "redis_maxmemory": redis_maxmemory(),
-        "max_open_files": max_open_files(),
-        "log_level": options.log_level,
-        "log_level_lower": options.log_level.lower(),
-        "environment": supervisor_environment(environment),
-        "metrics_port": options.metrics_port,
-        "flower_port": options.flower_port,
-        "flower_environment": supervisor_environment(flower_environment(environment)),
-        # Explicit: root's supervisord keeps root (it says so in a CRIT line otherwise).
-        "supervisord_user": "root" if user else "",
-        "supervisor_username": SUPERVISOR_USER,
-        "supervisor_password": secrets.token_urlsafe(24),
-        "common": program_options(user, run_dir),
-        "common_root": program_options(None, run_dir),
-    }, root_file_modes(run_dir, Owners.of(user)))
+    render_configs(
+        run_dir,
+        {
+            **binaries,
+            "app": app,
+            "python": runtime.python,
+            "sidecars": sidecars,
+            "user": user.name if user else "",
+            "group": user.group if user else "",
+            "host": options.host,
+            "port": options.port,
+            "web_workers": options.web_workers,
+            "worker_connections": options.worker_connections,
+            "worker_concurrency": os.cpu_count() or 2,
+            "nginx_workers": "auto",
+            "memcached_mb": 128,
+            **nginx_answers.template_context(MAX_BODY_BYTES),
+            **nginx_rate_limits(),
+            "redis_maxmemory": redis_maxmemory(),
+            "max_open_files": max_open_files(),
+            "log_level": options.log_level,
+            "log_level_lower": options.log_level.lower(),
+            "environment": supervisor_environment(environment),
+            "metrics_port": options.metrics_port,
+            "flower_port": options.flower_port,
+            "flower_environment": supervisor_environment(flower_environment(environment)),
+            # Explicit: root's supervisord keeps root (it says so in a CRIT line otherwise).
+            "supervisord_user": "root" if user else "",
+            "supervisor_username": SUPERVISOR_USER,
+            "supervisor_password": secrets.token_urlsafe(24),
+            "common": program_options(user, run_dir),
+            "common_root": program_options(None, run_dir),
+        },
+        root_file_modes(run_dir, Owners.of(user)),
+    )
     if app["migrations"]:
         click.echo("spillway up: migrating the database")
         result = run_cli(["db", "upgrade"], runtime)
         if result.returncode != 0:
             raise StackError(f"database migration failed: {last_line(result)}")
-    return run_dir, [sys.executable, "-P", "-m", "supervisor.supervisord", "-c",
-                     str(run_dir.supervisord_conf)], runtime, app
+    return (
+        run_dir,
+        [sys.executable, "-P", "-m", "supervisor.supervisord", "-c", str(run_dir.supervisord_conf)],
+        runtime,
+        app,
+    )
 
 
 def describe_app(runtime: Runtime) -> dict:
@@ -261,8 +276,10 @@ def flower_environment(environment: dict[str, str]) -> dict[str, str]:
     """
     token = environment["SPILLWAY_ADMIN_TOKEN"]
     if "," in token:
-        raise StackError("SPILLWAY_ADMIN_TOKEN must not contain a comma: it is Flower's "
-                         "password too, and Flower splits its credentials on commas")
+        raise StackError(
+            "SPILLWAY_ADMIN_TOKEN must not contain a comma: it is Flower's "
+            "password too, and Flower splits its credentials on commas"
+        )
     flower = {k: v for k, v in environment.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     return {**flower, "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{token}"}
 
@@ -298,14 +315,20 @@ def run_cli(args: list[str], runtime: Runtime) -> subprocess.CompletedProcess:
     sys.path (-P)."""
     user = runtime.user
     ids = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
-    return subprocess.run([runtime.python, "-P", "-m", "spillway", *args],
-                          env=runtime.environment,
-                          cwd=NEUTRAL_CWD, capture_output=True, text=True, check=False,
-                          **ids)
+    return subprocess.run(
+        [runtime.python, "-P", "-m", "spillway", *args],
+        env=runtime.environment,
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        check=False,
+        **ids,
+    )
 
 
-def start_checks_refusal(run_dir: RunDir, runtime: Runtime, supervisord: subprocess.Popen,
-                         timeout: float = 30.0) -> str | None:
+def start_checks_refusal(
+    run_dir: RunDir, runtime: Runtime, supervisord: subprocess.Popen, timeout: float = 30.0
+) -> str | None:
     """Once redis answers, the app's start checks (`spillway start-checks`; the flash sale's:
     redis's state belongs to this database, RELIABILITY.md): None, or the one line saying
     why not and what to do."""
@@ -343,14 +366,16 @@ def probe_url(options: StackOptions, path: str) -> str:
     return f"http://{host}:{options.port}{path}"
 
 
-def wait_until_ready(options: StackOptions, run_dir: RunDir,
-                     supervisord: subprocess.Popen) -> bool:
+def wait_until_ready(options: StackOptions, run_dir: RunDir, supervisord: subprocess.Popen) -> bool:
     """Poll /readyz through nginx until it answers 200, supervisord dies or gives up
     starting a program, or time runs out."""
     deadline = time.monotonic() + options.ready_timeout
     url = probe_url(options, "/readyz")
-    while (time.monotonic() < deadline and supervisord.poll() is None
-           and not supervisor_rpc.gave_up_on(run_dir)):
+    while (
+        time.monotonic() < deadline
+        and supervisord.poll() is None
+        and not supervisor_rpc.gave_up_on(run_dir)
+    ):
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -373,15 +398,18 @@ def stack_urls(options: StackOptions, app: dict) -> dict[str, str]:
     return urls
 
 
-def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, str],
-                 app: dict) -> None:
+def print_banner(
+    options: StackOptions, run_dir: RunDir, environment: dict[str, str], app: dict
+) -> None:
     """The one screen an operator needs: where the app is, its links, where everything
     else listens and logs, how to stop it (the URLs kept for `spillway status` too)."""
     urls = stack_urls(options, app)
     write_atomically(run_dir.urls_file, json.dumps(urls, indent=1) + "\n", 0o644)
     token_source = (
-        "SPILLWAY_ADMIN_TOKEN (from your environment)" if os.environ.get("SPILLWAY_ADMIN_TOKEN")
-        else f"{run_dir.secrets_file} (SPILLWAY_ADMIN_TOKEN, generated)")
+        "SPILLWAY_ADMIN_TOKEN (from your environment)"
+        if os.environ.get("SPILLWAY_ADMIN_TOKEN")
+        else f"{run_dir.secrets_file} (SPILLWAY_ADMIN_TOKEN, generated)"
+    )
     lines = ["", f"Spillway is up — {app['name']}  {urls['app']}"]
     lines += [f"  {name:13} {urls[name]}" for name in app["links"]]
     lines += [
@@ -390,8 +418,10 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
         f"  metrics       {urls['metrics']}   (loopback only)",
     ]
     if app["celery"]:
-        lines.append(f"  flower        {urls['flower']}   (loopback only; "
-                     f"user {FLOWER_USER}, password: the admin token)")
+        lines.append(
+            f"  flower        {urls['flower']}   (loopback only; "
+            f"user {FLOWER_USER}, password: the admin token)"
+        )
     lines += [
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
         f"  redis         redis-cli -s {run_dir.redis_socket}",
@@ -406,9 +436,11 @@ def print_banner(options: StackOptions, run_dir: RunDir, environment: dict[str, 
 
 def report_not_ready(options: StackOptions, run_dir: RunDir, supervisord) -> None:
     if supervisord.poll() is not None:
-        click.echo(f"spillway up: supervisord exited; see {run_dir.logs}/supervisord.log",
-                   err=True)
+        click.echo(f"spillway up: supervisord exited; see {run_dir.logs}/supervisord.log", err=True)
         return
-    click.echo(f"spillway up: not ready after {options.ready_timeout:.0f}s; "
-               f"{probe_url(options, '/readyz')} says which dependency is down; "
-               f"logs in {run_dir.logs}/", err=True)
+    click.echo(
+        f"spillway up: not ready after {options.ready_timeout:.0f}s; "
+        f"{probe_url(options, '/readyz')} says which dependency is down; "
+        f"logs in {run_dir.logs}/",
+        err=True,
+    )

@@ -81,14 +81,20 @@ class LeaderScheduler(RedBeatScheduler):
         client = get_redis(self.app)
         lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
         lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
-        log.info("beat: taking the leader lock %s, or waiting here while another beat "
-                 "holds it", self.lock_key)
+        log.info(
+            "beat: taking the leader lock %s, or waiting here while another beat holds it",
+            self.lock_key,
+        )
         lock.acquire()
         log.info("beat: Acquired lock")
         self.lock = lock
 
     def _redis_failed(self, what: str, exc: Exception) -> None:
         if not self._unavailable:
-            log.warning("beat: redis is unavailable, could not %s (%s); trying again every "
-                        "%g s", what, exc, RETRY_S)
+            log.warning(
+                "beat: redis is unavailable, could not %s (%s); trying again every %g s",
+                what,
+                exc,
+                RETRY_S,
+            )
         self._unavailable = True

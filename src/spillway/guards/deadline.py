@@ -69,8 +69,7 @@ class RequestDeadline:
         """(Re)start the timer to fire in ``seconds`` (None: not at all)."""
         self.cancel()
         if seconds is not None:
-            self.timer = gevent.Timeout(max(seconds, 0),
-                                        DeadlineExceeded(self.seconds))
+            self.timer = gevent.Timeout(max(seconds, 0), DeadlineExceeded(self.seconds))
             self.timer.start()
 
     def cancel(self) -> None:
@@ -164,11 +163,29 @@ class DeadlineMiddleware:
     def answer(self, environ, start_response, seconds: float):
         route = environ.get(ROUTE_KEY, UNMATCHED)
         registry.REQUEST_DEADLINES.labels(route).inc()
-        log.warning("%s %s passed its %g s deadline: its greenlet was ended, answered 503",
-                    environ.get("REQUEST_METHOD"), route, seconds)
-        body = json.dumps({"error": {"code": "unavailable", "message": (
-            f"The request did not finish within its {seconds:g} s deadline; try again.")}})
-        start_response("503 SERVICE UNAVAILABLE", [
-            ("Content-Type", "application/json"), ("Retry-After", str(RETRY_AFTER_SECONDS)),
-            ("Content-Length", str(len(body)))], sys.exc_info())
+        log.warning(
+            "%s %s passed its %g s deadline: its greenlet was ended, answered 503",
+            environ.get("REQUEST_METHOD"),
+            route,
+            seconds,
+        )
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "unavailable",
+                    "message": (
+                        f"The request did not finish within its {seconds:g} s deadline; try again."
+                    ),
+                }
+            }
+        )
+        start_response(
+            "503 SERVICE UNAVAILABLE",
+            [
+                ("Content-Type", "application/json"),
+                ("Retry-After", str(RETRY_AFTER_SECONDS)),
+                ("Content-Length", str(len(body))),
+            ],
+            sys.exc_info(),
+        )
         return [body.encode()]

@@ -88,15 +88,23 @@ class HubMonitor:
         self._count.set(self.blocks)
         self._longest.set(self.longest_s)
         self._lengths.observe(seconds)
-        log.error("hub blocked %d ms in pid %d (over %d ms); stack, innermost last: %s",
-                  seconds * 1000, os.getpid(), self.threshold_s * 1000,
-                  stack_of(reports[0]) if reports else "none caught")
+        log.error(
+            "hub blocked %d ms in pid %d (over %d ms); stack, innermost last: %s",
+            seconds * 1000,
+            os.getpid(),
+            self.threshold_s * 1000,
+            stack_of(reports[0]) if reports else "none caught",
+        )
 
     def flush(self, why: str) -> None:
         """Log what is still queued (the worker is being killed with its hub blocked)."""
         for report in self._take_reports()[:1]:
-            log.error("hub blocked in pid %d when %s; stack, innermost last: %s",
-                      os.getpid(), why, stack_of(report))
+            log.error(
+                "hub blocked in pid %d when %s; stack, innermost last: %s",
+                os.getpid(),
+                why,
+                stack_of(report),
+            )
 
     def _take_reports(self) -> list:
         reports = []
@@ -111,8 +119,10 @@ def stack_of(report: list) -> str:
     """The blocking greenlet's stack from gevent's report, on one line (its last frames)."""
     for index, part in enumerate(report[:-1]):
         if str(part).startswith("Blocked Stack"):
-            frames = [f"{_short(m['file'])}:{m['line']} {m['func']}"
-                      for m in FRAME.finditer(str(report[index + 1]))]
+            frames = [
+                f"{_short(m['file'])}:{m['line']} {m['func']}"
+                for m in FRAME.finditer(str(report[index + 1]))
+            ]
             if frames:
                 return " > ".join(frames[-STACK_FRAMES:])
     return "not in gevent's report"
@@ -139,8 +149,7 @@ def start(threshold_s: float, server: str) -> HubMonitor:
         gevent.get_hub().start_periodic_monitoring_thread()
     gevent.spawn(monitor.watch)
     _monitor = monitor
-    log.info("watching the hub: a greenlet that holds it over %d ms is logged",
-             threshold_s * 1000)
+    log.info("watching the hub: a greenlet that holds it over %d ms is logged", threshold_s * 1000)
     return monitor
 
 
@@ -158,7 +167,8 @@ def worker_blocks() -> list[dict]:
         from prometheus_client.multiprocess import MultiProcessCollector
 
         families = MultiProcessCollector.merge(
-            glob.glob(os.path.join(shared, "gauge_liveall_*.db")))
+            glob.glob(os.path.join(shared, "gauge_liveall_*.db"))
+        )
     else:
         families = [*registry.HUB_BLOCKS.collect(), *registry.HUB_BLOCK_LONGEST.collect()]
     workers: dict[int, dict] = {}
@@ -166,7 +176,8 @@ def worker_blocks() -> list[dict]:
         field = GAUGES.get(family.name)
         for sample in family.samples if field else ():
             pid = int(sample.labels.get("pid", os.getpid()))
-            entry = workers.setdefault(pid, {"pid": pid, "server": sample.labels["server"],
-                                             "blocks": 0, "longest_s": 0.0})
+            entry = workers.setdefault(
+                pid, {"pid": pid, "server": sample.labels["server"], "blocks": 0, "longest_s": 0.0}
+            )
             entry[field] = int(sample.value) if field == "blocks" else round(sample.value, 3)
     return [workers[pid] for pid in sorted(workers)]

@@ -19,9 +19,11 @@ def _psycopg2() -> str | None:
     extensions = sys.modules.get("psycopg2.extensions")
     if extensions is not None and extensions.get_wait_callback() is not None:
         return None  # psycogreen (or an equivalent) made it wait through the hub
-    return ("psycopg2 is imported with no wait callback, so every query blocks the hub: "
-            "call psycogreen.gevent.patch_psycopg() before the app connects, or use "
-            "psycopg 3 (postgresql+psycopg://)")
+    return (
+        "psycopg2 is imported with no wait callback, so every query blocks the hub: "
+        "call psycogreen.gevent.patch_psycopg() before the app connects, or use "
+        "psycopg 3 (postgresql+psycopg://)"
+    )
 
 
 def _psycopg3() -> str | None:
@@ -30,8 +32,10 @@ def _psycopg3() -> str | None:
     version = getattr(sys.modules["psycopg"], "__version__", "0")
     if Version(version) >= Version("3.1.14"):
         return None
-    return (f"psycopg {version} waits on its sockets outside gevent's patched selectors: "
-            "upgrade to psycopg 3.1.14 or later")
+    return (
+        f"psycopg {version} waits on its sockets outside gevent's patched selectors: "
+        "upgrade to psycopg 3.1.14 or later"
+    )
 
 
 def _always(message: str):
@@ -42,10 +46,14 @@ def _always(message: str):
 BLOCKING = {
     "psycopg2": _psycopg2,
     "psycopg": _psycopg3,
-    "pylibmc": _always("pylibmc (libmemcached, in C) blocks the hub on every call: use "
-                       "pymemcache, the runtime's own memcached client"),
-    "MySQLdb": _always("MySQLdb (mysqlclient, in C) blocks the hub on every query: use "
-                       "PyMySQL (mysql+pymysql://), whose sockets gevent patches"),
+    "pylibmc": _always(
+        "pylibmc (libmemcached, in C) blocks the hub on every call: use "
+        "pymemcache, the runtime's own memcached client"
+    ),
+    "MySQLdb": _always(
+        "MySQLdb (mysqlclient, in C) blocks the hub on every query: use "
+        "PyMySQL (mysql+pymysql://), whose sockets gevent patches"
+    ),
 }
 # C-extension clients that may or may not cooperate, depending on how they are set up.
 UNJUDGED = {
@@ -62,11 +70,15 @@ UNJUDGED = {
 
 def findings() -> tuple[list[str], list[str]]:
     """(refusals, warnings) for the modules imported in this process now."""
-    refusals = [problem for name, judge in BLOCKING.items()
-                if name in sys.modules and (problem := judge())]
-    warnings = [f"{name} is a C client this audit cannot judge: {advice}; "
-                "spillway_hub_blocks will show whether it blocks"
-                for name, advice in UNJUDGED.items() if name in sys.modules]
+    refusals = [
+        problem for name, judge in BLOCKING.items() if name in sys.modules and (problem := judge())
+    ]
+    warnings = [
+        f"{name} is a C client this audit cannot judge: {advice}; "
+        "spillway_hub_blocks will show whether it blocks"
+        for name, advice in UNJUDGED.items()
+        if name in sys.modules
+    ]
     return refusals, warnings
 
 

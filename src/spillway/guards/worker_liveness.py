@@ -63,8 +63,11 @@ def install(celery_app, flask_app) -> None:
 
 
 def record(client, hostname: str, sent: float, ran: float) -> None:
-    client.hset(LIVENESS_KEY, hostname, json.dumps(
-        {"sent": sent, "ran": ran, "rtt_s": round(ran - sent, 6), "pid": os.getppid()}))
+    client.hset(
+        LIVENESS_KEY,
+        hostname,
+        json.dumps({"sent": sent, "ran": ran, "rtt_s": round(ran - sent, 6), "pid": os.getppid()}),
+    )
 
 
 def workers(client, now: float | None = None) -> dict[str, dict]:
@@ -102,13 +105,17 @@ class LivenessCollector:
         self.client = client
 
     def collect(self):
-        rtt = GaugeMetricFamily("spillway_celery_worker_ping_rtt_seconds",
-                                "A worker's last ping: published to its own queue → run.",
-                                labels=["worker"])
-        age = GaugeMetricFamily("spillway_celery_worker_ping_age_seconds",
-                                "Seconds since a worker's last ping ran (it consumes while "
-                                "this stays under SPILLWAY_WORKER_PING_S or so).",
-                                labels=["worker"])
+        rtt = GaugeMetricFamily(
+            "spillway_celery_worker_ping_rtt_seconds",
+            "A worker's last ping: published to its own queue → run.",
+            labels=["worker"],
+        )
+        age = GaugeMetricFamily(
+            "spillway_celery_worker_ping_age_seconds",
+            "Seconds since a worker's last ping ran (it consumes while "
+            "this stays under SPILLWAY_WORKER_PING_S or so).",
+            labels=["worker"],
+        )
         for name, entry in sorted(workers(self.client).items()):
             rtt.add_metric([name], entry["rtt_s"])
             age.add_metric([name], entry["age_s"])
@@ -134,8 +141,9 @@ class Watchdog(bootsteps.StartStopStep):
         self.received_at = time.monotonic()  # the consumer gets the stall bound to start
         task_received.connect(self.on_received, weak=False)
         worker_shutdown.connect(self.on_shutdown, weak=False)
-        self.thread = threading.Thread(target=self.watch, args=(worker,), daemon=True,
-                                       name="spillway-liveness")
+        self.thread = threading.Thread(
+            target=self.watch, args=(worker,), daemon=True, name="spillway-liveness"
+        )
         self.thread.start()
 
     def stop(self, worker):
@@ -165,12 +173,21 @@ class Watchdog(bootsteps.StartStopStep):
                 if slept > 2 * self.ping_s + 1:
                     # The whole process was stopped (SIGSTOP, a paused VM) or starved: its
                     # consumer was as silent as this thread, through no fault of its own.
-                    log.warning("liveness: this process ran nothing for %.0f s; its consumer "
-                                "gets %g s again", slept, self.stall_s)
+                    log.warning(
+                        "liveness: this process ran nothing for %.0f s; its consumer "
+                        "gets %g s again",
+                        slept,
+                        self.stall_s,
+                    )
                     self.received_at = woke
                 try:
-                    app.send_task(PING_TASK, args=[worker.hostname, time.time()], queue=queue,
-                                  expires=self.stall_s, connection=connection)
+                    app.send_task(
+                        PING_TASK,
+                        args=[worker.hostname, time.time()],
+                        queue=queue,
+                        expires=self.stall_s,
+                        connection=connection,
+                    )
                     failed = False
                 except Exception as exc:  # the broker is down: the stall bound decides
                     if not failed:
@@ -193,12 +210,15 @@ class Watchdog(bootsteps.StartStopStep):
 
     @staticmethod
     def _exit(worker, silent: float) -> None:
-        log.error("worker %s consumed none of its pings for %.0f s with a free slot: exiting "
-                  "so that a fresh one is started", worker.hostname, silent)
+        log.error(
+            "worker %s consumed none of its pings for %.0f s with a free slot: exiting "
+            "so that a fresh one is started",
+            worker.hostname,
+            silent,
+        )
         os.kill(os.getpid(), signal.SIGTERM)  # warm: running tasks finish
         time.sleep(EXIT_GRACE_S)  # a warm shutdown ends the process, this thread with it
-        log.error("worker %s did not stop in %.0f s: killing it", worker.hostname,
-                  EXIT_GRACE_S)
+        log.error("worker %s did not stop in %.0f s: killing it", worker.hostname, EXIT_GRACE_S)
         if os.getpgrp() == os.getpid():  # its own process group: the pool goes too
             os.killpg(os.getpid(), signal.SIGKILL)
         os._exit(1)

@@ -101,8 +101,7 @@ def cached_checks(app: Flask) -> dict[str, str]:
     """:func:`run_checks`, at most once per ``READYZ_CACHE_S`` in this process."""
     cache = app.extensions.get("readiness")
     if cache is None:
-        cache = app.extensions.setdefault("readiness", ReadinessCache(
-            app.config["READYZ_CACHE_S"]))
+        cache = app.extensions.setdefault("readiness", ReadinessCache(app.config["READYZ_CACHE_S"]))
     return cache.results()
 
 

@@ -25,8 +25,9 @@ from spillway.metrics.middleware import ROUTE_KEY
 PUBLIC_MARK = "HTTP_X_SPILLWAY_PUBLIC"
 JSON = [("Content-Type", "application/json")]
 NOT_FOUND = b'{"error": {"code": "not_found", "message": "No such resource."}}'
-NOT_ALLOWED = (b'{"error": {"code": "method_not_allowed", "message": "Only GET and HEAD are '
-               b'answered here."}}')
+NOT_ALLOWED = (
+    b'{"error": {"code": "method_not_allowed", "message": "Only GET and HEAD are answered here."}}'
+)
 
 
 class RuntimeEndpoints:
@@ -35,8 +36,7 @@ class RuntimeEndpoints:
     def __init__(self, app: Flask, wsgi_app):
         self.app = app
         self.wsgi_app = wsgi_app
-        self.paths = {"/healthz": self.healthz, "/readyz": self.readyz,
-                      "/metrics": self.metrics}
+        self.paths = {"/healthz": self.healthz, "/readyz": self.readyz, "/metrics": self.metrics}
 
     def __call__(self, environ, start_response):
         answer = self.paths.get(environ.get("PATH_INFO", ""))
@@ -46,8 +46,11 @@ class RuntimeEndpoints:
         if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             status, headers, body = answer(environ)
         else:
-            status, headers, body = ("405 METHOD NOT ALLOWED",
-                                     [*JSON, ("Allow", "GET, HEAD")], NOT_ALLOWED)
+            status, headers, body = (
+                "405 METHOD NOT ALLOWED",
+                [*JSON, ("Allow", "GET, HEAD")],
+                NOT_ALLOWED,
+            )
         start_response(status, [*headers, ("Content-Length", str(len(body)))])
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
 
@@ -62,8 +65,11 @@ class RuntimeEndpoints:
         body = json.dumps({"status": "ok" if ready else "unavailable", "checks": shown})
         if ready:
             return "200 OK", JSON, body.encode()
-        return ("503 SERVICE UNAVAILABLE", [*JSON, ("Retry-After", str(RETRY_AFTER_SECONDS))],
-                body.encode())
+        return (
+            "503 SERVICE UNAVAILABLE",
+            [*JSON, ("Retry-After", str(RETRY_AFTER_SECONDS))],
+            body.encode(),
+        )
 
     def metrics(self, environ):
         if environ.get(PUBLIC_MARK):
@@ -75,5 +81,8 @@ class RuntimeEndpoints:
     def _is_admin(self, environ) -> bool:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         expected = self.app.config.get("ADMIN_TOKEN") or ""
-        return (scheme.lower() == "bearer" and bool(expected)
-                and hmac.compare_digest(token.strip().encode(), expected.encode()))
+        return (
+            scheme.lower() == "bearer"
+            and bool(expected)
+            and hmac.compare_digest(token.strip().encode(), expected.encode())
+        )

@@ -22,8 +22,9 @@ def _task_started(task_id=None, **_):
 def _task_finished(task_id=None, task=None, state=None, **_):
     started = _started.pop(task_id, None)
     if started is not None and task is not None:
-        registry.task_finished(task.name, (state or "unknown").lower(),
-                               time.perf_counter() - started)
+        registry.task_finished(
+            task.name, (state or "unknown").lower(), time.perf_counter() - started
+        )
 
 
 def _child_exiting(pid=None, **_):

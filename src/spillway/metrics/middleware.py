@@ -41,9 +41,12 @@ class RequestMetricsMiddleware:
             raise
         finally:
             method = environ.get("REQUEST_METHOD", "")
-            registry.observe_request(method if method in METHODS else "other",
-                                     environ.get(ROUTE_KEY, UNMATCHED), status,
-                                     time.perf_counter() - started)
+            registry.observe_request(
+                method if method in METHODS else "other",
+                environ.get(ROUTE_KEY, UNMATCHED),
+                status,
+                time.perf_counter() - started,
+            )
 
 
 def remember_route():

@@ -25,6 +25,5 @@ def scaffold(directory: Path, name: str) -> Path:
         raise ScaffoldError(f"{package} exists already: choose another name or directory")
     package.mkdir(parents=True)
     target = package / "__init__.py"
-    target.write_text(Template(TEMPLATE.read_text(), keep_trailing_newline=True)
-                      .render(name=name))
+    target.write_text(Template(TEMPLATE.read_text(), keep_trailing_newline=True).render(name=name))
     return target

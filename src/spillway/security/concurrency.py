@@ -24,8 +24,7 @@ class ConcurrencyCap:
     Under gevent nothing yields between a check and its count, so the cap holds exactly.
     """
 
-    def __init__(self, what: str, per_worker: int, per_address: int | None,
-                 retry_after: int):
+    def __init__(self, what: str, per_worker: int, per_address: int | None, retry_after: int):
         self.what = what
         self.per_worker = per_worker
         self.per_address = per_address
@@ -40,12 +39,18 @@ class ConcurrencyCap:
         """
         key = address_key(address)
         if self.per_address is not None and self.by_address[key] >= self.per_address:
-            raise ApiError(429, f"Too many {self.what} open from your address (at most "
-                           f"{self.per_address}); close one first.",
-                           retry_after=self.retry_after)
+            raise ApiError(
+                429,
+                f"Too many {self.what} open from your address (at most "
+                f"{self.per_address}); close one first.",
+                retry_after=self.retry_after,
+            )
         if self.open >= self.per_worker:
-            raise ApiError(503, f"This server holds as many {self.what} as it can; retry "
-                           "shortly.", retry_after=self.retry_after)
+            raise ApiError(
+                503,
+                f"This server holds as many {self.what} as it can; retry shortly.",
+                retry_after=self.retry_after,
+            )
         self.open += 1
         self.by_address[key] += 1
         return key
@@ -71,8 +76,11 @@ def cap_of(app: Flask, name: str, what: str, retry_after: int) -> ConcurrencyCap
     ``<name>_PER_ADDRESS`` (the latter only while rate limits are on)."""
     cap = app.extensions.get(f"cap:{name}")
     if cap is None:
-        per_address = app.config[f"{name}_PER_ADDRESS"] if app.config[
-            "RATE_LIMITS_ENABLED"] else None
-        cap = app.extensions.setdefault(f"cap:{name}", ConcurrencyCap(
-            what, app.config[f"{name}_PER_WORKER"], per_address, retry_after))
+        per_address = (
+            app.config[f"{name}_PER_ADDRESS"] if app.config["RATE_LIMITS_ENABLED"] else None
+        )
+        cap = app.extensions.setdefault(
+            f"cap:{name}",
+            ConcurrencyCap(what, app.config[f"{name}_PER_WORKER"], per_address, retry_after),
+        )
     return cap

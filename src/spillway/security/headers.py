@@ -6,8 +6,9 @@ and they must carry the headers too. It costs one list copy per response.
 
 # One policy for pages and JSON alike: nothing but our own origin, never in a frame.
 # The pages have no inline script or style, so 'self' is enough for them.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-                           "form-action 'self'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
@@ -27,4 +28,3 @@ class SecurityHeaders:
             return start_response(status, [*headers, *SECURITY_HEADERS], exc_info)
 
         return self.wsgi_app(environ, start_with_headers)
-

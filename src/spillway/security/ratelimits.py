@@ -45,8 +45,9 @@ def address_key(address: str) -> str:
 # The per-address default is read from the app serving the request: Flask-Limiter keeps
 # the default limits of the first app it is bound to, and a process (a test run) may
 # build several apps with different settings.
-limiter = Limiter(key_func=client_address,
-                  default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]])
+limiter = Limiter(
+    key_func=client_address, default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]]
+)
 
 
 def init_app(app: Flask) -> None:
@@ -64,8 +65,9 @@ def too_many_requests(exc: RateLimitExceeded):
     """Flask-Limiter's refusal in the JSON error shape, with the real Retry-After."""
     current = limiter.current_limit
     wait = _seconds_until(current.reset_at, current.limit.get_expiry()) if current else None
-    return error_response(429, "rate_limited", f"Too many requests ({exc.description}); "
-                          "slow down.", wait)
+    return error_response(
+        429, "rate_limited", f"Too many requests ({exc.description}); slow down.", wait
+    )
 
 
 def _seconds_until(reset_at: float, window_s: int) -> int:

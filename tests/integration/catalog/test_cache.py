@@ -39,8 +39,9 @@ def test_no_stale_read_after_patch(client, app):
     client.get(f"/api/v1/products/{product.id}")
     client.get("/api/v1/products")
     client.get("/api/v1/products?page=1&per_page=5")
-    response = client.patch(f"/api/v1/products/{product.id}", json={"name": "Renamed"},
-                            headers=admin_headers())
+    response = client.patch(
+        f"/api/v1/products/{product.id}", json={"name": "Renamed"}, headers=admin_headers()
+    )
     assert response.status_code == 200
     assert client.get(f"/api/v1/products/{product.id}").get_json()["name"] == "Renamed"
     for query in ("", "?page=1&per_page=5"):
@@ -99,6 +100,7 @@ def test_memcached_down_serves_from_database_then_recovers(app, client, server_l
     assert counters.read().get("cache.catalog-pages.errors", 0) > 0
     restarted = start_memcached(server_logs, port=own.port)
     try:
+
         def refilled() -> bool:
             client.get(f"/api/v1/products/{product.id}")
             try:

@@ -7,8 +7,12 @@ import pytest
 from tests.factories import admin_headers
 from tests.factories import make_product
 
-VALID = {"name": "Kettle", "description": "Whistles.", "price_cents": 2500,
-         "image_url": "https://example.test/kettle.png"}
+VALID = {
+    "name": "Kettle",
+    "description": "Whistles.",
+    "price_cents": 2500,
+    "image_url": "https://example.test/kettle.png",
+}
 
 
 def test_admin_creates_a_product(client):
@@ -21,9 +25,15 @@ def test_admin_creates_a_product(client):
     assert client.get(f"/api/v1/products/{body['id']}").get_json() == body
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": "Basic abc"},
-                                     {"Authorization": "Bearer "}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ],
+)
 def test_writes_need_the_admin_token(client, headers):
     """Without the admin token a write is 401 and creates nothing."""
     response = client.post("/api/v1/products", json=VALID, headers=headers)
@@ -32,22 +42,25 @@ def test_writes_need_the_admin_token(client, headers):
     assert client.get("/api/v1/products").get_json()["total"] == 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({**VALID, "colour": "red"}, "colour"),
-    ({**VALID, "name": ""}, "name"),
-    ({**VALID, "name": "x" * 201}, "name"),
-    ({**VALID, "price_cents": "12"}, "price_cents"),
-    ({**VALID, "price_cents": 12.5}, "price_cents"),
-    ({**VALID, "price_cents": -1}, "price_cents"),
-    ({**VALID, "price_cents": True}, "price_cents"),
-    ({**VALID, "description": "x" * 5001}, "description"),
-    ({**VALID, "image_url": "not a url"}, "image_url"),
-    ({**VALID, "image_url": ""}, "image_url"),
-    ({**VALID, "image_url": "javascript:alert(1)"}, "image_url"),
-    ({**VALID, "image_url": "/static/a\"onerror=x.png"}, "image_url"),
-    ({**VALID, "name": 7}, "name"),
-    ({"description": "no name"}, "name"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({**VALID, "colour": "red"}, "colour"),
+        ({**VALID, "name": ""}, "name"),
+        ({**VALID, "name": "x" * 201}, "name"),
+        ({**VALID, "price_cents": "12"}, "price_cents"),
+        ({**VALID, "price_cents": 12.5}, "price_cents"),
+        ({**VALID, "price_cents": -1}, "price_cents"),
+        ({**VALID, "price_cents": True}, "price_cents"),
+        ({**VALID, "description": "x" * 5001}, "description"),
+        ({**VALID, "image_url": "not a url"}, "image_url"),
+        ({**VALID, "image_url": ""}, "image_url"),
+        ({**VALID, "image_url": "javascript:alert(1)"}, "image_url"),
+        ({**VALID, "image_url": '/static/a"onerror=x.png'}, "image_url"),
+        ({**VALID, "name": 7}, "name"),
+        ({"description": "no name"}, "name"),
+    ],
+)
 def test_bad_fields_are_400_naming_the_field(client, body, field):
     """Each invalid body is refused with invalid_request naming the field; nothing is created."""
     response = client.post("/api/v1/products", json=body, headers=admin_headers())
@@ -58,16 +71,20 @@ def test_bad_fields_are_400_naming_the_field(client, body, field):
     assert client.get("/api/v1/products").get_json()["total"] == 0
 
 
-@pytest.mark.parametrize("data, content_type", [
-    (b"{not json", "application/json"),
-    (b"[1, 2]", "application/json"),
-    (b"name=x", "application/x-www-form-urlencoded"),
-    (b"", "application/json"),
-])
+@pytest.mark.parametrize(
+    "data, content_type",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"name=x", "application/x-www-form-urlencoded"),
+        (b"", "application/json"),
+    ],
+)
 def test_malformed_bodies_are_400(client, data, content_type):
     """Malformed JSON, a non-object or a non-JSON body is a clean 400 (or 415)."""
-    response = client.post("/api/v1/products", data=data, content_type=content_type,
-                           headers=admin_headers())
+    response = client.post(
+        "/api/v1/products", data=data, content_type=content_type, headers=admin_headers()
+    )
     assert response.status_code in (400, 415)
     assert response.get_json()["error"]["code"] in ("invalid_request", "unsupported_media_type")
 
@@ -90,8 +107,9 @@ def test_listing_pages_in_id_order(client, app):
     assert (default["page"], default["per_page"], len(default["items"])) == (1, 20, 5)
 
 
-@pytest.mark.parametrize("query", ["page=0", "per_page=0", "per_page=101", "page=abc",
-                                   "per_page=1.5"])
+@pytest.mark.parametrize(
+    "query", ["page=0", "per_page=0", "per_page=101", "page=abc", "per_page=1.5"]
+)
 def test_bad_paging_is_400(client, query):
     """page ≥ 1 and per_page 1…100, else 400."""
     response = client.get(f"/api/v1/products?{query}")
@@ -102,8 +120,9 @@ def test_bad_paging_is_400(client, query):
 def test_patch_changes_only_the_given_fields(client, app):
     """PATCH answers the whole product with just the sent fields changed."""
     product = make_product()
-    response = client.patch(f"/api/v1/products/{product.id}", json={"price_cents": 999},
-                            headers=admin_headers())
+    response = client.patch(
+        f"/api/v1/products/{product.id}", json={"price_cents": 999}, headers=admin_headers()
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["price_cents"] == 999 and body["name"] == "Lantern"
@@ -112,8 +131,11 @@ def test_patch_changes_only_the_given_fields(client, app):
 def test_patch_validates_and_changes_nothing_on_error(client, app):
     """A bad PATCH is 400 and leaves the product as it was."""
     product = make_product()
-    response = client.patch(f"/api/v1/products/{product.id}",
-                            json={"price_cents": 5, "name": None}, headers=admin_headers())
+    response = client.patch(
+        f"/api/v1/products/{product.id}",
+        json={"price_cents": 5, "name": None},
+        headers=admin_headers(),
+    )
     assert response.status_code == 400
     assert client.get(f"/api/v1/products/{product.id}").get_json()["price_cents"] == 1299
 
@@ -148,6 +170,7 @@ def test_the_document_declares_what_image_url_and_text_accept(client):
     assert not re.fullmatch(image_url, "ftp://example.test/kettle.png")
     assert schemas["ProductIn"]["properties"]["name"]["pattern"] == "^[^\\x00]*$"
     for url in ("https://example.test/kettle.png", "/static/kettle.png"):
-        response = client.post("/api/v1/products", json={**VALID, "image_url": url},
-                               headers=admin_headers())
+        response = client.post(
+            "/api/v1/products", json={**VALID, "image_url": url}, headers=admin_headers()
+        )
         assert response.status_code == 201, response.get_json()

@@ -26,8 +26,9 @@ BEAT_RUNS_KEY = "spillway:test:beat-runs"
 
 def create_app() -> Flask:
     """The guards' test app, on the runtime's layers."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(levelname)s [%(process)d] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s [%(process)d] %(name)s: %(message)s"
+    )
     app = Flask(__name__)
 
     @app.get("/block")

@@ -24,8 +24,14 @@ class Served:
         self.port = port
         self.log_path = log_path
         with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def url(self) -> str:
@@ -61,30 +67,64 @@ class Served:
 
 def app_env(service_env: dict, factory: str = "create_app", **settings: str) -> dict:
     """The environment of a process serving ``apps.<factory>`` on this run's servers."""
-    return {**os.environ, **service_env, "SPILLWAY_ENV": "test", "PYTHONPATH": str(REPO),
-            "SPILLWAY_APP": f"{APPS}:{factory}", **settings}
+    return {
+        **os.environ,
+        **service_env,
+        "SPILLWAY_ENV": "test",
+        "PYTHONPATH": str(REPO),
+        "SPILLWAY_APP": f"{APPS}:{factory}",
+        **settings,
+    }
 
 
 def gunicorn(env: dict, log_path: Path, workers: int = 1, wait: bool = True) -> Served:
     """gunicorn's gevent workers with the stack's hooks, as supervisord runs them."""
     port = free_port()
-    served = Served([sys.executable, "-m", "gunicorn", "spillway.wsgi:app",
-                     "--config", "python:spillway.metrics.gunicorn_conf",
-                     "--worker-class", "gevent", "--workers", str(workers),
-                     "--bind", f"127.0.0.1:{port}", "--no-control-socket",
-                     "--error-logfile", "-"], env, log_path, port)
+    served = Served(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "spillway.wsgi:app",
+            "--config",
+            "python:spillway.metrics.gunicorn_conf",
+            "--worker-class",
+            "gevent",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--no-control-socket",
+            "--error-logfile",
+            "-",
+        ],
+        env,
+        log_path,
+        port,
+    )
     if wait:
-        wait_until(port_open(port), 30, 0.05, what=f"port {port}",
-                   fail_if=exited(served.process))
+        wait_until(port_open(port), 30, 0.05, what=f"port {port}", fail_if=exited(served.process))
     return served
 
 
 def serve(env: dict, log_path: Path, wait: bool = True) -> Served:
     """One `spillway serve` process."""
     port = free_port()
-    served = Served([sys.executable, "-m", "spillway", "serve", "--port", str(port),
-                     "--no-debug", "--no-access-log"], env, log_path, port)
+    served = Served(
+        [
+            sys.executable,
+            "-m",
+            "spillway",
+            "serve",
+            "--port",
+            str(port),
+            "--no-debug",
+            "--no-access-log",
+        ],
+        env,
+        log_path,
+        port,
+    )
     if wait:
-        wait_until(port_open(port), 30, 0.05, what=f"port {port}",
-                   fail_if=exited(served.process))
+        wait_until(port_open(port), 30, 0.05, what=f"port {port}", fail_if=exited(served.process))
     return served

@@ -28,10 +28,26 @@ class Beat(Server):
     """One `celery beat` process, as supervisord's beat line runs it."""
 
     def __init__(self, env: dict, log_path: Path):
-        super().__init__(log_path.stem, [
-            sys.executable, "-m", "celery", "-A", "spillway.celery_entry", "beat",
-            "--loglevel", "INFO", "--scheduler", "spillway.guards.beat_leader:LeaderScheduler",
-            "--pidfile="], 0, log_path.parent, env=env, cwd="/")
+        super().__init__(
+            log_path.stem,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "spillway.celery_entry",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--scheduler",
+                "spillway.guards.beat_leader:LeaderScheduler",
+                "--pidfile=",
+            ],
+            0,
+            log_path.parent,
+            env=env,
+            cwd="/",
+        )
         self.start()
 
     def leads(self) -> bool:
@@ -150,8 +166,10 @@ def test_a_beat_rides_through_a_redis_outage(app, beat_env, tmp_path):
         restarted_at = time.time()
         wait_until(lambda: runs_since(restarted_at), timeout=60)
         assert beat.process.poll() is None, beat.log()
-        assert "beat: lost the leader lock" in beat.log() or \
-            "beat: redis is unavailable, could not tick" in beat.log(), beat.log()
+        assert (
+            "beat: lost the leader lock" in beat.log()
+            or "beat: redis is unavailable, could not tick" in beat.log()
+        ), beat.log()
     finally:
         beat.stop()
         worker.kill()

@@ -14,8 +14,9 @@ from tests.integration.guards import processes
 @pytest.fixture
 def worker(app, service_env, tmp_path):
     """One gevent worker whose requests have one second."""
-    served = processes.gunicorn(processes.app_env(service_env, SPILLWAY_REQUEST_TIMEOUT_S="1"),
-                                tmp_path / "gunicorn.log")
+    served = processes.gunicorn(
+        processes.app_env(service_env, SPILLWAY_REQUEST_TIMEOUT_S="1"), tmp_path / "gunicorn.log"
+    )
     served.get("/sleep?seconds=0")  # the first request's one-time set-up, off the clock
     yield served
     served.stop()
@@ -30,8 +31,12 @@ def test_a_view_that_sleeps_past_the_deadline_is_ended_with_a_503(worker):
     assert answer.status_code == 503 and 0.9 < elapsed < 2.5, (answer.status_code, elapsed)
     assert answer.headers["Retry-After"] == "1"
     assert answer.headers["Content-Type"] == "application/json"
-    assert answer.json() == {"error": {"code": "unavailable", "message": (
-        "The request did not finish within its 1 s deadline; try again.")}}
+    assert answer.json() == {
+        "error": {
+            "code": "unavailable",
+            "message": ("The request did not finish within its 1 s deadline; try again."),
+        }
+    }
     time.sleep(2.5)  # past the moment the sleep would have ended
     assert redis_store.get("spillway:smoke:late") is None
     assert worker.get("/sleep?seconds=0.1&mark=early").text == "slept"

@@ -25,10 +25,14 @@ FROZEN_S = 1.0  # past the deadline, inside redis-py's 2 s socket timeout
 @pytest.fixture
 def shop(app, service_env, tmp_path):
     """The flash sale in one gunicorn gevent worker whose requests have 0.4 s."""
-    served = processes.gunicorn({**processes.app_env(service_env),
-                                 "SPILLWAY_APP": "flashsale:create_app",
-                                 "SPILLWAY_REQUEST_TIMEOUT_S": str(DEADLINE_S)},
-                                tmp_path / "gunicorn.log")
+    served = processes.gunicorn(
+        {
+            **processes.app_env(service_env),
+            "SPILLWAY_APP": "flashsale:create_app",
+            "SPILLWAY_REQUEST_TIMEOUT_S": str(DEADLINE_S),
+        },
+        tmp_path / "gunicorn.log",
+    )
     yield served
     served.stop()
 
@@ -41,8 +45,12 @@ def test_a_deadline_during_admission_leaves_nothing_half_done(client, shop, redi
     url = f"{shop.url}/api/v1/sales/{sale['id']}/orders"
 
     def purchase(headers) -> int:
-        return requests.post(url, json={"quantity": 1}, timeout=30, headers={
-            **headers, "Idempotency-Key": uuid.uuid4().hex}).status_code
+        return requests.post(
+            url,
+            json={"quantity": 1},
+            timeout=30,
+            headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=BUYERS) as pool:
         # Each buyer once, unfrozen: its token is verified and remembered by the worker, so

@@ -9,8 +9,10 @@ import pytest
 from spillway.guards.hub_monitor import worker_blocks
 from tests.integration.guards import processes
 
-BLOCK_LINE = re.compile(r"hub blocked (\d+) ms in pid (\d+) \(over 100 ms\); stack, innermost "
-                        r"last: (.*)")
+BLOCK_LINE = re.compile(
+    r"hub blocked (\d+) ms in pid (\d+) \(over 100 ms\); stack, innermost "
+    r"last: (.*)"
+)
 
 
 @pytest.fixture
@@ -25,9 +27,12 @@ def metrics_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def worker(service_env, metrics_dir, tmp_path):
     """One gevent worker that reports blocks over 100 ms."""
-    served = processes.gunicorn(processes.app_env(
-        service_env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), SPILLWAY_MAX_BLOCKING_MS="100"),
-        tmp_path / "gunicorn.log")
+    served = processes.gunicorn(
+        processes.app_env(
+            service_env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), SPILLWAY_MAX_BLOCKING_MS="100"
+        ),
+        tmp_path / "gunicorn.log",
+    )
     served.wait_for_log("watching the hub")
     yield served
     served.stop()
@@ -48,7 +53,7 @@ def test_a_c_call_that_holds_the_hub_is_one_line_with_its_stack(worker):
     worker's pid, and a stack ending in the view; the worker's metrics count it."""
     assert worker.get("/block?seconds=0.6").text == "blocked"
     log = worker.wait_for_log("hub blocked")
-    (ms, pid, stack), = block_lines(log)
+    ((ms, pid, stack),) = block_lines(log)
     assert 550 <= ms < 5000, ms
     assert re.search(r"guards/apps.py:\d+ block_in_c$", stack), stack
     assert "Traceback" not in log and "appears to be blocked" not in log, log
@@ -65,8 +70,12 @@ def test_a_busy_loop_is_caught_and_a_cooperative_sleep_is_not(worker, metrics_di
     worker.wait_for_log("hub blocked")
     assert worker.get("/sleep?seconds=0.6").text == "slept"
     assert worker.get("/healthz").status_code == 200
-    (ms, pid, stack), = block_lines(worker.log())
+    ((ms, pid, stack),) = block_lines(worker.log())
     assert 350 <= ms < 5000 and " spin" in stack.rsplit(">", 1)[-1], (ms, stack)
-    shown, = worker_blocks()
-    assert shown == {"pid": pid, "server": "gunicorn", "blocks": 1,
-                     "longest_s": pytest.approx(ms / 1000, abs=0.002)}
+    (shown,) = worker_blocks()
+    assert shown == {
+        "pid": pid,
+        "server": "gunicorn",
+        "blocks": 1,
+        "longest_s": pytest.approx(ms / 1000, abs=0.002),
+    }

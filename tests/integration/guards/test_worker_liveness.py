@@ -24,8 +24,14 @@ STALL_S = 3.0
 @pytest.fixture
 def worker_env(service_env):
     """A worker's environment: pings every 0.5 s, stalled after 3 s."""
-    return {**os.environ, **service_env, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "INFO",
-            "SPILLWAY_WORKER_PING_S": PING_S, "SPILLWAY_WORKER_STALL_S": str(STALL_S)}
+    return {
+        **os.environ,
+        **service_env,
+        "SPILLWAY_ENV": "test",
+        "SPILLWAY_LOG_LEVEL": "INFO",
+        "SPILLWAY_WORKER_PING_S": PING_S,
+        "SPILLWAY_WORKER_STALL_S": str(STALL_S),
+    }
 
 
 @pytest.fixture
@@ -61,8 +67,10 @@ def test_readyz_says_when_no_worker_consumes(app, client, worker):
     assert client.get("/readyz").get_json()["checks"]["broker"] == "ok"
     os.killpg(process.process.pid, signal.SIGSTOP)
     try:
-        answer = wait_until(lambda: (r := client.get("/readyz", headers=admin_headers()))
-                            .status_code == 503 and r, timeout=STALL_S + 10)
+        answer = wait_until(
+            lambda: (r := client.get("/readyz", headers=admin_headers())).status_code == 503 and r,
+            timeout=STALL_S + 10,
+        )
     finally:
         os.killpg(process.process.pid, signal.SIGCONT)
     reason = answer.get_json()["checks"]["broker"]
@@ -78,8 +86,10 @@ def test_a_worker_whose_connections_are_cut_consumes_again(worker, redis_server,
     killed_at = time.time()
     redis_store.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     redis_store.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    back = wait_until(lambda: last_ping(hostname).get("sent", 0) > killed_at
-                      and last_ping(hostname), timeout=STALL_S + 10)
+    back = wait_until(
+        lambda: last_ping(hostname).get("sent", 0) > killed_at and last_ping(hostname),
+        timeout=STALL_S + 10,
+    )
     record("consuming again after CLIENT KILL, s", round(back["ran"] - killed_at, 2))
     assert process.process.poll() is None  # the same process, consuming again
 
@@ -124,21 +134,28 @@ killasgroup=true
 redirect_stderr=true
 stdout_logfile={tmp_path}/worker.log
 """)
-    supervisord = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c",
-                                    str(conf)], env=worker_env, start_new_session=True)
+    supervisord = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+        env=worker_env,
+        start_new_session=True,
+    )
 
     def pid() -> int:
-        out = subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c",
-                              str(conf), "pid", "worker"], capture_output=True, text=True,
-                             env=worker_env).stdout.strip()
+        out = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), "pid", "worker"],
+            capture_output=True,
+            text=True,
+            env=worker_env,
+        ).stdout.strip()
         return int(out) if out.isdigit() else 0
 
     try:
         wait_until(lambda: hostname in workers(redis_store.client), timeout=60)
         first = pid()
         assert first > 0
-        app.extensions["celery"].control.cancel_consumer(f"{hostname}.dq2",
-                                                         destination=[hostname], reply=True)
+        app.extensions["celery"].control.cancel_consumer(
+            f"{hostname}.dq2", destination=[hostname], reply=True
+        )
         stopped_at = time.monotonic()
         second = wait_until(lambda: (now := pid()) not in (0, first) and now, timeout=60)
         restart_s = time.monotonic() - stopped_at

@@ -43,23 +43,38 @@ def test_counts_admissions_refusals_and_stock(client):
     assert body["admitted"] == 2
     assert body["outbox"]["depth"] == 2  # no worker here: nothing persisted
     [live] = body["sales"]
-    assert live == {"id": sale["id"], "status": "sold_out", "stock": 2, "remaining": 0,
-                    "rejected": {"sold_out": 1, "limit_exceeded": 1, "sale_not_active": 0,
-                                 "rate_limited": 0}}
+    assert live == {
+        "id": sale["id"],
+        "status": "sold_out",
+        "stock": 2,
+        "remaining": 0,
+        "rejected": {"sold_out": 1, "limit_exceeded": 1, "sale_not_active": 0, "rate_limited": 0},
+    }
 
 
 def test_lists_only_sales_not_long_over(client):
     """A sale that ended long ago is left out; a scheduled one is shown."""
     now = datetime.now(timezone.utc)
-    make_sale(client, starts_at=(now - timedelta(hours=3)).isoformat(),
-              ends_at=(now - timedelta(hours=2)).isoformat())
-    just_ended = make_sale(client, starts_at=(now - timedelta(hours=1)).isoformat(),
-                           ends_at=(now - timedelta(minutes=1)).isoformat())
-    scheduled = make_sale(client, starts_at=(now + timedelta(hours=1)).isoformat(),
-                          ends_at=(now + timedelta(hours=2)).isoformat())
+    make_sale(
+        client,
+        starts_at=(now - timedelta(hours=3)).isoformat(),
+        ends_at=(now - timedelta(hours=2)).isoformat(),
+    )
+    just_ended = make_sale(
+        client,
+        starts_at=(now - timedelta(hours=1)).isoformat(),
+        ends_at=(now - timedelta(minutes=1)).isoformat(),
+    )
+    scheduled = make_sale(
+        client,
+        starts_at=(now + timedelta(hours=1)).isoformat(),
+        ends_at=(now + timedelta(hours=2)).isoformat(),
+    )
     body = client.get(LIVE, headers=admin_headers()).get_json()
     assert [(s["id"], s["status"]) for s in body["sales"]] == [
-        (scheduled["id"], "scheduled"), (just_ended["id"], "ended")]
+        (scheduled["id"], "scheduled"),
+        (just_ended["id"], "ended"),
+    ]
 
 
 def test_cache_lookups_are_reported(client):

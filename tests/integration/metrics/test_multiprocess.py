@@ -59,17 +59,30 @@ def scrape(server: Server) -> str:
 
 def open_sale(session, server: Server, product, stock: int) -> dict:
     """An active sale of ``product``, created through the server (admin)."""
-    return session.post(f"{server.url}/api/v1/sales", headers=admin_headers(), timeout=30,
-                        json={"product_id": str(product.id), "stock": stock,
-                              "per_user_limit": 1, "ends_at": "2999-01-01T00:00:00Z"}).json()
+    return session.post(
+        f"{server.url}/api/v1/sales",
+        headers=admin_headers(),
+        timeout=30,
+        json={
+            "product_id": str(product.id),
+            "stock": stock,
+            "per_user_limit": 1,
+            "ends_at": "2999-01-01T00:00:00Z",
+        },
+    ).json()
 
 
 def buy_through(session, server: Server, sale: dict, name: str) -> requests.Response:
     """A new buyer ``name`` buys one unit through the server."""
-    token = session.post(f"{server.url}/api/v1/users", json={"name": name},
-                         timeout=30).json()["token"]
-    return session.post(f"{server.url}/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    token = session.post(f"{server.url}/api/v1/users", json={"name": name}, timeout=30).json()[
+        "token"
+    ]
+    return session.post(
+        f"{server.url}/api/v1/sales/{sale['id']}/orders",
+        json={"quantity": 1},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
 
 
 def slow_requests_counted_by(shared: Path, pid: int) -> float:
@@ -77,9 +90,12 @@ def slow_requests_counted_by(shared: Path, pid: int) -> float:
     path = shared / f"histogram_{pid}.db"
     if not path.exists():
         return 0.0
-    return sum(s.value for metric in MultiProcessCollector.merge([str(path)])
-               for s in metric.samples
-               if s.name == f"{LATENCY}_count" and s.labels["route"] == "/demo/slow")
+    return sum(
+        s.value
+        for metric in MultiProcessCollector.merge([str(path)])
+        for s in metric.samples
+        if s.name == f"{LATENCY}_count" and s.labels["route"] == "/demo/slow"
+    )
 
 
 def test_one_scrape_sums_both_workers(gunicorn, shared_dir):
@@ -89,9 +105,12 @@ def test_one_scrape_sums_both_workers(gunicorn, shared_dir):
     sent = 0
     with ThreadPoolExecutor(max_workers=40) as pool:
         for _ in range(10):  # until each worker has served some (the kernel picks)
-            answers = list(pool.map(
-                lambda _: requests.get(f"{gunicorn.url}/demo/slow?seconds=0.2", timeout=30),
-                range(40)))
+            answers = list(
+                pool.map(
+                    lambda _: requests.get(f"{gunicorn.url}/demo/slow?seconds=0.2", timeout=30),
+                    range(40),
+                )
+            )
             assert all(a.status_code == 200 for a in answers)
             sent += len(answers)
             if all(slow_requests_counted_by(shared_dir, pid) for pid in pids):
@@ -112,15 +131,22 @@ def test_purchases_cache_hits_and_buckets(gunicorn):
     answers = [buy_through(session, gunicorn, sale, name).status_code for name in ("ann", "ben")]
     assert answers == [202, 409]
     for _ in range(3):
-        assert session.get(f"{gunicorn.url}/api/v1/products/{product.id}",
-                           timeout=30).status_code == 200
+        assert (
+            session.get(f"{gunicorn.url}/api/v1/products/{product.id}", timeout=30).status_code
+            == 200
+        )
     text = scrape(gunicorn)
     assert sample_sum(text, "spillway_reservations_total", outcome="admitted") == 1
     assert sample_sum(text, "spillway_reservations_total", outcome="sold_out") == 1
     assert sample_sum(text, "spillway_cache_hits_total", tier="memcached") >= 2
     assert sample_sum(text, "spillway_cache_misses_total", tier="memcached") >= 1
-    buckets = {s for s in text.splitlines() if s.startswith(f"{LATENCY}_bucket{{")
-               and f'route="{PURCHASE_ROUTE}"' in s and 'status="202"' in s}
+    buckets = {
+        s
+        for s in text.splitlines()
+        if s.startswith(f"{LATENCY}_bucket{{")
+        and f'route="{PURCHASE_ROUTE}"' in s
+        and 'status="202"' in s
+    }
     bounds = {line.split('le="')[1].split('"')[0] for line in buckets}
     assert bounds == {str(b) for b in LATENCY_BUCKETS} | {"+Inf"}
     assert sample_sum(text, f"{LATENCY}_bucket", route=PURCHASE_ROUTE, le="+Inf") == 2
@@ -151,31 +177,52 @@ def test_celery_task_durations_and_the_drain(app, gunicorn, start_worker):
         assert buy_through(session, gunicorn, sale, name).status_code == 202
     assert sample_sum(scrape(gunicorn), "spillway_outbox_entries") == 2
     worker = start_worker(beat=True)
-    app.extensions["celery"].send_task("flashsale.ops.tasks.mark",
-                                       args=["spillway:smoke:metrics", "ok"])
+    app.extensions["celery"].send_task(
+        "flashsale.ops.tasks.mark", args=["spillway:smoke:metrics", "ok"]
+    )
 
     def drained():
         text = scrape(gunicorn)
-        return (sample_sum(text, "spillway_orders_persisted_total") == 2
-                and sample_sum(text, "spillway_outbox_entries") == 0
-                and sample_sum(text, "spillway_celery_task_duration_seconds_count",
-                               task="flashsale.ops.tasks.mark", state="success") == 1
-                and text)
+        return (
+            sample_sum(text, "spillway_orders_persisted_total") == 2
+            and sample_sum(text, "spillway_outbox_entries") == 0
+            and sample_sum(
+                text,
+                "spillway_celery_task_duration_seconds_count",
+                task="flashsale.ops.tasks.mark",
+                state="success",
+            )
+            == 1
+            and text
+        )
 
     text = wait_until(drained, timeout=60)
-    assert sample_sum(text, "spillway_celery_task_duration_seconds_count",
-                      task="flashsale.orders.tasks.drain_outbox", state="success") >= 1
+    assert (
+        sample_sum(
+            text,
+            "spillway_celery_task_duration_seconds_count",
+            task="flashsale.orders.tasks.drain_outbox",
+            state="success",
+        )
+        >= 1
+    )
     assert sample_sum(text, "spillway_redis_up") == 1
     assert "Traceback" not in worker.log(), worker.log()[-3000:]
-    live = session.get(f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(),
-                       timeout=30).json()
+    live = session.get(
+        f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(), timeout=30
+    ).json()
     assert live["orders_persisted"] == 2 and live["admitted"] == 2
     # The guards on /ops: each gevent worker's hub (none blocked), the worker's last ping.
     assert sorted(worker["pid"] for worker in live["hub"]) == sorted(worker_pids(gunicorn))
     assert {(worker["server"], worker["blocks"]) for worker in live["hub"]} == {("gunicorn", 0)}
-    [celery_worker] = wait_until(lambda: session.get(
-        f"{gunicorn.url}/api/v1/ops/live", headers=admin_headers(), timeout=30,
-    ).json()["celery_workers"], timeout=30)  # its first ping, SPILLWAY_WORKER_PING_S in
+    [celery_worker] = wait_until(
+        lambda: session.get(
+            f"{gunicorn.url}/api/v1/ops/live",
+            headers=admin_headers(),
+            timeout=30,
+        ).json()["celery_workers"],
+        timeout=30,
+    )  # its first ping, SPILLWAY_WORKER_PING_S in
     assert celery_worker["rtt_s"] < 5 and not celery_worker["silent"]
 
 

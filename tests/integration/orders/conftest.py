@@ -42,7 +42,8 @@ def web(app, service_env, tmp_path):
     """gunicorn with gevent workers, as deployed, on this test's servers (the database is
     migrated by ``app``); ``web.url`` is its base URL."""
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
-    server = gunicorn_server(tmp_path, env, "--graceful-timeout", "5", "--error-logfile", "-",
-                             ready_path="/readyz").start(60)
+    server = gunicorn_server(
+        tmp_path, env, "--graceful-timeout", "5", "--error-logfile", "-", ready_path="/readyz"
+    ).start(60)
     yield server
     server.stop()

@@ -13,8 +13,12 @@ from tests.waiting import wait_until
 def confirmed_order(client, sale: dict, buyer: dict) -> str:
     """A new order of one unit, once the worker has persisted it (payable)."""
     order_id = buy(client, sale, buyer).get_json()["order_id"]
-    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
-               .get_json()["status"] == "confirmed")
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"]
+            == "confirmed"
+        )
+    )
     return order_id
 
 

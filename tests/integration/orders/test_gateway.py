@@ -11,8 +11,12 @@ from tests.waiting import wait_until
 
 def charge(gateway, key: str | None, order_id: str = "o-1"):
     headers = {"Idempotency-Key": key} if key else {}
-    return requests.post(f"{gateway.url}/charge", json={"order_id": order_id, "quantity": 1},
-                         headers=headers, timeout=10)
+    return requests.post(
+        f"{gateway.url}/charge",
+        json={"order_id": order_id, "quantity": 1},
+        headers=headers,
+        timeout=10,
+    )
 
 
 def void(gateway, key: str) -> dict:
@@ -30,8 +34,12 @@ def test_a_key_is_charged_once_whatever_the_body(gateway):
     later = charge(gateway, "k", "something else")
     ids = {answer.json()["charge_id"] for answer in [*twins, later]}
     assert [a.status_code for a in [*twins, later]] == [200] * 3 and len(ids) == 1
-    assert gateway.charges("k") == {"status": "captured", "charge_id": ids.pop(),
-                                    "requests": 3, "captures": 1}
+    assert gateway.charges("k") == {
+        "status": "captured",
+        "charge_id": ids.pop(),
+        "requests": 3,
+        "captures": 1,
+    }
     assert charge(gateway, None).json()["charge_id"] != charge(gateway, None).json()["charge_id"]
 
 

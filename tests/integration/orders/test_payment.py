@@ -45,7 +45,11 @@ def test_a_retry_after_a_lost_answer_charges_once(client, start_worker, gateway)
     retried = pay(client, order_id, buyer)
     assert retried.status_code == 200 and retried.get_json() == {"status": "paid"}
     assert gateway.charges(order_id) | {"charge_id": None} == {
-        "status": "captured", "charge_id": None, "requests": 2, "captures": 1}
+        "status": "captured",
+        "charge_id": None,
+        "requests": 2,
+        "captures": 1,
+    }
     assert (live_status(order_id), ledger_status(order_id)) == ("paid", "paid")
 
 
@@ -87,8 +91,7 @@ def test_an_approval_without_charge_id_is_no_500_and_resolves(client, start_work
     assert stock.sale_state(sale["id"])["remaining"] == 2  # not returned: it was paid
 
 
-def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, start_worker,
-                                                                     gateway):
+def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, start_worker, gateway):
     """Gateway down: pay is a 503 and the order stays payable. Past its grace the sweeper
     cannot ask the gateway, so it leaves the order (and counts it) tick after tick; once
     the gateway answers, its void (never charged) cancels it and the unit returns once."""
@@ -99,8 +102,9 @@ def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, sta
     gateway.stop()
     down = pay(client, order_id, buyer)
     assert down.status_code == 503 and "unavailable" in down.get_json()["error"]["message"]
-    assert client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"] == \
-        "confirmed"
+    assert (
+        client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"] == "confirmed"
+    )
     while time.time() * 1000 < resolution_due_ms(order_id) + 2500:  # two ticks at least
         time.sleep(0.2)
     assert live_status(order_id) == "paying"
@@ -108,12 +112,15 @@ def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, sta
     gateway.start()
     wait_until(lambda: live_status(order_id) == "cancelled", timeout=30)
     assert gateway.charges(order_id) | {"requests": 0} == {
-        "status": "voided", "charge_id": None, "requests": 0, "captures": 0}
+        "status": "voided",
+        "charge_id": None,
+        "requests": 0,
+        "captures": 0,
+    }
     assert stock.sale_state(sale["id"])["remaining"] == 3
     wait_until(lambda: ledger_status(order_id) == "cancelled")
     refused = pay(client, order_id, buyer)
-    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == \
-        "order_not_payable"
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "order_not_payable"
 
 
 def test_a_declined_charge_is_409_and_never_paid(client, start_worker, gateway):
@@ -125,8 +132,9 @@ def test_a_declined_charge_is_409_and_never_paid(client, start_worker, gateway):
     order_id = confirmed_order(client, sale, buyer)
     requests.post(f"{gateway.url}/charges/{order_id}/void", timeout=5).raise_for_status()
     declined = pay(client, order_id, buyer)
-    assert declined.status_code == 409 and declined.get_json()["error"]["code"] == \
-        "order_not_payable"
+    assert (
+        declined.status_code == 409 and declined.get_json()["error"]["code"] == "order_not_payable"
+    )
     assert "declined" in declined.get_json()["error"]["message"]
     assert live_status(order_id) == "paying"
 

@@ -37,8 +37,9 @@ def pay_until_told(web, order_id: str, buyer: dict, give_up_s: float = 30) -> li
     told = []
     stop_at = time.monotonic() + give_up_s
     while time.monotonic() < stop_at:
-        response = requests.post(f"{web.url}/api/v1/orders/{order_id}/pay", headers=buyer,
-                                 timeout=30)
+        response = requests.post(
+            f"{web.url}/api/v1/orders/{order_id}/pay", headers=buyer, timeout=30
+        )
         body = response.json()
         told.append((response.status_code, body.get("error", {}).get("code", body)))
         if response.status_code != 503:
@@ -57,14 +58,17 @@ def audit(sale: dict, orders: dict[str, dict], told: dict[str, list], gateway) -
     """
     final = {order_id: live_status(order_id) for order_id in orders}
     db.session.rollback()
-    rows = {row.id: {"user_id": row.user_id, "quantity": row.quantity, "status": row.status}
-            for row in db.session.scalars(select(Order).where(Order.sale_id == int(sale["id"])))}
+    rows = {
+        row.id: {"user_id": row.user_id, "quantity": row.quantity, "status": row.status}
+        for row in db.session.scalars(select(Order).where(Order.sale_id == int(sale["id"])))
+    }
     for order_id, status in final.items():
         assert status in ("paid", "cancelled"), (order_id, status)
         assert rows[order_id]["status"] == status, f"ledger and redis disagree on {order_id}"
         captures = gateway.charges(order_id).get("captures", 0)
-        assert captures == (1 if status == "paid" else 0), \
+        assert captures == (1 if status == "paid" else 0), (
             f"{order_id} ended {status} with {captures} captures"
+        )
         if any(answer[0] == 200 for answer in told.get(order_id, [])):
             assert status == "paid", f"the buyer of {order_id} was told paid; it is {status}"
     # The books, with units sold again after a cancel (tests/audit.py's check_books counts
@@ -86,8 +90,10 @@ def audit(sale: dict, orders: dict[str, dict], told: dict[str, list], gateway) -
 def buyer_with_id(client, name: str) -> dict:
     """A new buyer: auth headers and id."""
     created = client.post("/api/v1/users", json={"name": name}).get_json()
-    return {"headers": {"Authorization": f"Bearer {created['token']}"},
-            "user_id": created["user_id"]}
+    return {
+        "headers": {"Authorization": f"Bearer {created['token']}"},
+        "user_id": created["user_id"],
+    }
 
 
 def in_flight(gateway, order_id: str) -> bool:
@@ -107,8 +113,14 @@ def test_a_gateway_slower_than_deadline_and_grace(client, start_worker, gateway,
     orders = {confirmed_order(client, sale, b["headers"]): b for b in first}
     started = time.monotonic()
     with ThreadPoolExecutor(len(orders)) as pool:
-        told = dict(zip(orders, pool.map(
-            lambda item: pay_until_told(web, item[0], item[1]["headers"]), orders.items())))
+        told = dict(
+            zip(
+                orders,
+                pool.map(
+                    lambda item: pay_until_told(web, item[0], item[1]["headers"]), orders.items()
+                ),
+            )
+        )
     for answers in told.values():
         assert answers[-1] == (409, "order_not_payable")
         assert all(status in (503, 409) for status, _ in answers), answers
@@ -137,8 +149,9 @@ def test_a_trickling_gateway_is_cut_at_the_total_deadline(client, start_worker, 
     buyer = buyer_with_id(client, "trickled")
     order_id = confirmed_order(client, sale, buyer["headers"])
     started = time.monotonic()
-    response = requests.post(f"{web.url}/api/v1/orders/{order_id}/pay",
-                             headers=buyer["headers"], timeout=30)
+    response = requests.post(
+        f"{web.url}/api/v1/orders/{order_id}/pay", headers=buyer["headers"], timeout=30
+    )
     seconds = time.monotonic() - started
     assert response.status_code == 503 and "not known" in response.json()["error"]["message"]
     assert seconds < 4, f"the pay took {seconds:.1f} s: a per-read timeout, not a total one"
@@ -160,8 +173,11 @@ def pay_and_kill_the_web(web, gateway, order_id: str, buyer: dict) -> None:
 
     def pay():
         try:
-            answers.append(requests.post(f"{web.url}/api/v1/orders/{order_id}/pay",
-                                         headers=buyer["headers"], timeout=30).status_code)
+            answers.append(
+                requests.post(
+                    f"{web.url}/api/v1/orders/{order_id}/pay", headers=buyer["headers"], timeout=30
+                ).status_code
+            )
         except requests.ConnectionError:
             answers.append(None)
 
@@ -176,8 +192,7 @@ def pay_and_kill_the_web(web, gateway, order_id: str, buyer: dict) -> None:
 
 @pytest.mark.parametrize("payment_settings", [SLOW_CALLS])
 @pytest.mark.parametrize("gateway_knobs", [["--latency", "12"]])
-def test_web_killed_mid_payment_never_charged_is_cancelled(client, start_worker, gateway,
-                                                           web):
+def test_web_killed_mid_payment_never_charged_is_cancelled(client, start_worker, gateway, web):
     """The web process dies while the charge is in flight, and the charge has not been
     captured when the grace ends: the sweeper voids it, cancels the order and returns the
     unit; the charge, when its flight ends, is declined."""

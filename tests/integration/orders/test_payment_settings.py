@@ -30,10 +30,20 @@ def test_a_grace_no_longer_than_a_gateway_call_is_refused(monkeypatch, timeout_s
 
 def test_the_cli_refuses_it_in_one_line(tmp_path):
     """A process started with such settings stops with one line naming both variables."""
-    env = {**os.environ, "SPILLWAY_ENV": "test", "SPILLWAY_RUN_DIR": str(tmp_path),
-           "SPILLWAY_GATEWAY_TIMEOUT_S": "30", "SPILLWAY_PAYING_GRACE_MS": "20000"}
-    result = subprocess.run([sys.executable, "-m", "spillway", "routes"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "SPILLWAY_ENV": "test",
+        "SPILLWAY_RUN_DIR": str(tmp_path),
+        "SPILLWAY_GATEWAY_TIMEOUT_S": "30",
+        "SPILLWAY_PAYING_GRACE_MS": "20000",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "spillway", "routes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1, lines
     assert "SPILLWAY_PAYING_GRACE_MS (20000)" in lines[0]

@@ -72,20 +72,29 @@ def test_sold_out(client, app):
 def test_sale_not_active(client, app):
     """Before starts_at nothing is sold."""
     start = datetime.now(timezone.utc) + timedelta(hours=1)
-    sale = make_sale(client, starts_at=start.isoformat(),
-                     ends_at=(start + timedelta(hours=1)).isoformat())
+    sale = make_sale(
+        client, starts_at=start.isoformat(), ends_at=(start + timedelta(hours=1)).isoformat()
+    )
     refused = buy(client, sale, signup(client))
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "sale_not_active"
 
 
-@pytest.mark.parametrize("body", [{}, {"quantity": 0}, {"quantity": 101}, {"quantity": "1"},
-                                  {"quantity": 1.0}, {"quantity": 1, "coupon": "x"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"quantity": 0},
+        {"quantity": 101},
+        {"quantity": "1"},
+        {"quantity": 1.0},
+        {"quantity": 1, "coupon": "x"},
+    ],
+)
 def test_bad_bodies_are_400_and_reserve_nothing(client, app, body):
     """Quantity must be an integer 1…100 and nothing else may be sent."""
     sale = make_sale(client, stock=5)
-    response = client.post(f"/api/v1/sales/{sale['id']}/orders", json=body,
-                           headers=signup(client))
+    response = client.post(f"/api/v1/sales/{sale['id']}/orders", json=body, headers=signup(client))
     assert response.status_code == 400
     assert stock.sale_state(sale["id"])["remaining"] == 5
 
@@ -94,8 +103,11 @@ def test_bad_bodies_are_400_and_reserve_nothing(client, app, body):
 def test_bad_idempotency_keys_are_400(client, app, key):
     """Idempotency-Key is 1…64 printable ASCII characters."""
     sale = make_sale(client, stock=5)
-    response = client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                           headers={**signup(client), "Idempotency-Key": key})
+    response = client.post(
+        f"/api/v1/sales/{sale['id']}/orders",
+        json={"quantity": 1},
+        headers={**signup(client), "Idempotency-Key": key},
+    )
     assert response.status_code == 400 if key else 202
 
 
@@ -104,8 +116,10 @@ def test_checks_come_in_the_documented_order(client, app):
     assert client.post("/api/v1/sales/999/orders", json={}).status_code == 401
     buyer = signup(client)
     assert client.post("/api/v1/sales/999/orders", json={}, headers=buyer).status_code == 400
-    assert client.post("/api/v1/sales/999/orders", json={"quantity": 1},
-                       headers=buyer).status_code == 404
+    assert (
+        client.post("/api/v1/sales/999/orders", json={"quantity": 1}, headers=buyer).status_code
+        == 404
+    )
 
 
 def test_tokens_are_checked(client, app):
@@ -134,12 +148,20 @@ def test_purchase_fast_path_answers_like_the_flask_view(client, app):
     buyer = signup(client)
     accepted = buy(client, sale, buyer, key="fast")
     assert accepted.status_code == 202 and accepted.mimetype == "application/json"
-    wrong_type = client.post(f"/api/v1/sales/{sale['id']}/orders", data="quantity=1",
-                             content_type="text/plain", headers=buyer)
+    wrong_type = client.post(
+        f"/api/v1/sales/{sale['id']}/orders",
+        data="quantity=1",
+        content_type="text/plain",
+        headers=buyer,
+    )
     assert wrong_type.status_code == 415
     assert wrong_type.get_json()["error"]["code"] == "unsupported_media_type"
-    huge = client.post(f"/api/v1/sales/{sale['id']}/orders", data=b"x" * (65 * 1024),
-                       content_type="application/json", headers=buyer)
+    huge = client.post(
+        f"/api/v1/sales/{sale['id']}/orders",
+        data=b"x" * (65 * 1024),
+        content_type="application/json",
+        headers=buyer,
+    )
     assert huge.status_code == 413 and huge.get_json()["error"]["code"] == "payload_too_large"
     assert client.get(f"/api/v1/sales/{sale['id']}/orders").status_code == 405
     assert stock.sale_state(sale["id"])["remaining"] == 4
@@ -168,8 +190,11 @@ def test_bodies_without_a_length_go_to_the_flask_view(app):
 
     seen = []
     middleware = PurchaseFastPath(app, lambda environ, start: seen.append(environ) or [])
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/sales/1/orders",
-               "HTTP_TRANSFER_ENCODING": "chunked"}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/sales/1/orders",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+    }
     middleware(environ, lambda *args: None)
     assert seen == [environ]
 

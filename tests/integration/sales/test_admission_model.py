@@ -40,10 +40,16 @@ class AdmissionMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         product = make_product()
-        sale = service.create_sale({
-            "product_id": str(product.id), "stock": STOCK, "per_user_limit": LIMIT,
-            "starts_at": None, "payment_timeout_s": 900,
-            "ends_at": datetime.now(timezone.utc) + timedelta(hours=1)})
+        sale = service.create_sale(
+            {
+                "product_id": str(product.id),
+                "stock": STOCK,
+                "per_user_limit": LIMIT,
+                "starts_at": None,
+                "payment_timeout_s": 900,
+                "ends_at": datetime.now(timezone.utc) + timedelta(hours=1),
+            }
+        )
         self.sale_id = int(sale["id"])
         self.orders: dict[str, tuple[str, int]] = {}  # order → (buyer, quantity)
         self.cancelled: set[str] = set()
@@ -112,6 +118,12 @@ def test_admission_model(app, shards):
     """Random sequences of purchases, timeouts and drains keep every invariant, with the
     stock in one key or split over four shards (buyers borrowing across them)."""
     app.config["STOCK_SHARDS"] = shards
-    run_state_machine_as_test(AdmissionMachine, settings=settings(
-        max_examples=40, stateful_step_count=25, deadline=None,
-        suppress_health_check=list(HealthCheck)))
+    run_state_machine_as_test(
+        AdmissionMachine,
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )

@@ -43,8 +43,10 @@ class Backups:
         db.session.remove()
         db.engine.dispose()
         if self.server is None:
-            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as live, \
-                    sqlite3.connect(self.path) as copy:
+            with (
+                sqlite3.connect(self.url.removeprefix("sqlite:///")) as live,
+                sqlite3.connect(self.path) as copy,
+            ):
                 live.backup(copy)
         else:
             self.server.copy_database(self.url.rpartition("/")[2], "backup")
@@ -53,8 +55,10 @@ class Backups:
         db.session.remove()
         db.engine.dispose()
         if self.server is None:
-            with sqlite3.connect(self.path) as copy, \
-                    sqlite3.connect(self.url.removeprefix("sqlite:///")) as live:
+            with (
+                sqlite3.connect(self.path) as copy,
+                sqlite3.connect(self.url.removeprefix("sqlite:///")) as live,
+            ):
                 copy.backup(live)
         else:
             self.server.copy_database("backup", self.url.rpartition("/")[2])
@@ -138,8 +142,7 @@ def test_a_second_ledger_on_the_same_redis_is_refused(client, app, other_ledger)
     assert stock.sale_state(sale["id"])["remaining"] == 4
 
 
-def test_a_database_restored_from_an_older_backup_is_refused_then_adopted(
-        client, app, backups):
+def test_a_database_restored_from_an_older_backup_is_refused_then_adopted(client, app, backups):
     """Sales and orders made after the backup live on in redis: the restored database is
     refused; adopt writes them into it; every 202 is then exactly one order."""
     binding.verify()
@@ -163,8 +166,7 @@ def test_a_database_restored_from_an_older_backup_is_refused_then_adopted(
     assert_books_balance()
 
 
-def test_a_database_restored_from_an_older_backup_can_clear_redis_instead(
-        client, app, backups):
+def test_a_database_restored_from_an_older_backup_can_clear_redis_instead(client, app, backups):
     """clear keeps the database as the truth: what came after the backup leaves redis,
     redis is rebuilt from the ledger (stock, holdings, idempotency keys), and a replay of a
     key the ledger knows still answers its order."""
@@ -215,8 +217,7 @@ def test_this_ledgers_state_from_before_binding_is_recognised(client, app):
     sell(client, sale, [signup(client)], "k")
     assert tasks.drain_outbox() == 1
     redis_store.delete(binding.MARKER, keys.REGISTRY)
-    db.session.execute(binding.update(LedgerIdentity).values(outbox_mark_ms=0,
-                                                             outbox_mark_seq=0))
+    db.session.execute(binding.update(LedgerIdentity).values(outbox_mark_ms=0, outbox_mark_seq=0))
     db.session.commit()
     binding.verify()
     assert int(sale["id"]) in stock.registered_sales()
@@ -238,8 +239,14 @@ def test_another_ledgers_state_from_before_binding_is_refused(client, app, other
 
 def run_cli(service_env, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
-    return subprocess.run([sys.executable, "-m", "spillway", "ledger", *args], env=env,
-                          capture_output=True, text=True, timeout=120, cwd="/")
+    return subprocess.run(
+        [sys.executable, "-m", "spillway", "ledger", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
 
 
 def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_env):

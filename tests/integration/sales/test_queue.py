@@ -35,10 +35,16 @@ def persisted(order_ids) -> dict[str, Order]:
 def check_invariants(sale: dict, accepted: dict[str, int]) -> None:
     """API.md's invariants for one sale, once the queue has drained (tests/audit.py)."""
     db.session.rollback()  # a fresh snapshot: the worker writes from another process
-    rows = {row.id: {"user_id": row.user_id, "quantity": row.quantity, "status": row.status}
-            for row in db.session.scalars(select(Order).where(Order.sale_id == int(sale["id"])))}
-    check_books(sale, {order_id: (None, quantity) for order_id, quantity in accepted.items()},
-                rows, stock.sale_state(sale["id"])["remaining"])
+    rows = {
+        row.id: {"user_id": row.user_id, "quantity": row.quantity, "status": row.status}
+        for row in db.session.scalars(select(Order).where(Order.sale_id == int(sale["id"])))
+    }
+    check_books(
+        sale,
+        {order_id: (None, quantity) for order_id, quantity in accepted.items()},
+        rows,
+        stock.sale_state(sale["id"])["remaining"],
+    )
 
 
 def burst(app, sale, buyers, attempts: int) -> dict[str, int]:
@@ -72,8 +78,12 @@ def test_orders_are_persisted_and_confirmed(client, app, start_worker):
     sale = make_sale(client)
     buyer = signup(client)
     order_id = buy(client, sale, buyer).get_json()["order_id"]
-    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
-               .get_json()["status"] == "confirmed")
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"]
+            == "confirmed"
+        )
+    )
     assert persisted([order_id])[order_id].status == "confirmed"
 
 
@@ -135,8 +145,7 @@ def test_reservation_without_a_publish_is_persisted(client, app, start_worker):
     sale = make_sale(client)
     buyer_id = client.post("/api/v1/users", json={"name": "gone"}).get_json()["user_id"]
     order_id = str(uuid.uuid4())
-    admission = stock.reserve(int(sale["id"]), buyer_id, 1, "", int(time.time() * 1000),
-                              order_id)
+    admission = stock.reserve(int(sale["id"]), buyer_id, 1, "", int(time.time() * 1000), order_id)
     assert admission.outcome == "reserved"  # …and the process died here, before any nudge
     wait_until(lambda: order_id in persisted([order_id]))
 
@@ -148,8 +157,12 @@ def test_payment_timeout_returns_stock_once_for_resale(client, app, start_worker
     alice, bob = signup(client, "alice"), signup(client, "bob")
     order_id = buy(client, sale, alice).get_json()["order_id"]
     assert buy(client, sale, bob).get_json()["error"]["code"] == "sold_out"
-    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
-               .get_json()["status"] == "cancelled")
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/orders/{order_id}", headers=alice).get_json()["status"]
+            == "cancelled"
+        )
+    )
     assert stock.sale_state(sale["id"])["remaining"] == 1
     assert buy(client, sale, bob).status_code == 202
     wait_until(lambda: persisted([order_id])[order_id].status == "cancelled")
@@ -175,8 +188,12 @@ def test_pay_once_confirmed(client, app, start_worker, gateway):
     early = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
     if early.status_code == 409:
         assert early.get_json()["error"]["code"] == "order_not_payable"
-    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
-               .get_json()["status"] in ("confirmed", "paid"))
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"]
+            in ("confirmed", "paid")
+        )
+    )
     for _ in range(2):
         paid = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
         assert paid.status_code == 200 and paid.get_json() == {"status": "paid"}
@@ -192,9 +209,14 @@ def test_gateway_down_is_503_and_changes_nothing(client, app, start_worker):
     sale = make_sale(client)
     buyer = signup(client)
     order_id = buy(client, sale, buyer).get_json()["order_id"]
-    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=buyer)
-               .get_json()["status"] == "confirmed")
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"]
+            == "confirmed"
+        )
+    )
     response = client.post(f"/api/v1/orders/{order_id}/pay", headers=buyer)
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
-    assert client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"] == \
-        "confirmed"
+    assert (
+        client.get(f"/api/v1/orders/{order_id}", headers=buyer).get_json()["status"] == "confirmed"
+    )

@@ -42,8 +42,7 @@ def test_a_buyers_order_set_only_names_orders_not_yet_in_the_ledger(client, app)
     sale = make_sale(client, stock=5, per_user_limit=3)
     buyer = signup(client)
     ids = {buy(client, sale, buyer).get_json()["order_id"] for _ in range(3)}
-    user_id = client.get("/api/v1/users/me/orders", headers=buyer).get_json()["items"][0][
-        "user_id"]
+    user_id = client.get("/api/v1/users/me/orders", headers=buyer).get_json()["items"][0]["user_id"]
     assert {i.decode() for i in redis_store.smembers(keys.buyer_orders_key(user_id))} == ids
     assert tasks.drain_outbox() == 3
     assert redis_store.scard(keys.buyer_orders_key(user_id)) == 0
@@ -57,8 +56,9 @@ def test_a_sale_long_over_leaves_its_per_buyer_keys_to_the_ledger(client, app):
     ledger. A sale with an order still awaiting payment keeps them."""
     app.config["REDIS_RETENTION_S"] = 1
     ends = datetime.now(timezone.utc) + timedelta(seconds=2)
-    sale = make_sale(client, stock=5, per_user_limit=2, payment_timeout_s=1,
-                     ends_at=ends.isoformat())
+    sale = make_sale(
+        client, stock=5, per_user_limit=2, payment_timeout_s=1, ends_at=ends.isoformat()
+    )
     open_sale = make_sale(client, stock=5)
     buyer = signup(client)
     buy(client, sale, buyer, key="a")
@@ -67,8 +67,10 @@ def test_a_sale_long_over_leaves_its_per_buyer_keys_to_the_ledger(client, app):
     held = keys.shard(sale["id"], 0, 1)
     assert redis_store.exists(held.units, held.idempotency) == 2
     assert archive.archive_sales() == 0  # not over yet
-    wait_until(lambda: time.time() * 1000 > stock.registered_sales()[int(sale["id"])]
-               .archive_ms(1), timeout=10)
+    wait_until(
+        lambda: time.time() * 1000 > stock.registered_sales()[int(sale["id"])].archive_ms(1),
+        timeout=10,
+    )
     assert tasks.expire_payments() >= 1
     assert archive.archive_sales() == 1
     assert redis_store.exists(held.units, held.idempotency) == 0

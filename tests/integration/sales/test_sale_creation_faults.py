@@ -29,8 +29,11 @@ from tests.factories import signup
 
 
 def sale_body(product) -> dict:
-    return {"product_id": str(product.id), "stock": 5,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}
+    return {
+        "product_id": str(product.id),
+        "stock": 5,
+        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+    }
 
 
 @pytest.fixture
@@ -89,9 +92,15 @@ def test_a_new_sale_never_lands_on_an_open_sale_redis_already_holds(client, app)
     db.session.execute(Sale.__table__.delete().where(Sale.id == int(sale["id"])))
     db.session.commit()  # the database forgot the sale: redis has not
     product = make_product()
-    taken = Sale(id=int(sale["id"]), product_id=product.id, stock=1, per_user_limit=1,
-                 starts_at=datetime.now(timezone.utc),
-                 ends_at=datetime.now(timezone.utc) + timedelta(hours=1), payment_timeout_s=60)
+    taken = Sale(
+        id=int(sale["id"]),
+        product_id=product.id,
+        stock=1,
+        per_user_limit=1,
+        starts_at=datetime.now(timezone.utc),
+        ends_at=datetime.now(timezone.utc) + timedelta(hours=1),
+        payment_timeout_s=60,
+    )
     with pytest.raises(stock.StaleSale):
         stock.prewarm(stock.SaleDefinition(taken.id, product.id, 1, 1, 0, 1, 60), 3600)
     assert stock.sale_state(sale["id"])["remaining"] == 2
@@ -101,9 +110,18 @@ def poison_entry(sale_id: int) -> str:
     """An accepted order of a sale this ledger does not have, written the way reserve.lua
     writes one, with its outbox entry."""
     order_id = str(uuid.uuid4())
-    redis_store.hset(keys.order_key(order_id), mapping={
-        "sale_id": sale_id, "user_id": 7, "quantity": 1, "status": "pending",
-        "created_ms": 1, "deadline_ms": 2, "key": ""})
+    redis_store.hset(
+        keys.order_key(order_id),
+        mapping={
+            "sale_id": sale_id,
+            "user_id": 7,
+            "quantity": 1,
+            "status": "pending",
+            "created_ms": 1,
+            "deadline_ms": 2,
+            "key": "",
+        },
+    )
     redis_store.xadd(keys.OUTBOX, {"order": order_id})
     return order_id
 

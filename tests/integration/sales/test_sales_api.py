@@ -39,14 +39,22 @@ def test_status_follows_the_server_clock(client, app):
     assert [s["id"] for s in only_active] == [active["id"]]
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"stock": 0}, "stock"), ({"stock": 10_000_001}, "stock"), ({"stock": "5"}, "stock"),
-    ({"per_user_limit": 101}, "per_user_limit"), ({"payment_timeout_s": 0}, "payment_timeout_s"),
-    ({"product_id": 1}, "product_id"), ({"product_id": "999999"}, "product_id"),
-    ({"ends_at": "yesterday"}, "ends_at"), ({"ends_at": "2026-01-01T00:00:00"}, "ends_at"),
-    ({"starts_at": later(hours=3), "ends_at": later(hours=2)}, "ends_at"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"stock": 0}, "stock"),
+        ({"stock": 10_000_001}, "stock"),
+        ({"stock": "5"}, "stock"),
+        ({"per_user_limit": 101}, "per_user_limit"),
+        ({"payment_timeout_s": 0}, "payment_timeout_s"),
+        ({"product_id": 1}, "product_id"),
+        ({"product_id": "999999"}, "product_id"),
+        ({"ends_at": "yesterday"}, "ends_at"),
+        ({"ends_at": "2026-01-01T00:00:00"}, "ends_at"),
+        ({"starts_at": later(hours=3), "ends_at": later(hours=2)}, "ends_at"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_sales_are_400_and_create_nothing(client, app, change, field):
     """Every invalid field is a 400 naming it; no sale is created."""
     product = make_product()
@@ -80,8 +88,12 @@ def test_stats_are_admin_only(client, app):
     assert client.get(f"/api/v1/sales/{sale['id']}/stats").status_code == 401
     stats = client.get(f"/api/v1/sales/{sale['id']}/stats", headers=admin_headers()).get_json()
     assert (stats["stock"], stats["remaining"], stats["reserved"]) == (3, 3, 0)
-    assert stats["rejected"] == {"sold_out": 0, "limit_exceeded": 0, "sale_not_active": 0,
-                                 "rate_limited": 0}
+    assert stats["rejected"] == {
+        "sold_out": 0,
+        "limit_exceeded": 0,
+        "sale_not_active": 0,
+        "rate_limited": 0,
+    }
 
 
 def listed(client, query: str = "") -> dict:
@@ -103,8 +115,12 @@ def test_the_listing_comes_in_pages_in_creation_order_with_a_total(client, app):
     assert ids(first) == made and (first["page"], first["per_page"], first["total"]) == (1, 100, 5)
     assert ids(listed(client, "?per_page=2")) == made[:2]
     assert ids(listed(client, "?per_page=2&page=3")) == made[4:]
-    assert listed(client, "?per_page=2&page=4") == {"items": [], "page": 4, "per_page": 2,
-                                                    "total": 5}
+    assert listed(client, "?per_page=2&page=4") == {
+        "items": [],
+        "page": 4,
+        "per_page": 2,
+        "total": 5,
+    }
     for bad in ("?per_page=0", "?per_page=101", "?page=0", "?status=nope", "?status="):
         assert client.get(f"/api/v1/sales{bad}").status_code == 400
 
@@ -116,8 +132,12 @@ def sales_of_every_status(client) -> dict[str, str]:
     sold_out = make_sale(client, stock=1)
     assert buy(client, sold_out, signup(client)).status_code == 202
     active = make_sale(client)
-    return {"scheduled": scheduled["id"], "ended": ended["id"], "sold_out": sold_out["id"],
-            "active": active["id"]}
+    return {
+        "scheduled": scheduled["id"],
+        "ended": ended["id"],
+        "sold_out": sold_out["id"],
+        "active": active["id"],
+    }
 
 
 def test_status_filters_by_times_and_by_live_stock(client, app):

@@ -98,8 +98,12 @@ def test_cancel_returns_stock_for_resale(client, app, start_worker):
     alice, bob = signup(client, "alice"), signup(client, "bob")
     order_id = buy(client, sale, alice, quantity=2).get_json()["order_id"]
     assert buy(client, sale, bob).get_json()["error"]["code"] == "sold_out"
-    wait_until(lambda: client.get(f"/api/v1/orders/{order_id}", headers=alice)
-               .get_json()["status"] == "cancelled")
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/orders/{order_id}", headers=alice).get_json()["status"]
+            == "cancelled"
+        )
+    )
     assert stats(client, sale)["remaining"] == 2
     assert buy(client, sale, bob, quantity=2).status_code == 202
     wait_until(lambda: persisted([order_id])[order_id].status == "cancelled")

@@ -28,8 +28,9 @@ class EventReader:
 
     def __init__(self, port: int, path: str, timeout: float = 10.0, headers=None):
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        self.connection.request("GET", path, headers={"Accept": "text/event-stream",
-                                                      **(headers or {})})
+        self.connection.request(
+            "GET", path, headers={"Accept": "text/event-stream", **(headers or {})}
+        )
         self.response = self.connection.getresponse()
 
     def next_event(self) -> dict:
@@ -38,7 +39,7 @@ class EventReader:
             line = self.response.readline()
             assert line, "the stream ended"
             if line.startswith(b"data: "):
-                return json.loads(line[len(b"data: "):])
+                return json.loads(line[len(b"data: ") :])
 
     def next_line(self) -> bytes:
         return self.response.readline()
@@ -49,10 +50,30 @@ class EventReader:
 
 def server_argv(kind: str, port: int) -> list[str]:
     if kind == "serve":
-        return [sys.executable, "-m", "spillway", "serve", "--port", str(port),
-                "--env", "test", "--no-access-log"]
-    return [sys.executable, "-m", "gunicorn", "spillway.wsgi:app", "--worker-class", "gevent",
-            "--workers", "1", "--bind", f"127.0.0.1:{port}", "--no-control-socket"]
+        return [
+            sys.executable,
+            "-m",
+            "spillway",
+            "serve",
+            "--port",
+            str(port),
+            "--env",
+            "test",
+            "--no-access-log",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "spillway.wsgi:app",
+        "--worker-class",
+        "gevent",
+        "--workers",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--no-control-socket",
+    ]
 
 
 @pytest.fixture
@@ -65,8 +86,13 @@ def stream_settings() -> dict:
 def stream_server(request, app, service_env, tmp_path, stream_settings):
     """The app on a real gevent server (this test's redis and database); its port and pid."""
     port = free_port()
-    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test",
-           "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S), **stream_settings}
+    env = {
+        **os.environ,
+        **service_env,
+        "SPILLWAY_ENV": "test",
+        "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S),
+        **stream_settings,
+    }
     server = Server(request.param, server_argv(request.param, port), port, tmp_path, env=env)
     try:
         server.start(60)
@@ -77,10 +103,12 @@ def stream_server(request, app, service_env, tmp_path, stream_settings):
 
 def post_purchase(port: int, sale: dict, headers: dict, key: str) -> dict:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("POST", f"/api/v1/sales/{sale['id']}/orders",
-                       body=json.dumps({"quantity": 1}),
-                       headers={**headers, "Content-Type": "application/json",
-                                "Idempotency-Key": key})
+    connection.request(
+        "POST",
+        f"/api/v1/sales/{sale['id']}/orders",
+        body=json.dumps({"quantity": 1}),
+        headers={**headers, "Content-Type": "application/json", "Idempotency-Key": key},
+    )
     response = connection.getresponse()
     body = json.loads(response.read())
     connection.close()
@@ -101,8 +129,13 @@ def test_events_follow_purchases_and_returns(app, client, stream_server):
         assert reader.next_event() == {"remaining": 3, "status": "active"}
         order = post_purchase(stream_server, sale, buyer, "one")
         assert reader.next_event() == {"remaining": 2, "status": "active"}
-        outcome, _ = order_states.settle(order["order_id"], sale["id"], "cancelled",
-                                  int(time.time() * 1000), ("pending", "confirmed"))
+        outcome, _ = order_states.settle(
+            order["order_id"],
+            sale["id"],
+            "cancelled",
+            int(time.time() * 1000),
+            ("pending", "confirmed"),
+        )
         assert outcome == "changed"
         assert reader.next_event() == {"remaining": 3, "status": "active"}
     finally:
@@ -113,10 +146,13 @@ def test_stream_speaks_when_a_sale_starts_sells_out_and_ends(app, client, stream
     """Status changes reach the stream: active once starts_at passes, sold_out at zero,
     ended once ends_at passes — the clock's changes as well as the stock's."""
     starts_at = datetime.now(timezone.utc) + timedelta(seconds=5)
-    scheduled = make_sale(client, stock=1, starts_at=starts_at.isoformat(),
-                          ends_at=(starts_at + timedelta(seconds=6)).isoformat())
-    reader = EventReader(stream_server, f"/api/v1/sales/{scheduled['id']}/stream",
-                         timeout=20)
+    scheduled = make_sale(
+        client,
+        stock=1,
+        starts_at=starts_at.isoformat(),
+        ends_at=(starts_at + timedelta(seconds=6)).isoformat(),
+    )
+    reader = EventReader(stream_server, f"/api/v1/sales/{scheduled['id']}/stream", timeout=20)
     try:
         assert reader.next_event() == {"remaining": 1, "status": "scheduled"}
         assert reader.next_event() == {"remaining": 1, "status": "active"}
@@ -179,8 +215,9 @@ def test_disconnected_clients_are_unsubscribed(app, client, stream_server):
     """Clients that leave end their greenlets: the server closes every socket, and the
     poller, with no sale left to watch, stops reading redis."""
     sales = [make_sale(client) for _ in range(2)]
-    readers = [EventReader(stream_server, f"/api/v1/sales/{sales[n % 2]['id']}/stream")
-               for n in range(40)]
+    readers = [
+        EventReader(stream_server, f"/api/v1/sales/{sales[n % 2]['id']}/stream") for n in range(40)
+    ]
     for reader in readers:
         reader.next_event()
     assert server_connections(stream_server) >= 40
@@ -219,8 +256,9 @@ def test_a_stream_ends_cleanly_after_its_lifetime(app, client, stream_server):
 
 
 def open_from(port: int, sale: dict, address: str) -> EventReader:
-    return EventReader(port, f"/api/v1/sales/{sale['id']}/stream",
-                       headers={"X-Forwarded-For": address})
+    return EventReader(
+        port, f"/api/v1/sales/{sale['id']}/stream", headers={"X-Forwarded-For": address}
+    )
 
 
 def assert_refused(reader: EventReader, status: int, code: str):
@@ -231,9 +269,16 @@ def assert_refused(reader: EventReader, status: int, code: str):
     reader.close()
 
 
-@pytest.mark.parametrize("stream_settings", [{
-    "SPILLWAY_RATE_LIMITS": "on", "SPILLWAY_STREAMS_PER_ADDRESS": "3",
-    "SPILLWAY_STREAMS_PER_WORKER": "5"}])
+@pytest.mark.parametrize(
+    "stream_settings",
+    [
+        {
+            "SPILLWAY_RATE_LIMITS": "on",
+            "SPILLWAY_STREAMS_PER_ADDRESS": "3",
+            "SPILLWAY_STREAMS_PER_WORKER": "5",
+        }
+    ],
+)
 def test_streams_are_capped_per_address_and_per_worker(app, client, stream_server):
     """With limits on, one address holds at most SPILLWAY_STREAMS_PER_ADDRESS streams (429
     beyond) and the process SPILLWAY_STREAMS_PER_WORKER (503 beyond), as JSON with
@@ -248,8 +293,14 @@ def test_streams_are_capped_per_address_and_per_worker(app, client, stream_serve
         reader.next_event()
     assert_refused(open_from(stream_server, sale, "10.0.0.3"), 503, "unavailable")
     held.pop(0).close()  # noticed at its next heartbeat, then its place is free
-    reopened = wait_until(lambda: (r := open_from(stream_server, sale, "10.0.0.1"))
-                          .response.status == 200 and r or r.close(), timeout=10)
+    reopened = wait_until(
+        lambda: (
+            (r := open_from(stream_server, sale, "10.0.0.1")).response.status == 200
+            and r
+            or r.close()
+        ),
+        timeout=10,
+    )
     assert reopened.next_event()
     for reader in [*held, reopened]:
         reader.close()

@@ -43,28 +43,75 @@ def live_app(server_logs, tmp_path_factory):
     """`spillway serve` with limits off (one client address), stopped after the module."""
     root = tmp_path_factory.mktemp("live-app")
     redis_server, memcached = start_redis(server_logs), start_memcached(server_logs)
-    env = {**os.environ, "SPILLWAY_ENV": "test", "SPILLWAY_LOG_LEVEL": "WARNING",
-           **service_environment(f"127.0.0.1:{redis_server.port}",
-                                 f"127.0.0.1:{memcached.port}", f"sqlite:///{root / 'live.db'}",
-                                 root),
-           "SPILLWAY_PROXY_HOPS": "0"}
-    subprocess.run([sys.executable, "-m", "spillway", "db", "upgrade"], env=env, cwd=root,
-                   check=True, capture_output=True, timeout=120)
+    env = {
+        **os.environ,
+        "SPILLWAY_ENV": "test",
+        "SPILLWAY_LOG_LEVEL": "WARNING",
+        **service_environment(
+            f"127.0.0.1:{redis_server.port}",
+            f"127.0.0.1:{memcached.port}",
+            f"sqlite:///{root / 'live.db'}",
+            root,
+        ),
+        "SPILLWAY_PROXY_HOPS": "0",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "spillway", "db", "upgrade"],
+        env=env,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = free_port()
-    server = Server("live-app", [sys.executable, "-m", "spillway", "serve", "--port", str(port),
-                                 "--env", "test", "--no-access-log"],
-                    port, server_logs, env=env, cwd=root).start(timeout=60)
+    server = Server(
+        "live-app",
+        [
+            sys.executable,
+            "-m",
+            "spillway",
+            "serve",
+            "--port",
+            str(port),
+            "--env",
+            "test",
+            "--no-access-log",
+        ],
+        port,
+        server_logs,
+        env=env,
+        cwd=root,
+    ).start(timeout=60)
     base_url = server.url
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
-        product = requests.post(f"{base_url}/api/v1/products", headers=admin, timeout=10,
-                                json={"name": "Kettle", "price_cents": 4500}).json()
+        product = requests.post(
+            f"{base_url}/api/v1/products",
+            headers=admin,
+            timeout=10,
+            json={"name": "Kettle", "price_cents": 4500},
+        ).json()
         ends = datetime.now(timezone.utc) + timedelta(hours=2)
-        sale = requests.post(f"{base_url}/api/v1/sales", headers=admin, timeout=10, json={
-            "product_id": product["id"], "stock": 1_000_000, "per_user_limit": 100,
-            "ends_at": ends.isoformat()}).json()
-        yield LiveApp(base_url, admin, _signup(base_url, "alice"), _signup(base_url, "bob"),
-                      sale["id"], product["id"], server)
+        sale = requests.post(
+            f"{base_url}/api/v1/sales",
+            headers=admin,
+            timeout=10,
+            json={
+                "product_id": product["id"],
+                "stock": 1_000_000,
+                "per_user_limit": 100,
+                "ends_at": ends.isoformat(),
+            },
+        ).json()
+        yield LiveApp(
+            base_url,
+            admin,
+            _signup(base_url, "alice"),
+            _signup(base_url, "bob"),
+            sale["id"],
+            product["id"],
+            server,
+        )
     finally:
         server.stop()
         memcached.stop()

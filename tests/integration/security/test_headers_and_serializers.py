@@ -62,6 +62,7 @@ def test_pages_load_no_inline_script_or_style(client, app):
 
 # No pickle ------------------------------------------------------------------------------
 
+
 def test_celery_accepts_and_sends_json_only(app):
     """See also tests/integration/test_celery_worker.py::test_worker_refuses_pickle (a real
     worker refuses a pickled message) and tests/unit/test_settings.py."""
@@ -90,10 +91,14 @@ def test_no_module_imports_pickle_or_its_kin():
     offenders = []
     for path in Path(spillway.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{path}: {name}" for name in names
-                          if name.split(".")[0] in forbidden]
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path}: {name}" for name in names if name.split(".")[0] in forbidden]
     assert offenders == []
 
 
@@ -101,8 +106,12 @@ def test_no_cookie_is_ever_set(client, app):
     """Bearer tokens only: no answer sets a cookie, so there is nothing for CSRF to ride."""
     sale = make_sale(client)
     buyer = signup(client)
-    for response in (client.get("/api/v1/sales"), buy(client, sale, buyer),
-                     client.post("/api/v1/users", json={"name": "x"}), client.get("/nowhere")):
+    for response in (
+        client.get("/api/v1/sales"),
+        buy(client, sale, buyer),
+        client.post("/api/v1/users", json={"name": "x"}),
+        client.get("/nowhere"),
+    ):
         assert "Set-Cookie" not in response.headers
 
 
@@ -120,8 +129,10 @@ def test_malformed_limit_settings_stop_the_process(monkeypatch):
         else:
             raise AssertionError(f"{variable}=lots was accepted")
         monkeypatch.delenv(variable)
-    for variable, value in (("SPILLWAY_NGINX_RATE_PER_IP", "fast"),
-                            ("SPILLWAY_NGINX_CONN_PER_IP", "0")):
+    for variable, value in (
+        ("SPILLWAY_NGINX_RATE_PER_IP", "fast"),
+        ("SPILLWAY_NGINX_CONN_PER_IP", "0"),
+    ):
         monkeypatch.setenv(variable, value)
         try:
             settings.nginx_rate_limits()
@@ -144,16 +155,30 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     from spillway.deploy.run_dir import RunDir
     from spillway.settings import nginx_rate_limits
 
-    template = Environment(loader=FileSystemLoader(TEMPLATES_DIR),
-                           undefined=StrictUndefined).get_template("nginx.conf")
-    app = {"static": {"url_path": "/static", "folder": str(tmp_path)},
-           "pages": [{"path": "/", "root": str(tmp_path), "file": "index.html"}],
-           "cached_routes": [{"location": "^/api/v1/products(/[0-9]+)?$", "key_prefix": "p",
-                              "aliases": {}}],
-           "allow": [{"pattern": "/api/v1/products", "methods": "GET, HEAD"}]}
-    context = dict(user="", group="", nginx_workers=1, paths=RunDir(tmp_path), log_dir=tmp_path,
-                   max_body_bytes=65536, app=app, host="127.0.0.1", port=1,
-                   metrics_port=2, **template_context(65536))
+    template = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined
+    ).get_template("nginx.conf")
+    app = {
+        "static": {"url_path": "/static", "folder": str(tmp_path)},
+        "pages": [{"path": "/", "root": str(tmp_path), "file": "index.html"}],
+        "cached_routes": [
+            {"location": "^/api/v1/products(/[0-9]+)?$", "key_prefix": "p", "aliases": {}}
+        ],
+        "allow": [{"pattern": "/api/v1/products", "methods": "GET, HEAD"}],
+    }
+    context = dict(
+        user="",
+        group="",
+        nginx_workers=1,
+        paths=RunDir(tmp_path),
+        log_dir=tmp_path,
+        max_body_bytes=65536,
+        app=app,
+        host="127.0.0.1",
+        port=1,
+        metrics_port=2,
+        **template_context(65536),
+    )
     rendered = {}
     for mode in ("on", "off"):
         monkeypatch.setenv("SPILLWAY_RATE_LIMITS", mode)

@@ -23,12 +23,12 @@ def fetch_token(client, sale, buyer):
 def buy_with(client, sale, buyer, token, chunked=False):
     headers = {**buyer, purchase_tokens.HEADER: token} if token is not None else buyer
     if chunked:  # no Content-Length: the Flask view answers instead of the fast path
-        return client.post(f"/api/v1/sales/{sale['id']}/orders",
-                           input_stream=io.BytesIO(b'{"quantity": 1}'),
-                           headers={**headers, "Content-Type": "application/json",
-                                    "Transfer-Encoding": "chunked"})
-    return client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1},
-                       headers=headers)
+        return client.post(
+            f"/api/v1/sales/{sale['id']}/orders",
+            input_stream=io.BytesIO(b'{"quantity": 1}'),
+            headers={**headers, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        )
+    return client.post(f"/api/v1/sales/{sale['id']}/orders", json={"quantity": 1}, headers=headers)
 
 
 def assert_refused(response, code):
@@ -63,17 +63,33 @@ def test_another_buyers_or_sales_token_is_useless(client, guarded, chunked):
     other_sale = make_sale(client, stock=5, requires_purchase_token=True)
     alices = fetch_token(client, sale, alice).get_json()["token"]
     assert_refused(buy_with(client, sale, bob, alices, chunked), "purchase_token_invalid")
-    assert_refused(buy_with(client, other_sale, alice, alices, chunked),
-                   "purchase_token_invalid")
+    assert_refused(buy_with(client, other_sale, alice, alices, chunked), "purchase_token_invalid")
     assert stock.sale_state(sale["id"])["remaining"] == 50
 
 
-@pytest.mark.parametrize("token", [
-    "", "garbage", "1.2.3", f"{int(time.time()) + 60}.AAAA",
-    f"{int(time.time()) + 60}." + "A" * 43, "99999999999999999999.x", "-5.abc",
-    "١٢٣.abc",  # non-ASCII digits
-], ids=["empty", "garbage", "dots", "short-mac", "zero-mac", "huge-expiry", "negative",
-        "unicode-digits"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "garbage",
+        "1.2.3",
+        f"{int(time.time()) + 60}.AAAA",
+        f"{int(time.time()) + 60}." + "A" * 43,
+        "99999999999999999999.x",
+        "-5.abc",
+        "١٢٣.abc",  # non-ASCII digits
+    ],
+    ids=[
+        "empty",
+        "garbage",
+        "dots",
+        "short-mac",
+        "zero-mac",
+        "huge-expiry",
+        "negative",
+        "unicode-digits",
+    ],
+)
 def test_forged_tokens_are_refused(client, guarded, token):
     sale, alice, _ = guarded
     code = "purchase_token_required" if token == "" else "purchase_token_invalid"
@@ -99,9 +115,12 @@ def test_expired_and_foreign_secret_tokens_are_refused(client, guarded, app):
 def test_tokens_are_issued_only_while_the_sale_is_on(client, app):
     """Before the sale opens (and for an unknown sale) there is no token to be had."""
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    scheduled = make_sale(client, starts_at=later.isoformat(),
-                          ends_at=(later + timedelta(hours=1)).isoformat(),
-                          requires_purchase_token=True)
+    scheduled = make_sale(
+        client,
+        starts_at=later.isoformat(),
+        ends_at=(later + timedelta(hours=1)).isoformat(),
+        requires_purchase_token=True,
+    )
     buyer = signup(client)
     refused = fetch_token(client, scheduled, buyer)
     assert refused.status_code == 409
@@ -144,9 +163,15 @@ def test_the_flag_must_be_a_json_boolean(client, app):
     from tests.factories import make_product
 
     product = make_product()
-    body = {"product_id": str(product.id), "stock": 1,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}
+    body = {
+        "product_id": str(product.id),
+        "stock": 1,
+        "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+    }
     for wrong in ("true", 1, None, []):
-        response = client.post("/api/v1/sales", json={**body, "requires_purchase_token": wrong},
-                               headers=admin_headers())
+        response = client.post(
+            "/api/v1/sales",
+            json={**body, "requires_purchase_token": wrong},
+            headers=admin_headers(),
+        )
         assert response.status_code == 400, wrong

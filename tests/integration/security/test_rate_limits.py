@@ -16,10 +16,13 @@ from tests.factories import signup
 @pytest.fixture
 def service_env(service_env):
     """This module's app has its limits on, and tight."""
-    return {**service_env, "SPILLWAY_RATE_LIMITS": "on",
-            "SPILLWAY_RATE_LIMIT_PER_IP": "5 per minute",
-            "SPILLWAY_RATE_LIMIT_PER_BUYER": "3 per minute",
-            "SPILLWAY_SIGNUP_LIMIT_PER_IP": "3 per minute"}
+    return {
+        **service_env,
+        "SPILLWAY_RATE_LIMITS": "on",
+        "SPILLWAY_RATE_LIMIT_PER_IP": "5 per minute",
+        "SPILLWAY_RATE_LIMIT_PER_BUYER": "3 per minute",
+        "SPILLWAY_SIGNUP_LIMIT_PER_IP": "3 per minute",
+    }
 
 
 def assert_rate_limited(response):
@@ -88,9 +91,11 @@ def test_only_the_address_nginx_appended_is_trusted(client, app):
 
 def chunked_purchase(client, sale, headers):
     """A purchase with no Content-Length: the fast path leaves it to the Flask view."""
-    return client.post(f"/api/v1/sales/{sale['id']}/orders", input_stream=io.BytesIO(
-        b'{"quantity": 1}'), headers={**headers, "Content-Type": "application/json",
-                                       "Transfer-Encoding": "chunked"})
+    return client.post(
+        f"/api/v1/sales/{sale['id']}/orders",
+        input_stream=io.BytesIO(b'{"quantity": 1}'),
+        headers={**headers, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
 
 
 def test_per_buyer_limit_counts_fast_path_and_view_together(client, app):
