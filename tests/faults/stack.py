@@ -3,8 +3,10 @@ file, gunicorn with gevent workers on a loopback port, and Celery workers with b
 each a real process in its own process group, stopped by PID."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from datetime import timedelta
@@ -26,6 +28,11 @@ from tests.waiting import NotYet
 from tests.waiting import wait_until
 
 WEB_WORKERS = 2
+# redis's AOF goes to memory where the machine has it. Under everysec a background fsync that
+# takes over a second (a shared CI disk) makes redis postpone its write() and still reply, so
+# a SIGKILL then loses acknowledged writes: RELIABILITY.md's documented caveat of everysec,
+# not a fault of the app. The kill tests judge the app and a redis process kill.
+FAST_DISK = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def wait_redis_loaded(url: str, timeout: float = 30.0) -> None:
@@ -60,7 +67,8 @@ class FaultStack:
             raise
 
     def _start(self, work: Path) -> None:
-        self.redis = aof_redis(self.logs, work / "redis").start()
+        self.redis_dir = Path(tempfile.mkdtemp(prefix="spillway-faults-redis-", dir=FAST_DISK))
+        self.redis = aof_redis(self.logs, self.redis_dir).start()
         self.servers.append(self.redis)
         self.memcached = start_memcached(self.logs)
         self.servers.append(self.memcached)
@@ -133,6 +141,8 @@ class FaultStack:
             worker.stop()
         for server in reversed(self.servers):
             server.stop()
+        if getattr(self, "redis_dir", None):
+            shutil.rmtree(self.redis_dir, ignore_errors=True)
 
     @property
     def audit(self) -> SaleAudit:
