@@ -30,14 +30,15 @@ def make_listener(host: str, port: int) -> socket.socket:
 
 def serve(app: Flask, host: str, port: int, access_log: bool = True) -> None:
     """Serve ``app`` until interrupted; with debug on, behind Werkzeug's debugger. The gevent
-    guards first: a blocking driver stops it in one line; the hub is watched."""
+    guards once it can listen (a taken port is then its one line): a blocking driver stops
+    it in one line; the hub is watched."""
+    listener = make_listener(host, port)
     protect_gevent_worker(app, "serve")
     wsgi_app = app
     if app.debug:
         from werkzeug.debug import DebuggedApplication
 
         wsgi_app = DebuggedApplication(app, evalex=True)
-    listener = make_listener(host, port)
     bound_host, bound_port = listener.getsockname()[:2]
     server = WSGIServer(
         listener,
