@@ -8,12 +8,15 @@ alternating rounds (hello, purchase with batching on, purchase with batching off
 fresh gunicorn, so drift weighs on all alike. Each purchase round uses fresh Idempotency-Keys
 and buyers with room under their limit, so every answer is a real 202 reservation.
 
+``--hub-monitor`` compares the blocked-hub detector (docs/guards.md) on and off instead:
+the purchase and the hello, each with ``SPILLWAY_HUB_MONITOR`` on and off, batching on.
+
 ``--close`` sends ``Connection: close`` (one request per connection, as nginx → gunicorn
 works in the shipped stack); ``--profile`` adds cProfile's top functions per target (CPU
 clock; the profiler inflates call-heavy code, so read shares, not absolute times).
 
 Run from the repository root: ``.venv/bin/python bench/purchase_cpu.py [--rounds 3]
-[--seconds 6] [--connections 64] [--close] [--profile]``.
+[--seconds 6] [--connections 64] [--hub-monitor] [--close] [--profile]``.
 """
 
 import argparse
@@ -123,6 +126,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--hub-monitor", action="store_true", help="compare the blocked-hub detector on and off"
+    )
     parser.add_argument("--close", action="store_true", help="one request per connection")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     args = parser.parse_args()
@@ -157,16 +163,12 @@ def main() -> int:
             for method in ("POST", "GET")
         }
         purchase = f"http://127.0.0.1:PORT/api/v1/sales/{sale_id}/orders"
-        targets = [
-            ("bare hello", "http://127.0.0.1:PORT/demo/index", scripts["GET"], {}),
-            ("purchase, batching on", purchase, scripts["POST"], {}),
-            (
-                "purchase, batching off",
-                purchase,
-                scripts["POST"],
-                {"SPILLWAY_REDIS_BATCHING": "off"},
-            ),
-        ]
+        hello = "http://127.0.0.1:PORT/demo/index"
+        targets = (
+            hub_monitor_targets(hello, purchase, scripts)
+            if args.hub_monitor
+            else batching_targets(hello, purchase, scripts)
+        )
         for round_ in range(1, args.rounds + 1):
             for name, url, script, own_env in targets:
                 result = run_target(lab, name, url, script, {**served, **own_env}, args)
@@ -184,8 +186,26 @@ def main() -> int:
     return 1 if any(r["non_2xx"] for r in results) else 0
 
 
+def batching_targets(hello: str, purchase: str, scripts: dict) -> list[tuple]:
+    """The hello, and the purchase with redis auto-pipelining on and off."""
+    return [
+        ("bare hello", hello, scripts["GET"], {}),
+        ("purchase, batching on", purchase, scripts["POST"], {}),
+        ("purchase, batching off", purchase, scripts["POST"], {"SPILLWAY_REDIS_BATCHING": "off"}),
+    ]
+
+
+def hub_monitor_targets(hello: str, purchase: str, scripts: dict) -> list[tuple]:
+    """The hello and the purchase, each with the blocked-hub detector on and off."""
+    return [
+        (f"{what}, detector {state}", url, scripts[method], {"SPILLWAY_HUB_MONITOR": state})
+        for what, url, method in (("bare hello", hello, "GET"), ("purchase", purchase, "POST"))
+        for state in ("on", "off")
+    ]
+
+
 def report(best: dict, work: Path, profile: bool) -> None:
-    hello = best["bare hello"]
+    hello = best.get("bare hello") or best["bare hello, detector off"]
     print("\nbest of each (lowest CPU per request):")
     print(
         table(
