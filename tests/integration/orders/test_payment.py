@@ -96,10 +96,12 @@ def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, sta
     cannot ask the gateway, so it leaves the order (and counts it) tick after tick; once
     the gateway answers, its void (never charged) cancels it and the unit returns once."""
     start_worker()
-    sale = make_sale(client, stock=3, payment_timeout_s=2)
+    # The gateway is down before the order exists (buying never asks it), and the deadline
+    # leaves room for a loaded machine's drain: pay must come before the deadline to be a 503.
+    gateway.stop()
+    sale = make_sale(client, stock=3, payment_timeout_s=5)
     buyer = signup(client)
     order_id = confirmed_order(client, sale, buyer)
-    gateway.stop()
     down = pay(client, order_id, buyer)
     assert down.status_code == 503 and "unavailable" in down.get_json()["error"]["message"]
     assert (
