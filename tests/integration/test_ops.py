@@ -82,8 +82,9 @@ def test_a_flood_of_readyz_costs_about_one_check_a_second(app):
     seconds = time.monotonic() - started
     pings = ping_calls(app) - before
     assert set(answers) == {200} and len(answers) > 100
-    # One run a second, with room for the broker check's own PING and a boundary.
-    assert 1 <= pings <= 2 * (seconds + 1), (pings, len(answers), seconds)
+    # One run a second, each up to two PINGs (redis's, the broker connection's), with room
+    # for a run at either end on a loaded machine; unshared, it was 1,221 in two seconds.
+    assert 1 <= pings <= 4 * (seconds + 1), (pings, len(answers), seconds)
 
 
 def test_check_command_prints_each_dependency(app):
