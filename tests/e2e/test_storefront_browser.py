@@ -118,6 +118,18 @@ def test_page_lists_a_sale_and_stock_counts_down_live(page, stack):
     shot(page, "phone")
 
 
+def test_the_newest_sales_get_the_live_streams(page, stack):
+    """Only four cards hold a stream (a browser's six connections); with more active sales
+    than that, the ones that started last get them. Ids are random, so this is the order of
+    the start times, not of the ids."""
+    sales = [create_sale(stack, stock=3) for _ in range(6)]
+    page.goto(stack.base_url + "/")
+    for sale in sales[-4:]:
+        expect(page.locator(f'li.sale[data-sale-id="{sale["id"]}"] .live')).to_be_visible()
+    first = page.locator("li.sale").first
+    expect(first).to_have_attribute("data-sale-id", str(sales[-1]["id"]))
+
+
 def test_buy_confirm_then_pay(page, stack):
     """Sign up, double-click Buy (one order), see it confirmed, pay, see it paid."""
     sale = create_sale(stack, stock=3, per_user_limit=2)

@@ -380,10 +380,12 @@ function rank(card) {
 }
 
 function arrange() {
-  // Active sales first (newest first), then upcoming ones (soonest first), then sold out.
-  const ordered = [...cards.values()].sort((a, b) => rank(a) - rank(b) || (
-    rank(a) === 1 ? Date.parse(a.sale.starts_at) - Date.parse(b.sale.starts_at)
-      : Number(b.sale.id) - Number(a.sale.id)));
+  // Active sales first (latest started first), then upcoming ones (soonest first), then sold
+  // out. Ids are random, so they only break ties: they say nothing of which sale is newer.
+  const startsAt = (card) => Date.parse(card.sale.starts_at);
+  const ordered = [...cards.values()].sort((a, b) => rank(a) - rank(b)
+    || (rank(a) === 1 ? startsAt(a) - startsAt(b) : startsAt(b) - startsAt(a))
+    || Number(b.sale.id) - Number(a.sale.id));
   const list = $("#sales");
   ordered.forEach((card, index) => {
     if (list.children[index] !== card.element) list.insertBefore(card.element, list.children[index] || null);
