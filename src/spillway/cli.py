@@ -151,6 +151,66 @@ def status_command():
         raise SystemExit(1)
 
 
+@cli.command("backup", with_appcontext=False)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def backup_command(directory: Path):
+    """Back up the running stack (of this checkout, or SPILLWAY_RUN_DIR) into DIRECTORY,
+    new or empty: its database (SQLite's online backup, or pg_dump), redis's data (a
+    snapshot) and its secrets, with a manifest. The Celery worker pauses while the two
+    copies are taken so that they fit together; purchases are still accepted.
+    DEPLOYMENT.md, "Backups"."""
+    from spillway.deploy.backup import take_backup
+    from spillway.deploy.layout import StackError
+    from spillway.deploy.local_stack import run_dir_of_checkout
+    from spillway.deploy.local_stack import use_stack_addresses
+    from spillway.deploy.local_stack import where_the_stack_is
+    from spillway.deploy.supervisor_rpc import SupervisorUnreachable
+
+    run_dir = run_dir_of_checkout()
+    if run_dir is None:
+        raise click.ClickException(where_the_stack_is().strip(" ()"))
+    use_stack_addresses()
+    try:
+        manifest = take_backup(run_dir, directory, os.environ["DATABASE_URL"])
+    except (StackError, SupervisorUnreachable) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backed up {run_dir.root} into {directory}: {', '.join(sorted(manifest.files))}")
+
+
+@cli.command("restore", with_appcontext=False)
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=lambda: os.environ.get("SPILLWAY_RUN_DIR", "run"),
+    help="The fresh run directory to restore into [default: SPILLWAY_RUN_DIR or ./run].",
+)
+def restore_command(directory: Path, run_dir: str):
+    """Restore the backup in DIRECTORY into a fresh run directory (and DATABASE_URL's
+    database, empty, if the backup's ledger is PostgreSQL). Refused, nothing changed, if
+    DIRECTORY is not a backup, the stack there is running, or it already holds data.
+    Then `spillway up`, and `spillway reconcile`."""
+    from spillway.deploy.backup_manifest import NotABackup
+    from spillway.deploy.layout import StackError
+    from spillway.deploy.layout import stack_addresses
+    from spillway.deploy.restore import restore_backup
+    from spillway.deploy.run_dir import RunDir
+
+    chosen = (
+        click.get_current_context().get_parameter_source("run_dir") is not ParameterSource.DEFAULT
+        or "SPILLWAY_RUN_DIR" in os.environ
+    )
+    database_url = stack_addresses(RunDir(Path(run_dir).resolve()))["DATABASE_URL"]
+    try:
+        manifest, place = restore_backup(directory, Path(run_dir), chosen, database_url)
+    except (NotABackup, StackError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"restored the backup of {manifest.source} taken {manifest.created_at} into "
+        f"{place.root}: start it with `spillway up`, then run `spillway reconcile`"
+    )
+
+
 @cli.command("start-checks", with_appcontext=False)
 def start_checks_command():
     """Run the app's start checks: exit 0 when it may serve, 1 (and why, in one line) when

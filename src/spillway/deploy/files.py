@@ -58,3 +58,23 @@ def lstat_or_none(path: Path) -> os.stat_result | None:
         return path.lstat()
     except FileNotFoundError:
         return None
+
+
+def copy_as_new(source: Path, target: Path, mode: int, owner: tuple[int, int] | None) -> None:
+    """Copy ``source`` to ``target``, a name that must not exist (O_EXCL|O_NOFOLLOW: never
+    written through a link planted there), with ``mode`` and, given, ``owner`` (uid, gid)."""
+    fd = os.open(target, NO_FOLLOW_CREATE, mode)
+    try:
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+        with open(source, "rb") as reader, os.fdopen(fd, "wb", closefd=False) as writer:
+            while chunk := reader.read(1 << 20):
+                writer.write(chunk)
+            writer.flush()
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(target)
+        raise
+    os.close(fd)

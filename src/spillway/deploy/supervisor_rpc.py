@@ -27,6 +27,26 @@ def programs(run_dir: RunDir) -> list[dict]:
 
     :raise SupervisorUnreachable: it does not answer.
     """
+    return _call(run_dir, "getAllProcessInfo")
+
+
+def stop(run_dir: RunDir, name: str) -> None:
+    """Stop program ``name`` and wait until it has exited (its stopwaitsecs at most).
+
+    :raise SupervisorUnreachable: supervisord does not answer, or refused.
+    """
+    _call(run_dir, "stopProcess", name, True)
+
+
+def start(run_dir: RunDir, name: str) -> None:
+    """Start program ``name`` and wait until supervisord counts it running.
+
+    :raise SupervisorUnreachable: supervisord does not answer, or refused.
+    """
+    _call(run_dir, "startProcess", name, True)
+
+
+def _call(run_dir: RunDir, method: str, *args):
     config = configparser.ConfigParser(interpolation=None)
     config.read_string(read_regular(run_dir.supervisord_conf) or "")
     section = config["supervisorctl"] if config.has_section("supervisorctl") else {}
@@ -35,7 +55,7 @@ def programs(run_dir: RunDir) -> list[dict]:
     )
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     try:
-        return proxy.supervisor.getAllProcessInfo()
+        return getattr(proxy.supervisor, method)(*args)
     except (OSError, xmlrpc.client.Error) as exc:
         raise SupervisorUnreachable(
             f"supervisord does not answer on {run_dir.supervisor_socket}: {exc}"
