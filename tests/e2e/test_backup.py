@@ -13,29 +13,35 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 from pathlib import Path
 
+import psycopg
+import pytest
 import requests
 
 from spillway.deploy.run_dir import RunDir
 from tests.e2e.conftest import running_stack
+from tests.postgres import start_postgres
 from tests.waiting import wait_until
 
 # What the suite sets that would point a command at the suite's own servers.
 SUITES_OWN = ("SPILLWAY_", "DATABASE_URL")
 
 
-def spillway(*args: str, run_dir: Path) -> subprocess.CompletedProcess:
-    """A `spillway` command as the operator types it, for the stack in ``run_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SUITES_OWN)}
+def spillway(*args: str, run_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A `spillway` command as the operator types it, for the stack in ``run_dir``, with no
+    Spillway setting but ``env``'s."""
+    settings = {k: v for k, v in (env or {}).items() if k.startswith(SUITES_OWN)}
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(SUITES_OWN)}
     return subprocess.run(
         [sys.executable, "-m", "spillway", *args],
         cwd="/",
-        env={**env, "SPILLWAY_RUN_DIR": str(run_dir)},
+        env={**shell, **settings, "SPILLWAY_RUN_DIR": str(run_dir)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -116,6 +122,16 @@ def program_state(stack, program: str) -> str:
     return stack.supervisorctl("status", program).split()[1]
 
 
+def buy_until(stack, sale: dict, buyers: list[dict], stop: threading.Event) -> list:
+    """One buyer after another buys one unit until ``stop`` is set (or they run out)."""
+    found = []
+    for buyer in buyers:
+        if stop.is_set():
+            break
+        found += buy(stack, sale, [buyer], workers=1)
+    return found
+
+
 def snapshot_of(run_dir: Path) -> dict[str, tuple]:
     """Every file under ``run_dir`` but the live ones (logs, sockets, the database's and
     redis's, which a running stack writes): name -> (size, mtime)."""
@@ -127,32 +143,78 @@ def snapshot_of(run_dir: Path) -> dict[str, tuple]:
     }
 
 
+def restore_and_reconcile(
+    backup: Path,
+    must_hold: set[str],
+    orders_of: Callable[[Path], set[str]] = ledger_orders,
+    env: dict | None = None,
+):
+    """``backup`` restored into a fresh run directory (and ``env``'s ledger) and started;
+    once the ledger holds ``must_hold`` and the outbox the backup caught has drained: (the
+    ledger's order ids, `spillway reconcile`'s lines, the restored stack's secrets)."""
+    run_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-restored-"))
+    try:
+        restore = spillway("restore", str(backup), run_dir=run_dir, env=env)
+        assert restore.returncode == 0, restore.stdout + restore.stderr
+        with running_stack(env or {}, run_dir=run_dir) as restored:
+
+            def orders() -> set[str]:
+                return orders_of(run_dir)
+
+            wait_until(lambda: orders() >= must_hold, timeout=90)
+
+            def drained() -> list[str]:
+                reconcile = spillway("reconcile", run_dir=run_dir, env=env)
+                assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+                lines = reconcile.stdout.strip().splitlines()
+                return lines if all("outbox=0" in line for line in lines) else []
+
+            lines = wait_until(drained, timeout=60, what="the restored outbox drained")
+            return orders(), lines, restored.secrets()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def test_a_backup_of_a_serving_stack_restores_every_order_and_reconciles(tmp_path):
-    """Sale A persisted; sale B bought during a backup with the worker running (it pauses
-    and comes back); sale C bought with the worker stopped, so its orders wait in the
-    outbox when the second backup is taken. Restored into a fresh run directory and
-    started: every order promised before the backup is in the ledger, the outbox drains,
-    `spillway reconcile` balances every sale. A restore over the running stack is refused."""
+    """Sale A persisted; sale B bought all through a backup taken with the worker running
+    (it pauses for the copies and comes back); sale C bought with the worker stopped, so
+    its orders wait in the outbox when a second backup is taken. Each backup, restored into
+    a fresh run directory and started, holds every order promised before it was taken (and
+    none nobody was promised), drains the outbox it caught, and `spillway reconcile`
+    balances every sale. A restore over the running stack is refused, nothing changed."""
     source_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-backup-"))
-    restored_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-restored-"))
     live_backup, outbox_backup = tmp_path / "live", tmp_path / "outbox"
     figures = {}
     try:
         with running_stack({}, run_dir=source_dir) as stack:
-            sale_a, sale_b, sale_c = (make_sale(stack, 40) for _ in range(3))
+            sale_a, sale_b, sale_c = (
+                make_sale(stack, 40),
+                make_sale(stack, 400),
+                make_sale(stack, 40),
+            )
             promised = buy(stack, sale_a, make_buyers(stack, 30, "a"))
             wait_until(lambda: persisted(stack, sale_a) == 30, timeout=60)
 
-            # Purchases keep arriving while the backup pauses the drain.
-            buyers_b = make_buyers(stack, 30, "b")
-            during: list = []
-            buying = threading.Thread(target=lambda: during.extend(buy(stack, sale_b, buyers_b)))
-            started = time.monotonic()
+            # Purchases keep arriving, one after another, while the backup pauses the drain.
+            buyers_b, stop, during = make_buyers(stack, 300, "b"), threading.Event(), []
+            buying = threading.Thread(
+                target=lambda: during.extend(buy_until(stack, sale_b, buyers_b, stop))
+            )
             buying.start()
+            time.sleep(0.5)
+            started = time.monotonic()
             backup = spillway("backup", str(live_backup), run_dir=source_dir)
+            finished = time.monotonic()
+            stop.set()
             buying.join(timeout=120)
             assert backup.returncode == 0, backup.stdout + backup.stderr
             assert program_state(stack, "celery-worker") == "RUNNING"
+            before_live = {order for order, at in promised + during if at < started}
+            figures["live backup: orders promised before it"] = len(before_live)
+            figures["live backup: seconds"] = round(finished - started, 1)
+            figures["live backup: orders promised while it ran"] = sum(
+                started <= at < finished for _, at in during
+            )
             promised += during
             wait_until(lambda: persisted(stack, sale_b) == len(during), timeout=60)
 
@@ -164,39 +226,38 @@ def test_a_backup_of_a_serving_stack_restores_every_order_and_reconciles(tmp_pat
             assert backup.returncode == 0, backup.stdout + backup.stderr
             assert program_state(stack, "celery-worker") == "STOPPED"  # left as it was
             assert all(at < started for _, at in promised)
-            figures["orders backed up"] = len(promised)
-            figures["in the outbox at the backup"] = 25
+            figures["outbox backup: orders promised before it"] = len(promised)
+            figures["outbox backup: of them in the outbox"] = 25
 
             before = snapshot_of(source_dir)
-            over = spillway("restore", str(outbox_backup), "--run-dir", str(source_dir),
-                            run_dir=source_dir)  # fmt: skip
+            over = spillway(
+                "restore", str(outbox_backup), "--run-dir", str(source_dir), run_dir=source_dir
+            )
             assert_refused(over, "running")
             assert snapshot_of(source_dir) == before
             assert requests.get(f"{stack.base_url}/readyz", timeout=10).status_code == 200
+            source_secrets = stack.secrets()
 
         manifest = json.loads((outbox_backup / "manifest.json").read_text())
         assert manifest["version"] == 1 and manifest["ledger"] == "sqlite"
         assert {"spillway.db", "redis.rdb", "secrets.env"} <= set(manifest["files"])
 
-        restore = spillway("restore", str(outbox_backup), run_dir=restored_dir)
-        assert restore.returncode == 0, restore.stdout + restore.stderr
         ids = {order for order, _ in promised}
-        with running_stack({}, run_dir=restored_dir) as restored:
-            wait_until(lambda: ledger_orders(restored_dir) >= ids, timeout=90)
-            figures["orders after restore"] = len(ledger_orders(restored_dir))
-            reconcile = spillway("reconcile", run_dir=restored_dir)
-            figures["reconcile"] = reconcile.stdout.strip().splitlines()
-            assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
-            lines = reconcile.stdout.strip().splitlines()
-            assert len(lines) == 3 and all(": ok " in line for line in lines), lines
-            assert all("outbox=0" in line for line in lines), lines
-            assert ledger_orders(restored_dir) == ids  # nobody else's, none twice
-            # The secrets came back: the old admin token still works.
-            assert restored.secrets() == stack.secrets()
+        orders, lines, restored_secrets = restore_and_reconcile(outbox_backup, ids)
+        figures["outbox backup: orders after restore"] = len(orders)
+        figures["outbox backup: reconcile"] = lines
+        assert orders == ids  # every promised order once, nobody else's
+        assert len(lines) == 3 and all(": ok " in line for line in lines), lines
+        assert restored_secrets == source_secrets  # the admin token still works
+
+        orders, lines, _ = restore_and_reconcile(live_backup, before_live)
+        figures["live backup: orders after restore"] = len(orders)
+        figures["live backup: reconcile"] = lines
+        assert before_live <= orders <= ids
+        assert len(lines) == 3 and all(": ok " in line for line in lines), lines
         print("backup figures:", json.dumps(figures, indent=2))
     finally:
         shutil.rmtree(source_dir, ignore_errors=True)
-        shutil.rmtree(restored_dir, ignore_errors=True)
 
 
 def test_what_is_not_a_backup_is_refused_and_nothing_changes(tmp_path):
@@ -241,3 +302,52 @@ def test_what_is_not_a_backup_is_refused_and_nothing_changes(tmp_path):
 
     assert_refused(spillway("backup", str(tmp_path / "b"), run_dir=run_dir), "no stack")
     assert not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory):
+    cluster = start_postgres(tmp_path_factory.mktemp("postgres-logs"))
+    yield cluster
+    cluster.stop()
+
+
+def test_a_postgresql_ledger_comes_back_through_pg_dump_and_pg_restore(pg, tmp_path):
+    """A stack on PostgreSQL, backed up (pg_dump, custom format) with orders persisted and
+    orders in the outbox; restored (pg_restore) into an empty database and a fresh run
+    directory: every order, reconciled. Into a database that holds tables: refused."""
+    source = pg.create_database()
+    source_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-pgbackup-"))
+    backup_dir = tmp_path / "pg"
+    try:
+        with running_stack({"DATABASE_URL": pg.url(source)}, run_dir=source_dir) as stack:
+            persisted_sale, waiting_sale = make_sale(stack, 30), make_sale(stack, 30)
+            promised = buy(stack, persisted_sale, make_buyers(stack, 20, "p"))
+            wait_until(lambda: persisted(stack, persisted_sale) == 20, timeout=60)
+            stack.supervisorctl("stop", "celery-worker")
+            promised += buy(stack, waiting_sale, make_buyers(stack, 10, "w"))
+            backup = spillway("backup", str(backup_dir), run_dir=source_dir)
+            assert backup.returncode == 0, backup.stdout + backup.stderr
+    finally:
+        shutil.rmtree(source_dir, ignore_errors=True)
+    assert json.loads((backup_dir / "manifest.json").read_text())["ledger"] == "postgresql"
+
+    fresh = tmp_path / "fresh"
+    into_used = spillway(
+        "restore", str(backup_dir), run_dir=fresh, env={"DATABASE_URL": pg.url(source)}
+    )
+    assert_refused(into_used, "table")
+    assert not fresh.exists()
+
+    target = pg.create_database()
+
+    def orders_of(_run_dir: Path) -> set[str]:
+        with psycopg.connect(pg.url(target, driver="postgresql")) as connection:
+            return {row[0] for row in connection.execute("SELECT id FROM orders")}
+
+    ids = {order for order, _ in promised}
+    orders, lines, _ = restore_and_reconcile(
+        backup_dir, ids, orders_of, env={"DATABASE_URL": pg.url(target)}
+    )
+    print("postgresql backup:", len(ids), "orders backed up,", len(orders), "after", lines)
+    assert orders == ids
+    assert len(lines) == 2 and all(": ok " in line for line in lines), lines
