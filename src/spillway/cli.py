@@ -158,7 +158,7 @@ def backup_command(directory: Path):
     new or empty: its database (SQLite's online backup, or pg_dump), redis's data (a
     snapshot) and its secrets, with a manifest. The Celery worker pauses while the two
     copies are taken so that they fit together; purchases are still accepted.
-    DEPLOYMENT.md, "Backups"."""
+    DEPLOYMENT.md, "Backups and durability"."""
     from spillway.deploy.backup import take_backup
     from spillway.deploy.layout import StackError
     from spillway.deploy.local_stack import run_dir_of_checkout

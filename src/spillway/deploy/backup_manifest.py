@@ -78,7 +78,9 @@ def read(directory: Path) -> Manifest:
         document = json.loads(text)
         kind, version = document.get("format"), document.get("version")
     except (ValueError, AttributeError):
-        raise NotABackup(f"{directory / NAME} is not a backup manifest (not JSON)") from None
+        raise NotABackup(
+            f"{directory / NAME} is not a backup manifest (not a JSON object)"
+        ) from None
     if kind != FORMAT:
         raise NotABackup(f"{directory / NAME} is not a Spillway backup manifest")
     if version != VERSION:

@@ -43,19 +43,16 @@ def restore_backup(
             f"one: restore it into a {manifest.ledger} database"
         )
     user = resolve_service_user()
-    place = RunDir(run_dir.resolve())
-    if is_running(place):
-        raise StackError(
-            f"the stack in {place.root} is running: stop it first (a restore never "
-            "replaces the data of a running stack)"
-        )
+    refuse_a_running_stack(RunDir(run_dir.resolve()))
+    # Where `spillway up` will run it (a closed checkout's ./run links elsewhere).
+    place = RunDir(run_directory(run_dir, chosen, user))
+    refuse_a_running_stack(place)
     held = [what for what in (ledger_copy.holds_data(database_url), redis_data(place)) if what]
     if held:
         raise StackError(
             f"{place.root} already holds data ({'; '.join(held)}): restore into a fresh "
             "run directory (and an empty database), or move it aside first"
         )
-    place = RunDir(run_directory(run_dir, chosen, user))
     claim(place, user, move_legacy_database=False)
     owner = (user.uid, user.gid) if user else None
     redis_copy.load_as_aof(source / backup_manifest.REDIS_FILE, place.redis_data, user)
@@ -68,6 +65,14 @@ def restore_backup(
         stack_secrets = read_regular(source / backup_manifest.SECRETS_FILE) or ""
         write_atomically(place.secrets_file, stack_secrets, 0o600)
     return manifest, place
+
+
+def refuse_a_running_stack(place: RunDir) -> None:
+    if is_running(place):
+        raise StackError(
+            f"the stack in {place.root} is running: stop it first (a restore never "
+            "replaces the data of a running stack)"
+        )
 
 
 def redis_data(place: RunDir) -> str | None:
