@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 import requests
 
 from tests.waiting import wait_until
@@ -184,6 +185,39 @@ def start_redis(log_dir: Path) -> Server:
         port,
         log_dir,
     ).start()
+
+
+def start_replica(log_dir: Path, primary: Server) -> Server:
+    """A redis-server replicating ``primary`` (no persistence of its own), started once its
+    link to the primary is up and the primary counts it."""
+    port = free_port()
+    data = log_dir / f"redis-replica-{port}"
+    data.mkdir()
+    argv = [
+        binary("redis-server"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data),
+        "--replicaof",
+        "127.0.0.1",
+        str(primary.port),
+    ]
+
+    def linked() -> bool:
+        try:
+            info = redis.Redis(port=port, socket_timeout=1).info("replication")
+        except redis.exceptions.ConnectionError:
+            return False
+        return info.get("master_link_status") == "up"
+
+    return Server(f"redis-replica-{port}", argv, port, log_dir, ready=linked).start()
 
 
 def aof_redis(
