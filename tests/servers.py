@@ -163,52 +163,31 @@ class Server:
         return "\n".join(self.log().splitlines()[-lines:])
 
 
+def memory_only_redis_argv(port: int, data: Path, *options: str) -> list[str]:
+    """redis-server on loopback ``port`` persisting nothing (``data`` holds what a replica
+    receives), with ``options`` after."""
+    data.mkdir()
+    return [
+        binary("redis-server"),
+        *("--port", str(port), "--bind", "127.0.0.1"),
+        *("--save", "", "--appendonly", "no", "--dir", str(data)),
+        *options,
+    ]
+
+
 def start_redis(log_dir: Path) -> Server:
     port = free_port()
-    data = log_dir / f"redis-{port}"
-    data.mkdir()
-    return Server(
-        "redis",
-        [
-            binary("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
-        port,
-        log_dir,
-    ).start()
+    argv = memory_only_redis_argv(port, log_dir / f"redis-{port}")
+    return Server("redis", argv, port, log_dir).start()
 
 
 def start_replica(log_dir: Path, primary: Server) -> Server:
     """A redis-server replicating ``primary`` (no persistence of its own), started once its
-    link to the primary is up and the primary counts it."""
+    link to the primary is up."""
     port = free_port()
-    data = log_dir / f"redis-replica-{port}"
-    data.mkdir()
-    argv = [
-        binary("redis-server"),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(data),
-        "--replicaof",
-        "127.0.0.1",
-        str(primary.port),
-    ]
+    argv = memory_only_redis_argv(
+        port, log_dir / f"redis-replica-{port}", "--replicaof", "127.0.0.1", str(primary.port)
+    )
 
     def linked() -> bool:
         try:
