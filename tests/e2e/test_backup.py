@@ -331,7 +331,8 @@ def test_a_postgresql_ledger_comes_back_through_pg_dump_and_pg_restore(pg, tmp_p
         shutil.rmtree(source_dir, ignore_errors=True)
     assert json.loads((backup_dir / "manifest.json").read_text())["ledger"] == "postgresql"
 
-    fresh = tmp_path / "fresh"
+    # Not made by mkdtemp: a run directory the service user can reach once it is made.
+    fresh = Path(tempfile.gettempdir()) / f"spillway-e2e-unmade-{os.getpid()}"
     into_used = spillway(
         "restore", str(backup_dir), run_dir=fresh, env={"DATABASE_URL": pg.url(source)}
     )
