@@ -20,6 +20,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import SQLAlchemyError
 
 from spillway.deploy.files import copy_as_new
+from spillway.deploy.files import is_single_regular_file
+from spillway.deploy.files import lstat_or_none
 from spillway.deploy.layout import SEARCH_PATH
 from spillway.deploy.layout import StackError
 from spillway.failures import cause
@@ -94,8 +96,10 @@ def holds_data(url: str) -> str | None:
 
 
 def _dump_sqlite(path: Path, target: Path) -> None:
-    if not path.is_file():
-        raise StackError(f"no database at {path}")
+    # The service user's directory: a link there is not followed by root (SECURITY.md).
+    info = lstat_or_none(path)
+    if info is None or not is_single_regular_file(info):
+        raise StackError(f"no database file at {path} (missing, or not a regular file)")
     source = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS)
     copy = sqlite3.connect(target)
     try:
