@@ -197,6 +197,19 @@ def test_the_self_signed_pair_is_made_anew_when_it_no_longer_fits(tmp_path):
     assert run_dir.tls_key.stat().st_uid == os.geteuid()
 
 
+def test_hsts_pins_for_a_year_only_with_the_operators_certificate(tmp_path):
+    """A self-signed certificate (localhost) gets an hour; the operator's, a year."""
+    nginx = binary("nginx")
+    own = tls.TlsListener(443, tmp_path / "c", tmp_path / "k", self_signed=False)
+    local = tls.TlsListener(8443, tmp_path / "c", tmp_path / "k", self_signed=True)
+    assert own.template_context(nginx)["hsts"] == "max-age=31536000"
+    assert local.template_context(nginx)["hsts"] == "max-age=3600"
+    assert (
+        own.template_context(nginx)["port_suffix"],
+        local.template_context(nginx)["port_suffix"],
+    ) == ("", ":8443")
+
+
 def test_the_installed_nginx_says_its_version():
     """How HTTP/2 is spelled depends on it (a listen parameter before 1.25.1)."""
     assert tls.nginx_version(binary("nginx")) >= (1, 18, 0)

@@ -42,6 +42,11 @@ from spillway.deploy.run_dir import RunDir
 # A year, on the TLS server only. No includeSubDomains: a domain's other hosts are not
 # this stack's to pin to HTTPS.
 HSTS = "max-age=31536000"
+# An hour for the self-signed certificate: a browser that was told to trust it would
+# otherwise keep every http://localhost (any port, any other local server) on HTTPS for a
+# year. (Browsers ignore HSTS from an address such as 127.0.0.1, and from a certificate
+# they do not trust.)
+SELF_SIGNED_HSTS = "max-age=3600"
 SELF_SIGNED_DAYS = 365
 # A self-signed certificate this close to its end is made anew at the next start.
 RENEW_BEFORE = timedelta(days=30)
@@ -70,7 +75,7 @@ class TlsListener:
             "cert": str(self.cert),
             "key": str(self.key),
             "http2_on_listen": nginx_version(nginx) < HTTP2_DIRECTIVE_SINCE,
-            "hsts": HSTS,
+            "hsts": SELF_SIGNED_HSTS if self.self_signed else HSTS,
             # Where the plain listener redirects: no port in the URL for the standard one.
             "port_suffix": "" if self.port == 443 else f":{self.port}",
         }
