@@ -27,6 +27,7 @@ import requests
 from spillway.deploy.run_dir import RunDir
 from tests.e2e.conftest import running_stack
 from tests.postgres import start_postgres
+from tests.servers import free_port
 from tests.waiting import wait_until
 
 # What the suite sets that would point a command at the suite's own servers.
@@ -46,6 +47,16 @@ def spillway(*args: str, run_dir: Path, env: dict | None = None) -> subprocess.C
         text=True,
         timeout=300,
     )
+
+
+def own_ports(env: dict | None = None) -> dict:
+    """``env`` with free ports of its own for /metrics and Flower: their defaults (9181,
+    5555 when free) race with any other stack starting on the machine at that moment."""
+    return {
+        "SPILLWAY_METRICS_PORT": str(free_port()),
+        "SPILLWAY_FLOWER_PORT": str(free_port()),
+        **(env or {}),
+    }
 
 
 def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -158,7 +169,7 @@ def restore_and_reconcile(
     try:
         restore = spillway("restore", str(backup), run_dir=run_dir, env=env)
         assert restore.returncode == 0, restore.stdout + restore.stderr
-        with running_stack(env or {}, run_dir=run_dir) as restored:
+        with running_stack(own_ports(env), run_dir=run_dir) as restored:
 
             def orders() -> set[str]:
                 return orders_of(run_dir)
@@ -188,7 +199,7 @@ def test_a_backup_of_a_serving_stack_restores_every_order_and_reconciles(tmp_pat
     live_backup, outbox_backup = tmp_path / "live", tmp_path / "outbox"
     figures = {}
     try:
-        with running_stack({}, run_dir=source_dir) as stack:
+        with running_stack(own_ports(), run_dir=source_dir) as stack:
             sale_a, sale_c = make_sale(stack, 40), make_sale(stack, 40)
             sale_b = make_sale(stack, 10_000, per_user_limit=100)
             promised = buy(stack, sale_a, make_buyers(stack, 30, "a"))
@@ -206,6 +217,7 @@ def test_a_backup_of_a_serving_stack_restores_every_order_and_reconciles(tmp_pat
             finished = time.monotonic()
             stop.set()
             buying.join(timeout=120)
+            assert during and not buying.is_alive()  # every purchase answered 202 throughout
             assert backup.returncode == 0, backup.stdout + backup.stderr
             assert program_state(stack, "celery-worker") == "RUNNING"
             before_live = {order for order, at in promised + during if at < started}
@@ -319,7 +331,9 @@ def test_a_postgresql_ledger_comes_back_through_pg_dump_and_pg_restore(pg, tmp_p
     source_dir = Path(tempfile.mkdtemp(prefix="spillway-e2e-pgbackup-"))
     backup_dir = tmp_path / "pg"
     try:
-        with running_stack({"DATABASE_URL": pg.url(source)}, run_dir=source_dir) as stack:
+        with running_stack(
+            own_ports({"DATABASE_URL": pg.url(source)}), run_dir=source_dir
+        ) as stack:
             persisted_sale, waiting_sale = make_sale(stack, 30), make_sale(stack, 30)
             promised = buy(stack, persisted_sale, make_buyers(stack, 20, "p"))
             wait_until(lambda: persisted(stack, persisted_sale) == 20, timeout=60)
