@@ -308,6 +308,18 @@ def gunicorn_server(
     )
 
 
+def serve_argv(port: int, *options: str) -> list[str]:
+    """`spillway serve` (one gevent process, SPILLWAY_APP picks the app) on loopback
+    ``port``, with ``options`` after."""
+    return [sys.executable, "-m", "spillway", "serve", "--port", str(port), *options]
+
+
+def serve_server(log_dir: Path, env: dict, *options: str, name: str = "serve", **popen) -> Server:
+    """`spillway serve` on a free loopback port (serve_argv); not started."""
+    port = free_port()
+    return Server(name, serve_argv(port, *options), port, log_dir, env=env, **popen)
+
+
 class WorkerProcess(Server):
     """A real `celery worker` process for the app, with embedded beat when asked."""
 
