@@ -162,7 +162,10 @@ def gave_up_starting(run_dir: RunDir) -> str | None:
     """The program supervisord gave up starting (it exited at once, each try) and the last
     line of its log, or None."""
     for info in supervisor_rpc.gave_up_on(run_dir):
-        log = run_dir.logs / f"{info['name']}.log"
+        # A program with an error log of its own (nginx) says why there.
+        log = run_dir.logs / f"{info['name']}-error.log"
+        if not log.exists():
+            log = run_dir.logs / f"{info['name']}.log"
         lines = (read_regular(log) or "").strip().splitlines()
         said = f"; its log ({log}) ends: {lines[-1].strip()}" if lines else ""
         return f"{info['name']} did not start (supervisord gave up on it){said}"
