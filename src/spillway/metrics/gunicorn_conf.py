@@ -31,16 +31,25 @@ def worker_abort(worker):
 
 
 class SpillwayLogger(Logger):
-    """gunicorn's own lines (its error log) in SPILLWAY_LOG_FORMAT, like the app's."""
+    """gunicorn's own lines (its error log) in the app's text format (spillway.logs). The
+    format is chosen by class, not read here: spillway.settings imports the redis client,
+    and with it ssl, which must not be imported before the workers patch for gevent."""
+
+    log_format = "text"
 
     def setup(self, cfg):
         super().setup(cfg)
         from spillway import logs
-        from spillway.settings import log_format
 
-        chosen = log_format()
-        logs.adopt(self.error_log, chosen)
-        logs.adopt(self.access_log, chosen)
+        logs.adopt(self.error_log, self.log_format)
+        logs.adopt(self.access_log, self.log_format)
+
+
+class JsonLogger(SpillwayLogger):
+    """The same as JSON lines: `spillway up` names it (--logger-class) when
+    SPILLWAY_LOG_FORMAT=json."""
+
+    log_format = "json"
 
 
 logger_class = SpillwayLogger
