@@ -132,7 +132,7 @@ class Spillway:
                 app.config[name] = value
         logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
         app.logger.setLevel(app.config["LOG_LEVEL"])
-        logs.connect_celery(app.config["LOG_FORMAT"])
+        logs.connect_celery()
         clients.init_app(app)
         self.app = app
         app.extensions["spillway"] = self

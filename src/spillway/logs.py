@@ -95,9 +95,14 @@ class _OurHandler(logging.StreamHandler):
     """The handler :func:`configure` installs (found again, never added twice)."""
 
 
+# What configure() chose last, for the loggers Celery sets up after it (the worker's).
+_chosen = {"format": "text"}
+
+
 def configure(level: str, log_format: str) -> None:
     """The root logger writes ``level`` and above to stderr in ``log_format`` (supervisord
     collects and rotates it). Safe to call again: the handler is replaced, not added."""
+    _chosen["format"] = log_format
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _OurHandler)]:
         root.removeHandler(handler)
@@ -109,16 +114,16 @@ def configure(level: str, log_format: str) -> None:
     logging.getLogger("spillway").setLevel(level)
 
 
-def connect_celery(log_format: str) -> None:
-    """Celery's own task logger (it sets one up with a handler of its own) in our format."""
+def _adopt_celery_logger(logger=None, **_) -> None:
+    if logger is not None:
+        adopt(logger, _chosen["format"])
+
+
+def connect_celery() -> None:
+    """Celery's own loggers in our format: the task logger gets a handler of Celery's
+    when the worker starts (Celery dedupes a receiver connected twice)."""
     from celery.signals import after_setup_logger
     from celery.signals import after_setup_task_logger
 
-    def adopt_celery_logger(logger=None, **_):
-        if logger is not None:
-            adopt(logger, log_format)
-
-    # A closure Celery would hold weakly: kept alive here.
-    connect_celery.receiver = adopt_celery_logger
-    after_setup_logger.connect(adopt_celery_logger)
-    after_setup_task_logger.connect(adopt_celery_logger)
+    after_setup_logger.connect(_adopt_celery_logger)
+    after_setup_task_logger.connect(_adopt_celery_logger)
