@@ -323,6 +323,21 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     help="Loopback port of Flower [default: SPILLWAY_FLOWER_PORT, else 5555 if "
     "free, else any free port].",
 )
+@click.option(
+    "--tls",
+    type=click.Choice(["off", "self-signed", "files"]),
+    default=lambda: _tls_default(),
+    help="HTTPS at nginx: self-signed (made once into RUN_DIR/tls, for local use) or "
+    "files (SPILLWAY_TLS_CERT, SPILLWAY_TLS_KEY); the plain port then redirects to it, "
+    "but for /healthz and /readyz [default: SPILLWAY_TLS, else files when "
+    "SPILLWAY_TLS_CERT is set, else off].",
+)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(1, 65535),
+    default=lambda: int(os.environ.get("SPILLWAY_TLS_PORT", "8443")),
+    help="nginx's HTTPS port, with --tls [default: SPILLWAY_TLS_PORT or 8443].",
+)
 def up_command(
     run_dir,
     port,
@@ -334,6 +349,8 @@ def up_command(
     seed_demo,
     metrics_port,
     flower_port,
+    tls,
+    tls_port,
 ):
     """Run the whole stack for the app under supervisord, in the foreground.
 
@@ -365,8 +382,16 @@ def up_command(
         metrics_port=metrics_port,
         flower_port=flower_port,
         worker_connections=worker_connections,
+        tls=tls,
+        tls_port=tls_port,
     )
     sys.exit(run_stack(options))
+
+
+def _tls_default() -> str:
+    from spillway.deploy.layout import default_tls_mode
+
+    return default_tls_mode()
 
 
 @cli.command("worker", with_appcontext=False, context_settings={"ignore_unknown_options": True})

@@ -71,6 +71,20 @@ class RunDir:
     def nginx_temp_path(self, name: str) -> Path:
         return self.nginx_temp / name
 
+    @property
+    def tls(self) -> Path:
+        """root's, closed: the self-signed certificate of `spillway up --tls self-signed`
+        (nginx's master reads it as root, before its workers drop privileges)."""
+        return self.root / "tls"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.tls / "cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls / "key.pem"
+
     # -- the service user's: written by the processes that run as it
 
     @property
@@ -129,6 +143,7 @@ class RunDir:
             self.supervisor_socket,
             self.nginx_pid,
             self.nginx_temp,
+            self.tls,
             self.data,
             self.redis_data,
             self.sockets,
