@@ -151,6 +151,66 @@ def status_command():
         raise SystemExit(1)
 
 
+def _running_run_dir():
+    """The run directory of the checkout's stack, or the one line saying there is none."""
+    from spillway.deploy.local_stack import run_dir_of_checkout
+
+    run_dir = run_dir_of_checkout()
+    if run_dir is None:
+        where = Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve()
+        raise click.ClickException(f"no stack in {where}: `make run` starts one")
+    return run_dir
+
+
+RELOAD_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the reload to finish.",
+)
+
+
+@cli.command("reload", with_appcontext=False)
+@RELOAD_TIMEOUT
+def reload_command(timeout):
+    """Put new code and configs live without a refused or failed request.
+
+    `spillway up` (sent SIGHUP, which is what this does) renders its configs again,
+    migrates and runs the start checks; only if all pass, gunicorn's master starts new
+    workers on the new code while the old ones finish their requests, nginx reloads,
+    and the Celery worker (warm shutdown), beat and Flower restart. DEPLOYMENT.md, §11.
+    """
+    from spillway.deploy.reload import ReloadFailed
+    from spillway.deploy.reload import request_reload
+
+    try:
+        click.echo(request_reload(_running_run_dir(), timeout))
+    except ReloadFailed as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("deploy", with_appcontext=False, context_settings={"ignore_unknown_options": True})
+@RELOAD_TIMEOUT
+@click.argument("pip_args", nargs=-1, type=click.UNPROCESSED)
+def deploy_command(timeout, pip_args):
+    """Install a new release into the stack's venv, migrate, reload.
+
+    PIP_ARGS go to `pip install` (a path, a package, a requirements file with -r);
+    none: this checkout again (--editable). A failed install or migration reloads
+    nothing. Migrations that are not backward compatible are yours to stage: the old
+    code serves until the reload (DEPLOYMENT.md, §11).
+    """
+    from spillway.deploy.release import deploy
+    from spillway.deploy.reload import ReloadFailed
+
+    try:
+        for line in deploy(_running_run_dir(), list(pip_args), timeout):
+            click.echo(line)
+    except ReloadFailed as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @cli.command("start-checks", with_appcontext=False)
 def start_checks_command():
     """Run the app's start checks: exit 0 when it may serve, 1 (and why, in one line) when

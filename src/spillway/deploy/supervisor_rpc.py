@@ -27,6 +27,15 @@ def programs(run_dir: RunDir) -> list[dict]:
 
     :raise SupervisorUnreachable: it does not answer.
     """
+    return call(run_dir, "getAllProcessInfo")
+
+
+def call(run_dir: RunDir, method: str, *args):
+    """supervisord's ``supervisor.<method>(*args)`` (``signalProcess``, ``stopProcess``…).
+
+    :raise SupervisorUnreachable: it does not answer.
+    :raise xmlrpc.client.Fault: it answered with a fault (no such process, not running…).
+    """
     config = configparser.ConfigParser(interpolation=None)
     config.read_string(read_regular(run_dir.supervisord_conf) or "")
     section = config["supervisorctl"] if config.has_section("supervisorctl") else {}
@@ -35,7 +44,9 @@ def programs(run_dir: RunDir) -> list[dict]:
     )
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     try:
-        return proxy.supervisor.getAllProcessInfo()
+        return getattr(proxy.supervisor, method)(*args)
+    except xmlrpc.client.Fault:
+        raise
     except (OSError, xmlrpc.client.Error) as exc:
         raise SupervisorUnreachable(
             f"supervisord does not answer on {run_dir.supervisor_socket}: {exc}"
