@@ -291,7 +291,8 @@ def own_app(tmp_path):
 def test_deploy_of_a_changed_view_under_load(own_app):
     """`spillway deploy DIR` while clients read `/`: every answer is a 200, from the old
     view until the new one; afterwards only the new one answers. Before it, a deploy whose
-    install fails is one line and reloads nothing."""
+    install fails, and one whose code does not import, are one line each and reload
+    nothing: the old code keeps serving."""
     with running_stack({"SPILLWAY_APP": "reloadapp:create_app"}) as app_stack:
         run_dir = {"SPILLWAY_RUN_DIR": str(app_stack.run_dir)}
         workers = set(children_of(app_stack.program_pid("gunicorn")))
@@ -299,6 +300,15 @@ def test_deploy_of_a_changed_view_under_load(own_app):
         assert failed.returncode == 1
         [line] = failed.stderr.strip().splitlines()
         assert line.startswith("Error: pip install ") and "nothing reloaded" in line, line
+        assert set(children_of(app_stack.program_pid("gunicorn"))) == workers
+        assert requests.get(f"{app_stack.base_url}/", timeout=10).text == "version 1\n"
+
+        # A release that does not import: installed, refused before any program is told.
+        (own_app / "reloadapp.py").write_text("raise RuntimeError('broken release')\n")
+        broken = spillway("deploy", *PIP_ARGS, str(own_app), env=run_dir)
+        assert broken.returncode == 1
+        [line] = broken.stderr.strip().splitlines()
+        assert line.startswith("Error: reload failed, nothing reloaded:") and "broken" in line
         assert set(children_of(app_stack.program_pid("gunicorn"))) == workers
         assert requests.get(f"{app_stack.base_url}/", timeout=10).text == "version 1\n"
 

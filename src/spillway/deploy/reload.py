@@ -63,7 +63,12 @@ def request_reload(run_dir: RunDir, timeout: float) -> str:
     """
     pid = up_process(run_dir)
     asked = time.time()
-    os.kill(pid, signal.SIGHUP)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except PermissionError:
+        raise ReloadFailed(
+            f"spillway up (pid {pid}) is another user's: reload as the user who started it"
+        ) from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = last_result(run_dir)

@@ -487,6 +487,8 @@ def print_banner(
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     spillway status   (or {sys.executable} -m "
         f"supervisor.supervisorctl -c {run_dir.supervisord_conf} status)",
+        "  reload        spillway reload (or SIGHUP to this process): new code live, "
+        "no request dropped",
         "  stop          Ctrl-C (or SIGTERM to this process): everything stops",
         "",
     ]
