@@ -11,12 +11,16 @@ and buyers with room under their limit, so every answer is a real 202 reservatio
 ``--hub-monitor`` compares the blocked-hub detector (docs/guards.md) on and off instead:
 the purchase and the hello, each with ``SPILLWAY_HUB_MONITOR`` on and off, batching on.
 
+``--durability`` compares SPILLWAY_REDIS_DURABILITY (spillway/redis_durability.py): the
+purchase with ``none`` and with ``replica`` (one ``WAIT`` per batch, on a real replica on
+loopback), and ``fsync`` where the redis has WAITAOF (7.2+).
+
 ``--close`` sends ``Connection: close`` (one request per connection, as nginx → gunicorn
 works in the shipped stack); ``--profile`` adds cProfile's top functions per target (CPU
 clock; the profiler inflates call-heavy code, so read shares, not absolute times).
 
 Run from the repository root: ``.venv/bin/python bench/purchase_cpu.py [--rounds 3]
-[--seconds 6] [--connections 64] [--hub-monitor] [--close] [--profile]``.
+[--seconds 6] [--connections 64] [--hub-monitor | --durability] [--close] [--profile]``.
 """
 
 import argparse
@@ -29,6 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis
 from harness import wrk
 from harness.lab import session
 from harness.report import table
@@ -37,6 +42,7 @@ from tests.environment import service_environment
 from tests.servers import gunicorn_server
 from tests.servers import start_memcached
 from tests.servers import start_redis
+from tests.servers import start_replica
 
 # Loaded by gunicorn with -c when --profile: one cProfile per worker, dumped at exit.
 PROFILE_HOOKS = """
@@ -129,6 +135,9 @@ def main() -> int:
     parser.add_argument(
         "--hub-monitor", action="store_true", help="compare the blocked-hub detector on and off"
     )
+    parser.add_argument(
+        "--durability", action="store_true", help="compare the redis durability policies"
+    )
     parser.add_argument("--close", action="store_true", help="one request per connection")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     args = parser.parse_args()
@@ -136,6 +145,8 @@ def main() -> int:
     with session("purchase-cpu") as lab:
         redis_server = lab.start(start_redis(lab.logs))
         memcached = lab.start(start_memcached(lab.logs))
+        if args.durability:
+            lab.start(start_replica(lab.logs, redis_server))
         env = {
             **service_environment(
                 f"127.0.0.1:{redis_server.port}",
@@ -164,11 +175,12 @@ def main() -> int:
         }
         purchase = f"http://127.0.0.1:PORT/api/v1/sales/{sale_id}/orders"
         hello = "http://127.0.0.1:PORT/demo/index"
-        targets = (
-            hub_monitor_targets(hello, purchase, scripts)
-            if args.hub_monitor
-            else batching_targets(hello, purchase, scripts)
-        )
+        if args.hub_monitor:
+            targets = hub_monitor_targets(hello, purchase, scripts)
+        elif args.durability:
+            targets = durability_targets(hello, purchase, scripts, redis_server.port)
+        else:
+            targets = batching_targets(hello, purchase, scripts)
         for round_ in range(1, args.rounds + 1):
             for name, url, script, own_env in targets:
                 result = run_target(lab, name, url, script, {**served, **own_env}, args)
@@ -202,6 +214,22 @@ def hub_monitor_targets(hello: str, purchase: str, scripts: dict) -> list[tuple]
         for what, url, method in (("bare hello", hello, "GET"), ("purchase", purchase, "POST"))
         for state in ("on", "off")
     ]
+
+
+def durability_targets(hello: str, purchase: str, scripts: dict, redis_port: int) -> list:
+    """The hello, and the purchase under each durability policy this redis can keep."""
+    version = redis.Redis(port=redis_port).info("server")["redis_version"]
+    policies = ["none", "replica"] + (["fsync"] if _version(version) >= (7, 2) else [])
+    if "fsync" not in policies:
+        print(f"redis {version} has no WAITAOF: fsync left out", flush=True)
+    return [("bare hello", hello, scripts["GET"], {})] + [
+        (f"purchase, {policy}", purchase, scripts["POST"], {"SPILLWAY_REDIS_DURABILITY": policy})
+        for policy in policies
+    ]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 def report(best: dict, work: Path, profile: bool) -> None:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 import requests
 
 from tests.waiting import wait_until
@@ -162,28 +163,40 @@ class Server:
         return "\n".join(self.log().splitlines()[-lines:])
 
 
+def memory_only_redis_argv(port: int, data: Path, *options: str) -> list[str]:
+    """redis-server on loopback ``port`` persisting nothing (``data`` holds what a replica
+    receives), with ``options`` after."""
+    data.mkdir()
+    return [
+        binary("redis-server"),
+        *("--port", str(port), "--bind", "127.0.0.1"),
+        *("--save", "", "--appendonly", "no", "--dir", str(data)),
+        *options,
+    ]
+
+
 def start_redis(log_dir: Path) -> Server:
     port = free_port()
-    data = log_dir / f"redis-{port}"
-    data.mkdir()
-    return Server(
-        "redis",
-        [
-            binary("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
-        port,
-        log_dir,
-    ).start()
+    argv = memory_only_redis_argv(port, log_dir / f"redis-{port}")
+    return Server("redis", argv, port, log_dir).start()
+
+
+def start_replica(log_dir: Path, primary: Server) -> Server:
+    """A redis-server replicating ``primary`` (no persistence of its own), started once its
+    link to the primary is up."""
+    port = free_port()
+    argv = memory_only_redis_argv(
+        port, log_dir / f"redis-replica-{port}", "--replicaof", "127.0.0.1", str(primary.port)
+    )
+
+    def linked() -> bool:
+        try:
+            info = redis.Redis(port=port, socket_timeout=1).info("replication")
+        except redis.exceptions.ConnectionError:
+            return False
+        return info.get("master_link_status") == "up"
+
+    return Server(f"redis-replica-{port}", argv, port, log_dir, ready=linked).start()
 
 
 def aof_redis(

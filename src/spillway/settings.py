@@ -15,7 +15,10 @@ from pathlib import Path
 from environs import Env
 from environs import EnvError
 from marshmallow import ValidationError
+from marshmallow.validate import OneOf
 from marshmallow.validate import Range
+
+from spillway.redis_durability import POLICIES as DURABILITY_POLICIES
 
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
@@ -81,11 +84,27 @@ def _read(env: Env, config_name: str) -> dict:
         "BROKER_URL": env.str("SPILLWAY_BROKER_URL", redis_url),
         # `off` sends each command on its own (spillway/redis_batch.py).
         "REDIS_BATCHING": env.str("SPILLWAY_REDIS_BATCHING", "on").lower() != "off",
+        **_durability_settings(env),
         "MEMCACHED_SERVERS": env.list("SPILLWAY_MEMCACHED_SERVERS", ["127.0.0.1:11211"]),
         # /readyz reuses a process's last checks this long: a flood costs one run a second.
         "READYZ_CACHE_S": env.float("SPILLWAY_READYZ_CACHE_S", 1.0, validate=Range(0, 60)),
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         **_guard_settings(env),
+    }
+
+
+def _durability_settings(env: Env) -> dict:
+    # What a promised write waits for before its reply counts (spillway/redis_durability.py).
+    return {
+        "REDIS_DURABILITY": env.str(
+            "SPILLWAY_REDIS_DURABILITY", "none", validate=OneOf(DURABILITY_POLICIES)
+        ),
+        "REDIS_DURABILITY_REPLICAS": env.int("SPILLWAY_REDIS_REPLICAS", 1, validate=Range(1, 16)),
+        # Below the redis client's 2 s socket timeout: a wait that times out is an answer
+        # (a 503), a read that times out drops the connection.
+        "REDIS_DURABILITY_TIMEOUT_MS": env.int(
+            "SPILLWAY_REDIS_DURABILITY_TIMEOUT_MS", 200, validate=Range(1, 1500)
+        ),
     }
 
 

@@ -196,7 +196,7 @@ def test_admission_reloads_a_script_redis_forgot(app, client, monkeypatch):
     """After SCRIPT FLUSH (a redis restart) the batched EVALSHA gets NOSCRIPT, which means it
     did not run: the script is loaded again and the purchase goes through once."""
     batcher = CommandBatcher(app.extensions["redis"])
-    monkeypatch.setattr(redis_scripts, "batcher_for", lambda client, registry: batcher)
+    monkeypatch.setattr(redis_scripts, "batcher_for", lambda client, registry, durability: batcher)
     sale = make_sale(client, stock=5)
     buyer = signup(client)
     assert (
@@ -223,7 +223,7 @@ def test_batching_only_where_gevent_patched(app):
 def test_batching_off_sends_each_command_alone(app, client, monkeypatch):
     """SPILLWAY_REDIS_BATCHING=off: admission never touches a batcher."""
 
-    def no_batcher(client, registry):
+    def no_batcher(client, registry, durability):
         raise AssertionError("batching is off")
 
     monkeypatch.setattr(redis_scripts, "batcher_for", no_batcher)

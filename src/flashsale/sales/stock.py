@@ -341,7 +341,9 @@ def _reserve_at(
     # A request's deadline never lands while the EVALSHA is queued or awaited: the batcher
     # would still send it, and a reservation would be taken that nobody is told of.
     with shielded():
-        reply = redis_scripts.run(redis_scripts.script(LUA_DIR / "reserve.lua"), keys, args)
+        reply = redis_scripts.run(
+            redis_scripts.script(LUA_DIR / "reserve.lua"), keys, args, durable=True
+        )
     outcome = reply[0].decode()
     if outcome == "short":
         return Admission(outcome, remaining=int(reply[1]))

@@ -51,6 +51,9 @@ end
 if key ~= '' then
   local seen = redis.call('HGET', idem, buyer .. ':' .. key)
   if seen then
+    -- Written again, unchanged: a write goes down the replication stream behind the first
+    -- one, so the durability wait (WAIT) on this answer covers the reservation it repeats.
+    redis.call('HSET', idem, buyer .. ':' .. key, seen)
     return {'duplicate', seen}
   end
 end
