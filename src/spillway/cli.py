@@ -178,8 +178,9 @@ def reload_command(timeout):
 
     `spillway up` (sent SIGHUP, which is what this does) renders its configs again,
     migrates and runs the start checks; only if all pass, gunicorn's master starts new
-    workers on the new code while the old ones finish their requests, nginx reloads,
-    and the Celery worker (warm shutdown), beat and Flower restart. DEPLOYMENT.md, §11.
+    workers on the new code while the old ones finish their requests, nginx reloads
+    if its config changed, and the Celery worker (warm shutdown), beat and Flower
+    restart. DEPLOYMENT.md, §11.
     """
     from spillway.deploy.reload import ReloadFailed
     from spillway.deploy.reload import request_reload

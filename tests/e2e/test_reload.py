@@ -183,9 +183,10 @@ def shop_traffic(sale: dict, buyers: list[dict]):
 
 def test_reload_under_load_refuses_nothing_and_loses_nothing(stack):
     """Purchases and catalog reads run through nginx while `spillway reload` renews
-    gunicorn's workers (same master), reloads nginx (same master) and restarts the Celery
-    worker (warm shutdown): not one connection error or 5xx, every 202 in the ledger, the
-    books balanced; an open live-stock stream ends by itself (EventSource reconnects)."""
+    gunicorn's workers (same master) and restarts the Celery worker (warm shutdown); nginx,
+    its config unchanged, is left alone: not one connection error or 5xx, every 202 in the
+    ledger, the books balanced; an open live-stock stream ends by itself (EventSource
+    reconnects)."""
     sale, buyers = new_sale(stack), signup(stack, BUYERS)
     gunicorn, nginx = stack.program_pid("gunicorn"), stack.program_pid("nginx")
     old_workers, celery = set(children_of(gunicorn)), stack.program_pid("celery-worker")
@@ -199,6 +200,7 @@ def test_reload_under_load_refuses_nothing_and_loses_nothing(stack):
         time.sleep(LOAD_AFTER_RELOAD_SECONDS)
     assert reloaded.returncode == 0, reloaded.stderr
     assert reloaded.stdout.startswith("reloaded: gunicorn's 2 workers renewed"), reloaded.stdout
+    assert "nginx.conf unchanged" in reloaded.stdout
     # The stream an old worker held has ended (at its graceful timeout), not left hanging.
     stream.join(STREAM_END_SECONDS)
     assert stream.status == 200 and b"data:" in stream.received and stream.ended
@@ -242,10 +244,12 @@ def test_reload_without_a_stack_is_one_line(tmp_path):
 
 APP_VIEW = """
 from flask import Flask
+from spillway import Spillway
 
 
 def create_app():
     app = Flask(__name__)
+    Spillway(app, pages={pages})
 
     @app.get("/")
     def index():
@@ -263,8 +267,19 @@ name = "reloadapp"
 version = "0.1"
 
 [tool.setuptools]
-py-modules = ["reloadapp"]
+packages = ["reloadapp"]
+
+[tool.setuptools.package-data]
+reloadapp = ["static/*"]
 """
+
+
+def write_view(source: Path, answer: str, pages: dict | None = None) -> None:
+    (source / "reloadapp" / "__init__.py").write_text(
+        APP_VIEW.format(answer=answer, pages=pages or {})
+    )
+
+
 # The app alone: what it imports (Flask) is in the venv already.
 PIP_ARGS = ("--no-deps",)
 
@@ -273,9 +288,10 @@ PIP_ARGS = ("--no-deps",)
 def own_app(tmp_path):
     """``reloadapp``, a one-view Flask app installed into the venv (removed afterwards)."""
     source = tmp_path / "reloadapp"
-    source.mkdir()
+    (source / "reloadapp" / "static").mkdir(parents=True)
     (source / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
-    (source / "reloadapp.py").write_text(APP_VIEW.format(answer="version 1"))
+    (source / "reloadapp" / "static" / "about.html").write_text("<p>about</p>\n")
+    write_view(source, "version 1")
     pip = [sys.executable, "-m", "pip", "install", "--quiet", *PIP_ARGS, str(source)]
     subprocess.run(pip, check=True, capture_output=True, timeout=300)
     try:
@@ -292,7 +308,8 @@ def test_deploy_of_a_changed_view_under_load(own_app):
     """`spillway deploy DIR` while clients read `/`: every answer is a 200, from the old
     view until the new one; afterwards only the new one answers. Before it, a deploy whose
     install fails, and one whose code does not import, are one line each and reload
-    nothing: the old code keeps serving."""
+    nothing: the old code keeps serving. After it, a release that declares a page makes
+    nginx reload, and nginx serves the page."""
     with running_stack({"SPILLWAY_APP": "reloadapp:create_app"}) as app_stack:
         run_dir = {"SPILLWAY_RUN_DIR": str(app_stack.run_dir)}
         workers = set(children_of(app_stack.program_pid("gunicorn")))
@@ -304,7 +321,7 @@ def test_deploy_of_a_changed_view_under_load(own_app):
         assert requests.get(f"{app_stack.base_url}/", timeout=10).text == "version 1\n"
 
         # A release that does not import: installed, refused before any program is told.
-        (own_app / "reloadapp.py").write_text("raise RuntimeError('broken release')\n")
+        (own_app / "reloadapp" / "__init__.py").write_text("raise RuntimeError('broken')\n")
         broken = spillway("deploy", *PIP_ARGS, str(own_app), env=run_dir)
         assert broken.returncode == 1
         [line] = broken.stderr.strip().splitlines()
@@ -312,7 +329,7 @@ def test_deploy_of_a_changed_view_under_load(own_app):
         assert set(children_of(app_stack.program_pid("gunicorn"))) == workers
         assert requests.get(f"{app_stack.base_url}/", timeout=10).text == "version 1\n"
 
-        (own_app / "reloadapp.py").write_text(APP_VIEW.format(answer="version 2"))
+        write_view(own_app, "version 2")
 
         def reads(_number, _round):
             return [("GET", "/", {}, None, (None, None, 0))]
@@ -330,3 +347,12 @@ def test_deploy_of_a_changed_view_under_load(own_app):
         for _ in range(20):
             assert requests.get(f"{app_stack.base_url}/", timeout=10).text == "version 2\n"
         record("deploy", load.figures())
+
+        # A release that declares a page nginx serves: its nginx.conf changes, nginx reloads.
+        write_view(own_app, "version 3", pages={"/about": "about.html"})
+        deployed = spillway("deploy", *PIP_ARGS, str(own_app), env=run_dir)
+        assert deployed.returncode == 0, deployed.stderr
+        assert "nginx reloaded (nginx.conf changed)" in deployed.stdout, deployed.stdout
+        about = requests.get(f"{app_stack.base_url}/about", timeout=10)
+        assert about.status_code == 200 and about.text == "<p>about</p>\n"
+        assert requests.get(f"{app_stack.base_url}/", timeout=10).text == "version 3\n"

@@ -14,8 +14,11 @@ way that drops no request:
   --graceful-timeout. A live-stock stream still open then is cut, which the browser's
   EventSource opens again by itself. Connections that arrive meanwhile wait in the
   socket's backlog for a new worker.
-- nginx: HUP to its master (`nginx -s reload`): new workers on the new nginx.conf; the
-  old ones finish their connections.
+- nginx, when its config changed (the app declares other cached routes or pages): HUP
+  to its master (`nginx -s reload`): new workers on the new nginx.conf; the old ones
+  finish their requests, then close their idle keep-alive connections, which races with
+  a client sending its next request on one (HTTP lets it retry an idempotent request on
+  a new connection; browsers do). An unchanged nginx.conf is not reloaded: no race.
 - the Celery worker, beat and Flower: restarted by supervisord; the worker stops with
   Celery's warm shutdown (SIGTERM: it finishes its tasks, for up to stopwaitsecs). The
   purchases accepted meanwhile wait in the redis outbox.
@@ -190,8 +193,11 @@ def reload_stack(
         raise
     running = {info["name"] for info in supervisor_rpc.programs(run_dir) if info["pid"]}
     done = [renew_gunicorn(run_dir)]
-    signal_program(run_dir, "nginx", "HUP")
-    done.append("nginx reloaded")
+    if read_regular(run_dir.nginx_conf) != rendered.get(run_dir.nginx_conf, (None, 0))[0]:
+        signal_program(run_dir, "nginx", "HUP")
+        done.append("nginx reloaded (nginx.conf changed)")
+    else:
+        done.append("nginx.conf unchanged")
     for name in RESTARTED:
         if name in running:
             restart_program(run_dir, name)
