@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 # What the stack runs on.
 RUN_PACKAGES := python3 python3-venv redis-server memcached nginx
 # What only the tests and benchmarks use: the browser tests' chromium, a PostgreSQL server
-# for the database tests, wrk, and the network namespaces of the several-hosts tests.
-TEST_PACKAGES := wrk procps chromium postgresql iproute2
+# for the database tests, wrk, the network namespaces of the several-hosts tests, and curl
+# (HTTP/2 over TLS in tests/e2e/test_tls.py).
+TEST_PACKAGES := wrk procps chromium postgresql iproute2 curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # `make test` runs these again on a throwaway PostgreSQL cluster (they touch the database).

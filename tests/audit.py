@@ -19,6 +19,7 @@ import requests
 import sqlalchemy
 
 from flashsale.orders.outbox import outbox
+from spillway.redis_location import connect
 from tests.waiting import wait_until
 
 
@@ -155,7 +156,7 @@ def reserved_despite_503(answers: list[Answer]) -> int:
 
 def wait_drained(redis_url: str, timeout: float = 90.0) -> None:
     """Block until every outbox entry has been taken by a worker and acknowledged."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client = connect(redis_url, socket_timeout=5)  # a redis URL, or Sentinels
     try:  # a ConnectionError: redis restarting
         wait_until(
             lambda: outbox.depths(client),

@@ -199,6 +199,29 @@ def start_replica(log_dir: Path, primary: Server) -> Server:
     return Server(f"redis-replica-{port}", argv, port, log_dir, ready=linked).start()
 
 
+def start_sentinels(
+    log_dir: Path, primary: Server, master: str = "spillway", count: int = 3, down_after_ms=2000
+) -> list[Server]:
+    """``count`` redis Sentinels watching ``primary`` as ``master`` (a quorum of a majority),
+    quick to act: down after ``down_after_ms`` of silence. Each rewrites its own config
+    file as it learns the replicas, the other Sentinels and, after a failover, the new
+    primary."""
+    sentinels = []
+    for _ in range(count):
+        port = free_port()
+        config = log_dir / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {log_dir}\n"
+            f"sentinel monitor {master} 127.0.0.1 {primary.port} {count // 2 + 1}\n"
+            f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
+            f"sentinel failover-timeout {master} 10000\n"
+            f"sentinel parallel-syncs {master} 1\n"
+        )
+        argv = [binary("redis-server"), str(config), "--sentinel"]
+        sentinels.append(Server(f"sentinel-{port}", argv, port, log_dir).start())
+    return sentinels
+
+
 def aof_redis(
     log_dir: Path, data_dir: Path, appendfsync: str = "everysec", port: int | None = None
 ) -> Server:
@@ -283,6 +306,18 @@ def gunicorn_server(
         ready=http_ok(f"http://127.0.0.1:{port}{ready_path}"),
         **popen,
     )
+
+
+def serve_argv(port: int, *options: str) -> list[str]:
+    """`spillway serve` (one gevent process, SPILLWAY_APP picks the app) on loopback
+    ``port``, with ``options`` after."""
+    return [sys.executable, "-m", "spillway", "serve", "--port", str(port), *options]
+
+
+def serve_server(log_dir: Path, env: dict, *options: str, name: str = "serve", **popen) -> Server:
+    """`spillway serve` on a free loopback port (serve_argv); not started."""
+    port = free_port()
+    return Server(name, serve_argv(port, *options), port, log_dir, env=env, **popen)
 
 
 class WorkerProcess(Server):

@@ -13,6 +13,8 @@ from celery import Celery
 from celery import Task
 from flask import Flask
 
+from spillway.redis_location import sentinel_address
+
 # Beat wakes at least this often, and extends its lock each time; a beat that dies holds the
 # lock this long at most, then another takes over (the takeover time, docs/guards.md).
 BEAT_LOOP_S = 1.0
@@ -53,10 +55,22 @@ def base_config(
     ``BEAT_LOCK_TIMEOUT_S`` of its death (spillway.guards.beat_leader: redbeat's scheduler,
     made to ride through a redis outage).
     """
+    transport_options = {"visibility_timeout": visibility_timeout}
+    beat_options = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
+    beat_redis = {
+        "redbeat_redis_url": beat_redis_url or redis_py_url(broker_url),
+        "redbeat_redis_options": beat_options,
+    }
+    sentinels = sentinel_address(broker_url)
+    if sentinels:  # kombu's and redbeat's own spellings of the same Sentinels
+        broker_url = sentinels.kombu_url(sentinels.db)
+        transport_options.update(sentinels.transport_options())
+        url, options = sentinels.redbeat_options(sentinels.db)
+        beat_redis = {"redbeat_redis_url": url, "redbeat_redis_options": beat_options | options}
     return {
         "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout},
+        "broker_transport_options": transport_options,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -69,8 +83,7 @@ def base_config(
         "worker_direct": True,
         "beat_scheduler": "spillway.guards.beat_leader:LeaderScheduler",
         "beat_max_loop_interval": BEAT_LOOP_S,
-        "redbeat_redis_url": beat_redis_url or redis_py_url(broker_url),
-        "redbeat_redis_options": {"socket_timeout": 5.0, "socket_connect_timeout": 2.0},
+        **beat_redis,
         "redbeat_key_prefix": "spillway:beat:",
         "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
     }

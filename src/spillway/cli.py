@@ -179,8 +179,8 @@ def reload_command(timeout):
     `spillway up` (sent SIGHUP, which is what this does) renders its configs again,
     migrates and runs the start checks; only if all pass, gunicorn's master starts new
     workers on the new code while the old ones finish their requests, nginx reloads
-    if its config changed, and the Celery worker (warm shutdown), beat and Flower
-    restart. DEPLOYMENT.md, §11.
+    if its config or certificate changed, and the Celery worker (warm shutdown), beat and Flower
+    restart. DEPLOYMENT.md, §12.
     """
     from spillway.deploy.reload import ReloadFailed
     from spillway.deploy.reload import request_reload
@@ -200,7 +200,7 @@ def deploy_command(timeout, pip_args):
     PIP_ARGS go to `pip install` (a path, a package, a requirements file with -r);
     none: this checkout again (--editable). A failed install or migration reloads
     nothing. Migrations that are not backward compatible are yours to stage: the old
-    code serves until the reload (DEPLOYMENT.md, §11).
+    code serves until the reload (DEPLOYMENT.md, §12).
     """
     from spillway.deploy.release import deploy
     from spillway.deploy.reload import ReloadFailed
@@ -384,6 +384,21 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     help="Loopback port of Flower [default: SPILLWAY_FLOWER_PORT, else 5555 if "
     "free, else any free port].",
 )
+@click.option(
+    "--tls",
+    type=click.Choice(["off", "self-signed", "files"]),
+    default=lambda: _tls_default(),
+    help="HTTPS at nginx: self-signed (made once into RUN_DIR/tls, for local use) or "
+    "files (SPILLWAY_TLS_CERT, SPILLWAY_TLS_KEY); the plain port then redirects to it, "
+    "but for /healthz and /readyz [default: SPILLWAY_TLS, else files when "
+    "SPILLWAY_TLS_CERT is set, else off].",
+)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(1, 65535),
+    default=lambda: int(os.environ.get("SPILLWAY_TLS_PORT", "8443")),
+    help="nginx's HTTPS port, with --tls [default: SPILLWAY_TLS_PORT or 8443].",
+)
 def up_command(
     run_dir,
     port,
@@ -395,6 +410,8 @@ def up_command(
     seed_demo,
     metrics_port,
     flower_port,
+    tls,
+    tls_port,
 ):
     """Run the whole stack for the app under supervisord, in the foreground.
 
@@ -426,8 +443,16 @@ def up_command(
         metrics_port=metrics_port,
         flower_port=flower_port,
         worker_connections=worker_connections,
+        tls=tls,
+        tls_port=tls_port,
     )
     sys.exit(run_stack(options))
+
+
+def _tls_default() -> str:
+    from spillway.deploy.layout import default_tls_mode
+
+    return default_tls_mode()
 
 
 @cli.command("worker", with_appcontext=False, context_settings={"ignore_unknown_options": True})

@@ -4,14 +4,16 @@ Both are pure Python, so they are cooperative under gevent (pylibmc and other C 
 would block every greenlet of a worker on each call). An app reaches them as
 ``spillway.clients.redis_store`` and ``spillway.clients.memcache`` (or through
 ``app.extensions["redis"]``, ``app.extensions["memcache"]``), bound from
-``SPILLWAY_REDIS_URL`` and ``SPILLWAY_MEMCACHED_SERVERS``.
+``SPILLWAY_REDIS_URL`` (a redis URL, or Sentinels: spillway.redis_location) and
+``SPILLWAY_MEMCACHED_SERVERS``.
 """
 
-import redis
 from flask import Flask
 from flask import current_app
 from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
+
+from spillway.redis_location import connect
 
 
 class _AppBound:
@@ -47,15 +49,12 @@ class RedisStore(_AppBound):
     MAX_CONNECTIONS = 512
 
     def connect(self, config):
-        return redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
-                config["REDIS_URL"],
-                max_connections=self.MAX_CONNECTIONS,
-                timeout=2.0,
-                socket_timeout=2.0,
-                socket_connect_timeout=1.0,
-                health_check_interval=30,
-            )
+        return connect(
+            config["REDIS_URL"],
+            self.MAX_CONNECTIONS,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=30,
         )
 
 

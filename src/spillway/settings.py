@@ -19,6 +19,7 @@ from marshmallow.validate import OneOf
 from marshmallow.validate import Range
 
 from spillway.redis_durability import POLICIES as DURABILITY_POLICIES
+from spillway.redis_location import sentinel_address
 
 CONFIG_NAMES = ("dev", "test", "prd")
 MAX_BODY_BYTES = 64 * 1024
@@ -63,7 +64,8 @@ def runtime(config_name: str) -> dict:
 
 
 def _read(env: Env, config_name: str) -> dict:
-    redis_url = env.str("SPILLWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    # A redis URL, or redis+sentinel://host:port,.../master[/db] (spillway/redis_location.py).
+    redis_url = env.str("SPILLWAY_REDIS_URL", "redis://127.0.0.1:6379/0", validate=_redis_url)
     return {
         "ENV_NAME": config_name,
         "DEBUG": env.bool("SPILLWAY_DEBUG", config_name == "dev"),
@@ -81,7 +83,7 @@ def _read(env: Env, config_name: str) -> dict:
         # (0 when clients reach `spillway serve` directly, or they could pick their address).
         "PROXY_HOPS": env.int("SPILLWAY_PROXY_HOPS", 1),
         "REDIS_URL": redis_url,
-        "BROKER_URL": env.str("SPILLWAY_BROKER_URL", redis_url),
+        "BROKER_URL": env.str("SPILLWAY_BROKER_URL", redis_url, validate=_redis_url),
         # `off` sends each command on its own (spillway/redis_batch.py).
         "REDIS_BATCHING": env.str("SPILLWAY_REDIS_BATCHING", "on").lower() != "off",
         **_durability_settings(env),
@@ -91,6 +93,13 @@ def _read(env: Env, config_name: str) -> dict:
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
         **_guard_settings(env),
     }
+
+
+def _redis_url(value: str) -> None:
+    try:
+        sentinel_address(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _durability_settings(env: Env) -> dict:

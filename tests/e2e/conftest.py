@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from spillway.deploy.run_dir import RunDir
+from tests.spillway_up import DEFAULT_ARGS
 from tests.spillway_up import SpillwayUp
 
 
@@ -32,10 +33,13 @@ def stack(stack_env):
 
 
 @contextmanager
-def running_stack(extra_env: dict | None = None, run_dir: Path | None = None):
-    """`spillway up --web-workers 2 --seed-demo` (its own SQLite file, unless ``extra_env``
-    names a DATABASE_URL), with rate limits off unless ``extra_env`` turns them on: tests
-    come from one address. Yields it once it has printed its banner, as a user would wait.
+def running_stack(
+    extra_env: dict | None = None, run_dir: Path | None = None, args: tuple[str, ...] = ()
+):
+    """`spillway up --web-workers 2 --seed-demo` and ``args`` (its own SQLite file, unless
+    ``extra_env`` names a DATABASE_URL), with rate limits off unless ``extra_env`` turns them
+    on: tests come from one address. Yields it once it has printed its banner, as a user
+    would wait.
 
     In a fresh run directory, removed afterwards; or in ``run_dir``, left in place (a test
     that starts the stack twice in one directory). `spillway up` sets its owners and modes.
@@ -46,7 +50,10 @@ def running_stack(extra_env: dict | None = None, run_dir: Path | None = None):
     # this start's.
     output = Path(tempfile.mkdtemp(prefix=f"{run_dir.name}-"))
     running = SpillwayUp(
-        run_dir, output, env={"SPILLWAY_HEARTBEAT_SECONDS": "1", **(extra_env or {})}
+        run_dir,
+        output,
+        *(DEFAULT_ARGS + args if args else ()),
+        env={"SPILLWAY_HEARTBEAT_SECONDS": "1", **(extra_env or {})},
     )
     try:
         running.start()

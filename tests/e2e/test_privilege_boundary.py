@@ -65,6 +65,7 @@ ATTEMPTS = {
     "append to a log": "open(paths.logs / 'supervisord.log', 'a')",
     "replace logs/": "os.rename(paths.logs, paths.data / 'logs')",
     "unlink nginx.pid": "os.unlink(paths.nginx_pid)",
+    "plant a key in tls/": "open(paths.tls_key, 'x')",
     "symlink beside nginx.pid": "os.symlink(victim, paths.root / 'nginx.pid.new')",
     "symlink nginx/client": "os.symlink(victim_dir, paths.nginx_temp / 'client')",
     "move nginx/body away": "os.rename(paths.nginx_temp_path('body'), paths.data / 'body')",
@@ -160,6 +161,7 @@ def make_old_layout(boundary: Boundary) -> None:
     ):
         link.symlink_to(boundary.victim)
     paths.nginx_temp_path("body").symlink_to(boundary.victim_dir)
+    paths.tls.symlink_to(boundary.victim_dir)  # where a self-signed key would be written
     (paths.logs / "gunicorn.log").write_text("an old run's log line\n")
     paths.secrets_file.write_text(
         f"SPILLWAY_SECRET_KEY={OLD_SECRET_KEY}\nSPILLWAY_ADMIN_TOKEN={OLD_ADMIN_TOKEN}\n"
@@ -216,6 +218,7 @@ def expected_layout(paths: RunDir) -> dict[Path, tuple[str, str, int]]:
         paths.root: ("root", group, 0o750),
         paths.logs: ("root", "root", 0o750),
         paths.nginx_temp: ("root", group, 0o750),
+        paths.tls: ("root", "root", 0o700),
         paths.supervisord_conf: ("root", "root", 0o600),
         paths.secrets_file: ("root", "root", 0o600),
         paths.nginx_conf: ("root", "root", 0o644),
@@ -233,6 +236,7 @@ def root_paths(paths: RunDir) -> list[Path]:
         paths.root,
         paths.logs,
         paths.nginx_temp,
+        paths.tls,
         paths.supervisord_conf,
         paths.secrets_file,
         paths.nginx_conf,
@@ -254,7 +258,7 @@ def assert_victims_untouched(boundary: Boundary) -> None:
 
 
 def test_an_older_layout_is_taken_back_without_following_its_links(boundary):
-    """Links planted at logs/*.log, nginx.pid, supervisord.conf and nginx/body were
+    """Links planted at logs/*.log, nginx.pid, supervisord.conf, nginx/body and tls were
     unlinked, never written through or chowned; the audit's planted package was never
     imported by the migration; old logs and secrets are kept, now root's; the SQLite
     database moved into data/; beat's old pickle shelve and stale sockets are gone; the
@@ -267,6 +271,7 @@ def test_an_older_layout_is_taken_back_without_following_its_links(boundary):
         assert stat.S_ISREG(path.lstat().st_mode) and path.lstat().st_uid == 0, path
     body = paths.nginx_temp_path("body").lstat()
     assert stat.S_ISDIR(body.st_mode) and body.st_uid == boundary.user.pw_uid
+    assert stat.S_ISDIR(paths.tls.lstat().st_mode) and paths.tls.lstat().st_uid == 0
     assert (paths.logs / "gunicorn.log").read_text().startswith("an old run's log line")
     assert boundary.stack.admin_headers() == {"Authorization": f"Bearer {OLD_ADMIN_TOKEN}"}
     created = requests.post(

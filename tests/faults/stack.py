@@ -24,10 +24,13 @@ from tests.servers import WorkerProcess
 from tests.servers import aof_redis
 from tests.servers import gunicorn_server
 from tests.servers import start_memcached
+from tests.servers import start_replica
+from tests.servers import start_sentinels
 from tests.waiting import NotYet
 from tests.waiting import wait_until
 
 WEB_WORKERS = 2
+MASTER = "spillway"  # the name the Sentinels know the primary by
 # redis's AOF goes to memory where the machine has it. Under everysec a background fsync that
 # takes over a second (a shared CI disk) makes redis postpone its write() and still reply, so
 # a SIGKILL then loses acknowledged writes: RELIABILITY.md's documented caveat of everysec,
@@ -52,10 +55,17 @@ def wait_redis_loaded(url: str, timeout: float = 30.0) -> None:
 
 
 class FaultStack:
-    """The app served by gunicorn (gevent workers) over HTTP, with every dependency its own."""
+    """The app served by gunicorn (gevent workers) over HTTP, with every dependency its own.
 
-    def __init__(self, work: Path):
+    ``sentinel``: redis is a primary with two replicas and three Sentinels (the app, its
+    workers and the audit all find the primary through them), and a purchase waits for one
+    replica before its 202 (SPILLWAY_REDIS_DURABILITY=replica)."""
+
+    def __init__(self, work: Path, sentinel: bool = False):
         self.work = work
+        self.sentinel = sentinel
+        self.replicas: list[Server] = []
+        self.sentinels: list[Server] = []
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.workers: list[WorkerProcess] = []
@@ -70,6 +80,10 @@ class FaultStack:
         self.redis_dir = Path(tempfile.mkdtemp(prefix="spillway-faults-redis-", dir=FAST_DISK))
         self.redis = aof_redis(self.logs, self.redis_dir).start()
         self.servers.append(self.redis)
+        if self.sentinel:
+            self.replicas = [start_replica(self.logs, self.redis) for _ in range(2)]
+            self.sentinels = start_sentinels(self.logs, self.redis, MASTER)
+            self.servers += self.replicas + self.sentinels
         self.memcached = start_memcached(self.logs)
         self.servers.append(self.memcached)
         self.database_url = f"sqlite:///{work / 'spillway.db'}"
@@ -87,6 +101,14 @@ class FaultStack:
             # What a killed worker held is re-driven after 2 s instead of 30 s.
             "SPILLWAY_OUTBOX_STUCK_MS": "2000",
         }
+        if self.sentinel:
+            members = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+            self.redis_url = f"redis+sentinel://{members}/{MASTER}/0"
+            self.env |= {
+                "SPILLWAY_REDIS_URL": self.redis_url,
+                "SPILLWAY_BROKER_URL": f"redis+sentinel://{members}/{MASTER}/1",
+                "SPILLWAY_REDIS_DURABILITY": "replica",
+            }
         subprocess.run(
             [sys.executable, "-m", "spillway", "db", "upgrade"],
             env=self.env,

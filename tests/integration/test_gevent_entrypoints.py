@@ -11,9 +11,8 @@ import pytest
 import requests
 
 from spillway.serve import make_listener
-from tests.servers import Server
-from tests.servers import free_port
 from tests.servers import gunicorn_server
+from tests.servers import serve_server
 
 PROBE = "from spillway.gevent_boot import is_patched; assert is_patched(), 'not patched'"
 
@@ -92,24 +91,7 @@ def test_serve_refuses_debug_in_prd(env):
 
 def test_serve_answers_index_while_slow_requests_are_in_flight(env, tmp_path):
     """One `spillway serve` process answers /demo/index at once under 100 sleeping requests."""
-    port = free_port()
-    server = Server(
-        "serve",
-        [
-            sys.executable,
-            "-m",
-            "spillway",
-            "serve",
-            "--port",
-            str(port),
-            "--no-debug",
-            "--log-level",
-            "WARNING",
-        ],
-        port,
-        tmp_path,
-        env=env,
-    )
+    server = serve_server(tmp_path, env, "--no-debug", "--log-level", "WARNING")
     try:
         server.start()
         base = server.url

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-ONLY_FOR_TESTS = ("chromium", "postgresql", "wrk", "iproute2", "[test]")
+ONLY_FOR_TESTS = ("chromium", "postgresql", "wrk", "iproute2", "curl", "[test]")
 
 
 def dry_run(target: str) -> str:

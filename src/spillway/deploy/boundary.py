@@ -82,6 +82,7 @@ def _claim(run_dir: RunDir, owners: Owners, move_legacy_database: bool) -> None:
     take_directory(run_dir.logs, owners.root_uid, owners.root_gid, owners.mode(0o750))
     take_log_files(run_dir.logs, owners)
     take_directory(run_dir.nginx_temp, owners.root_uid, owners.service_gid, owners.mode(0o750))
+    take_directory(run_dir.tls, owners.root_uid, owners.root_gid, 0o700)
     for name in NGINX_TEMP_NAMES:
         remove_unless_directory(run_dir.nginx_temp_path(name))
     remove_tree(run_dir.metrics)  # a previous run's files would be summed into this one's

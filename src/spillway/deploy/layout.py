@@ -29,6 +29,11 @@ GENERATED_SECRETS = ("SPILLWAY_SECRET_KEY", "SPILLWAY_ADMIN_TOKEN")
 # What secrets.token_urlsafe makes; anything else in secrets.env was not written by us
 # (an older layout let the service user edit it) and is generated again.
 GENERATED_SECRET = re.compile(r"[A-Za-z0-9_-]{32,128}")
+# `spillway up --tls`: off, a self-signed certificate kept in the run directory, or the
+# operator's certificate and key files, named by these settings.
+TLS_MODES = ("off", "self-signed", "files")
+TLS_CERT_SETTING = "SPILLWAY_TLS_CERT"
+TLS_KEY_SETTING = "SPILLWAY_TLS_KEY"
 
 
 class StackError(RuntimeError):
@@ -48,6 +53,19 @@ def find_system_binaries() -> dict[str, str]:
             f"(or: apt-get install redis-server memcached nginx)"
         )
     return found
+
+
+def default_tls_mode() -> str:
+    """SPILLWAY_TLS, else `files` when a certificate or a key is named, else off."""
+    if chosen := os.environ.get("SPILLWAY_TLS"):
+        return chosen
+    named = os.environ.get(TLS_CERT_SETTING) or os.environ.get(TLS_KEY_SETTING)
+    return "files" if named else "off"
+
+
+def tls_file_settings() -> dict[str, str]:
+    """The operator's certificate and key paths, by setting ("" where unset)."""
+    return {name: os.environ.get(name, "") for name in (TLS_CERT_SETTING, TLS_KEY_SETTING)}
 
 
 def load_or_create_secrets(run_dir: RunDir) -> dict[str, str]:

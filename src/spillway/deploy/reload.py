@@ -14,11 +14,11 @@ way that drops no request:
   --graceful-timeout. A live-stock stream still open then is cut, which the browser's
   EventSource opens again by itself. Connections that arrive meanwhile wait in the
   socket's backlog for a new worker.
-- nginx, when its config changed (the app declares other cached routes or pages): HUP
-  to its master (`nginx -s reload`): new workers on the new nginx.conf; the old ones
-  finish their requests, then close their idle keep-alive connections, which races with
+- nginx, when what it reads changed since it last loaded it (nginx.conf: the app declares
+  other cached routes or pages; a renewed TLS certificate): HUP to its master (`nginx -s
+  reload`): new workers on the new config; the old ones finish their requests, then close their idle keep-alive connections, which races with
   a client sending its next request on one (HTTP lets it retry an idempotent request on
-  a new connection; browsers do). An unchanged nginx.conf is not reloaded: no race.
+  a new connection; browsers do). Nothing changed, nginx is not reloaded: no race.
 - the Celery worker, beat and Flower: restarted by supervisord; the worker stops with
   Celery's warm shutdown (SIGTERM: it finishes its tasks, for up to stopwaitsecs). The
   purchases accepted meanwhile wait in the redis outbox.
@@ -27,8 +27,10 @@ The command finds `spillway up` by the pid it keeps in the run directory, which 
 supervisord's parent, signals it and waits for the result it writes there.
 """
 
+import hashlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -50,6 +52,8 @@ RESTARTED = ("celery-worker", "celery-beat", "flower")
 # The old workers' graceful timeout (10 s in supervisord.conf) and a new worker's boot.
 GUNICORN_RENEWAL_SECONDS = 120.0
 POLL_SECONDS = 0.2
+# The files nginx.conf names that nginx reads at each (re)load: the TLS certificate and key.
+NGINX_FILE = re.compile(r'^\s*ssl_certificate(?:_key)?\s+"?([^";\s]+)"?\s*;', re.MULTILINE)
 
 
 class ReloadFailed(RuntimeError):
@@ -145,6 +149,7 @@ class Reloader:
         self.reconfigure = reconfigure
         self.ready = ready
         self._wanted = threading.Event()
+        self._nginx_loaded = nginx_inputs(run_dir)  # made before supervisord starts nginx
 
     def request(self) -> None:
         """Ask for a reload (safe in a signal handler: it only sets an event). Asked during
@@ -163,7 +168,10 @@ class Reloader:
             self._write({"started": started})
             click.echo("spillway up: reloading")
             try:
-                line, ok = reload_stack(self.run_dir, self.reconfigure, self.ready), True
+                line, self._nginx_loaded = reload_stack(
+                    self.run_dir, self.reconfigure, self.ready, self._nginx_loaded
+                )
+                ok = True
             except (ReloadFailed, StackError, SettingsError) as exc:
                 line, ok = str(exc), False
             except supervisor_rpc.SupervisorUnreachable as exc:
@@ -178,9 +186,10 @@ class Reloader:
 
 
 def reload_stack(
-    run_dir: RunDir, reconfigure: Callable[[], None], ready: Callable[[], bool]
-) -> str:
-    """Configure again, then each program onto the new code; what was done, in a line.
+    run_dir: RunDir, reconfigure: Callable[[], None], ready: Callable[[], bool], nginx_loaded: str
+) -> tuple[str, str]:
+    """Configure again, then each program onto the new code; what was done, in a line, and
+    the digest of what nginx has loaded now (``nginx_loaded``: what it had).
 
     :raise StackError: configuring failed: the configs are as they were, nothing signalled.
     :raise ReloadFailed: a program did not take the new code.
@@ -193,18 +202,33 @@ def reload_stack(
         raise
     running = {info["name"] for info in supervisor_rpc.programs(run_dir) if info["pid"]}
     done = [renew_gunicorn(run_dir)]
-    if read_regular(run_dir.nginx_conf) != rendered.get(run_dir.nginx_conf, (None, 0))[0]:
+    nginx_now = nginx_inputs(run_dir)
+    if nginx_now != nginx_loaded:
         signal_program(run_dir, "nginx", "HUP")
-        done.append("nginx reloaded (nginx.conf changed)")
+        done.append("nginx reloaded (its config or certificate changed)")
     else:
-        done.append("nginx.conf unchanged")
+        done.append("nginx unchanged")
     for name in RESTARTED:
         if name in running:
             restart_program(run_dir, name)
             done.append(f"{name} restarted")
     if not ready():
         raise ReloadFailed("reloaded, but /readyz does not answer 200: it says what is down")
-    return "reloaded: " + ", ".join(done)
+    return "reloaded: " + ", ".join(done), nginx_now
+
+
+def nginx_inputs(run_dir: RunDir) -> str:
+    """A digest of what nginx reads when it loads: nginx.conf and the files it names."""
+    digest = hashlib.sha256()
+    conf = read_regular(run_dir.nginx_conf) or ""
+    digest.update(conf.encode())
+    for name in NGINX_FILE.findall(conf):
+        try:
+            content = Path(name).read_bytes()
+        except OSError:
+            content = b"missing"
+        digest.update(b"\0" + name.encode() + b"\0" + content)
+    return digest.hexdigest()
 
 
 def snapshot(run_dir: RunDir) -> dict[Path, tuple[str, int]]:

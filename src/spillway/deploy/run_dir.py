@@ -81,6 +81,20 @@ class RunDir:
     def nginx_temp_path(self, name: str) -> Path:
         return self.nginx_temp / name
 
+    @property
+    def tls(self) -> Path:
+        """root's, closed: the self-signed certificate of `spillway up --tls self-signed`
+        (nginx's master reads it as root, before its workers drop privileges)."""
+        return self.root / "tls"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.tls / "cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls / "key.pem"
+
     # -- the service user's: written by the processes that run as it
 
     @property
@@ -141,6 +155,7 @@ class RunDir:
             self.up_pid,
             self.reload_result,
             self.nginx_temp,
+            self.tls,
             self.data,
             self.redis_data,
             self.sockets,

@@ -33,6 +33,7 @@ from spillway.deploy.layout import load_or_create_secrets
 from spillway.deploy.layout import process_environment
 from spillway.deploy.layout import render_configs
 from spillway.deploy.layout import supervisor_environment
+from spillway.deploy.layout import tls_file_settings
 from spillway.deploy.readable import Runtime
 from spillway.deploy.readable import app_runtime
 from spillway.deploy.readable import run_directory
@@ -40,6 +41,7 @@ from spillway.deploy.reload import Reloader
 from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import resolve_service_user
+from spillway.deploy.tls import tls_listener
 from spillway.loader import app_spec
 from spillway.settings import MAX_BODY_BYTES
 from spillway.settings import SettingsError
@@ -79,6 +81,10 @@ class StackOptions:
     metrics_port: int = 0
     flower_port: int = 0
     worker_connections: int = 10000
+    # --tls: off, self-signed or files (SPILLWAY_TLS_CERT, SPILLWAY_TLS_KEY); when on,
+    # nginx serves HTTPS on tls_port and the plain port redirects there.
+    tls: str = "off"
+    tls_port: int = 8443
 
 
 def run_stack(options: StackOptions) -> int:
@@ -93,7 +99,12 @@ def run_stack(options: StackOptions) -> int:
                 options.flower_port, DEFAULT_FLOWER_PORT, "SPILLWAY_FLOWER_PORT"
             ),
         )
-        refuse_taken_public_port(options.host, options.port)
+        refuse_taken_public_port(options.host, options.port, "SPILLWAY_PORT", "--port")
+        if options.tls != "off":
+            refuse_same_ports(options)
+            refuse_taken_public_port(
+                options.host, options.tls_port, "SPILLWAY_TLS_PORT", "--tls-port"
+            )
         password = secrets.token_urlsafe(24)  # supervisord's, kept by every reload
         run_dir, supervisord_cmd, runtime, app = prepare(options, password)
     except (StackError, SettingsError) as exc:
@@ -164,10 +175,19 @@ def loopback_port(chosen: int, default: int, setting: str) -> int:
     return chosen
 
 
-def refuse_taken_public_port(host: str, port: int) -> None:
+def refuse_same_ports(options: StackOptions) -> None:
+    """:raise StackError: HTTPS asked for on the plain port (nginx would not start)."""
+    if options.tls_port == options.port:
+        raise StackError(
+            f"SPILLWAY_TLS_PORT={options.tls_port} is SPILLWAY_PORT too: HTTPS needs a "
+            f"port of its own (--tls-port), the plain one redirects to it"
+        )
+
+
+def refuse_taken_public_port(host: str, port: int, setting: str, option: str) -> None:
     """nginx's public address must be free (and this host's), or nginx would not start.
 
-    :raise StackError: naming SPILLWAY_PORT (taken) or SPILLWAY_HOST (not an address here).
+    :raise StackError: naming ``setting`` (taken) or SPILLWAY_HOST (not an address here).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
@@ -177,8 +197,8 @@ def refuse_taken_public_port(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise StackError(
-                    f"SPILLWAY_PORT={port}: something already listens on "
-                    f"{host}:{port} (--port or SPILLWAY_PORT chooses "
+                    f"{setting}={port}: something already listens on "
+                    f"{host}:{port} ({option} or {setting} chooses "
                     f"another)"
                 ) from None
             raise StackError(f"SPILLWAY_HOST={host}: cannot listen there: {exc.strerror}") from None
@@ -243,6 +263,7 @@ def configure(
 
     :raise StackError: the app cannot be made, or its migration failed.
     """
+    tls = tls_listener(options.tls, options.tls_port, run_dir, options.host)
     runtime = app_runtime(
         user,
         process_environment(
@@ -263,6 +284,7 @@ def configure(
             "group": user.group if user else "",
             "host": options.host,
             "port": options.port,
+            "tls": tls.template_context(binaries["nginx"]) if tls else None,
             "web_workers": options.web_workers,
             "worker_connections": options.worker_connections,
             "worker_concurrency": os.cpu_count() or 2,
@@ -420,9 +442,21 @@ def seed_demo(runtime: Runtime) -> None:
 
 
 def probe_url(options: StackOptions, path: str) -> str:
+    """``path`` on the plain listener (health probes are answered there with TLS on too)."""
+    return f"http://{public_authority(options, options.port)}{path}"
+
+
+def public_url(options: StackOptions, path: str) -> str:
+    """``path`` where a browser goes: HTTPS when it is on."""
+    if options.tls == "off":
+        return probe_url(options, path)
+    return f"https://{public_authority(options, options.tls_port)}{path}"
+
+
+def public_authority(options: StackOptions, port: int) -> str:
     host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{options.port}{path}"
+    return f"{host}:{port}"
 
 
 def wait_until_ready(options: StackOptions, run_dir: RunDir, supervisord: subprocess.Popen) -> bool:
@@ -447,8 +481,8 @@ def wait_until_ready(options: StackOptions, run_dir: RunDir, supervisord: subpro
 
 def stack_urls(options: StackOptions, app: dict) -> dict[str, str]:
     """Where the stack answers: the app, its links, health, metrics and Flower."""
-    urls = {"app": probe_url(options, "/")}
-    urls.update({name: probe_url(options, path) for name, path in app["links"].items()})
+    urls = {"app": public_url(options, "/")}
+    urls.update({name: public_url(options, path) for name, path in app["links"].items()})
     urls["healthz"] = probe_url(options, "/healthz")
     urls["readyz"] = probe_url(options, "/readyz")
     urls["metrics"] = f"http://127.0.0.1:{options.metrics_port}/metrics"
@@ -471,6 +505,12 @@ def print_banner(
     )
     lines = ["", f"Spillway is up — {app['name']}  {urls['app']}"]
     lines += [f"  {name:13} {urls[name]}" for name in app["links"]]
+    if options.tls != "off":
+        lines.append(f"  https         {tls_source(options, run_dir)}")
+        lines.append(
+            f"  plain http    {probe_url(options, '/')} redirects to https (308), "
+            f"except the health checks"
+        )
     lines += [
         f"  health        {urls['healthz']}   {urls['readyz']}",
         f"  admin token   {token_source}",
@@ -493,6 +533,13 @@ def print_banner(
         "",
     ]
     click.echo("\n".join(lines))
+
+
+def tls_source(options: StackOptions, run_dir: RunDir) -> str:
+    """Which certificate nginx serves, for the banner."""
+    if options.tls == "self-signed":
+        return f"self-signed, {run_dir.tls_cert} (for local use: browsers warn)"
+    return ", ".join(f"{name}={path}" for name, path in tls_file_settings().items())
 
 
 def report_not_ready(options: StackOptions, run_dir: RunDir, supervisord) -> None:

@@ -11,6 +11,7 @@ import requests
 from tests.servers import exited
 from tests.servers import free_port
 from tests.servers import port_open
+from tests.servers import serve_argv
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -110,21 +111,7 @@ def gunicorn(env: dict, log_path: Path, workers: int = 1, wait: bool = True) -> 
 def serve(env: dict, log_path: Path, wait: bool = True) -> Served:
     """One `spillway serve` process."""
     port = free_port()
-    served = Served(
-        [
-            sys.executable,
-            "-m",
-            "spillway",
-            "serve",
-            "--port",
-            str(port),
-            "--no-debug",
-            "--no-access-log",
-        ],
-        env,
-        log_path,
-        port,
-    )
+    served = Served(serve_argv(port, "--no-debug", "--no-access-log"), env, log_path, port)
     if wait:
         wait_until(port_open(port), 30, 0.05, what=f"port {port}", fail_if=exited(served.process))
     return served

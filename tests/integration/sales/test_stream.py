@@ -18,6 +18,7 @@ from tests.factories import make_sale
 from tests.factories import signup
 from tests.servers import Server
 from tests.servers import free_port
+from tests.servers import serve_argv
 from tests.waiting import wait_until
 
 HEARTBEAT_S = 0.3
@@ -50,17 +51,7 @@ class EventReader:
 
 def server_argv(kind: str, port: int) -> list[str]:
     if kind == "serve":
-        return [
-            sys.executable,
-            "-m",
-            "spillway",
-            "serve",
-            "--port",
-            str(port),
-            "--env",
-            "test",
-            "--no-access-log",
-        ]
+        return serve_argv(port, "--env", "test", "--no-access-log")
     return [
         sys.executable,
         "-m",

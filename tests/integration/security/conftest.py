@@ -16,7 +16,7 @@ import requests
 from tests.environment import ADMIN_TOKEN
 from tests.environment import service_environment
 from tests.servers import Server
-from tests.servers import free_port
+from tests.servers import serve_server
 from tests.servers import start_memcached
 from tests.servers import start_redis
 
@@ -63,24 +63,8 @@ def live_app(server_logs, tmp_path_factory):
         capture_output=True,
         timeout=120,
     )
-    port = free_port()
-    server = Server(
-        "live-app",
-        [
-            sys.executable,
-            "-m",
-            "spillway",
-            "serve",
-            "--port",
-            str(port),
-            "--env",
-            "test",
-            "--no-access-log",
-        ],
-        port,
-        server_logs,
-        env=env,
-        cwd=root,
+    server = serve_server(
+        server_logs, env, "--env", "test", "--no-access-log", name="live-app", cwd=root
     ).start(timeout=60)
     base_url = server.url
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -177,6 +177,7 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
         host="127.0.0.1",
         port=1,
         metrics_port=2,
+        tls=None,
         **template_context(65536),
     )
     rendered = {}
