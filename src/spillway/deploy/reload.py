@@ -16,9 +16,10 @@ way that drops no request:
   socket's backlog for a new worker.
 - nginx, when what it reads changed since it last loaded it (nginx.conf: the app declares
   other cached routes or pages; a renewed TLS certificate): HUP to its master (`nginx -s
-  reload`): new workers on the new config; the old ones finish their requests, then close their idle keep-alive connections, which races with
-  a client sending its next request on one (HTTP lets it retry an idempotent request on
-  a new connection; browsers do). Nothing changed, nginx is not reloaded: no race.
+  reload`): new workers on the new config; the old ones finish their requests, then
+  close their idle keep-alive connections, which races with a client sending its next
+  request on one (HTTP lets it retry an idempotent request on a new connection; browsers
+  do). Nothing changed, nginx is not reloaded: no race.
 - the Celery worker, beat and Flower: restarted by supervisord; the worker stops with
   Celery's warm shutdown (SIGTERM: it finishes its tasks, for up to stopwaitsecs). The
   purchases accepted meanwhile wait in the redis outbox.
