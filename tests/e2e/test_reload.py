@@ -24,7 +24,7 @@ from tests.faults.burst import exchange
 from tests.waiting import wait_until
 
 THREADS = 8
-BUYERS = 120
+BUYERS = 200  # × a limit of 100: more purchases than the load makes
 LOAD_AFTER_RELOAD_SECONDS = 2.0
 MAX_LOAD_SECONDS = 400.0
 FIGURES = Path(os.environ.get("SPILLWAY_TEST_ARTIFACTS", "test-artifacts")) / "reload-figures.jsonl"
