@@ -361,7 +361,7 @@ def keepalive_variant(config: str) -> str:
         (r"listen\s+127\.0\.0\.1:\d+;", f"listen {HOST}:{free_port()};"),
         (r"^pid\s+\S+;", "pid %(work)s/nginx.pid;"),
         (r"^error_log\s+\S+", "error_log %(work)s/error.log"),
-        (r"access_log\s+\S+nginx-access\.log", "access_log %(work)s/access.log"),
+        (r"access_log\s+/dev/stdout", "access_log %(work)s/access.log"),
         (r"(server unix:\S+gunicorn\.sock[^;]*;)", r"\1\n        keepalive 64;"),
     ]
     for pattern, replacement in edits:

@@ -1,7 +1,6 @@
 """The flash sale's application factory: settings, extensions, blueprints, error handlers,
 commands, its fast paths, and what it declares to the runtime (spillway.extension)."""
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -29,7 +28,6 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app.session_interface = NoCookieSessions()
     app.config.update(load(config_name or config_name_from_environment()))
     app.config.update(overrides or {})
-    configure_logger(app)
     register_extensions(app)
     register_blueprints(app)
     errors.init_app(app)  # every error in the JSON error shape, never an HTML page
@@ -37,18 +35,6 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     install_fast_paths(app)
     declare_to_the_runtime(app)  # last: the runtime's layers go around the fast paths
     return app
-
-
-def configure_logger(app: Flask) -> None:
-    """Send the app's logs to stderr at the operator's level (supervisord collects them)."""
-    level = app.config["LOG_LEVEL"]
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
-    app.logger.setLevel(level)
-    logging.getLogger("spillway").setLevel(level)
-    logging.getLogger("flashsale").setLevel(level)
 
 
 def register_extensions(app: Flask) -> None:

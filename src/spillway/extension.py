@@ -30,6 +30,7 @@ from pathlib import Path
 from flask import Flask
 
 from spillway import clients
+from spillway import logs
 from spillway import settings
 
 # nginx marks what a cached route sends on to the app after looking in memcached itself (a
@@ -122,12 +123,16 @@ class Spillway:
 
     def init_app(self, app: Flask) -> None:
         """Bind the runtime to ``app``: its settings (where the app has none of its own),
-        the redis and memcached clients, and the runtime's layers around the app."""
+        its logging (spillway.logs), the redis and memcached clients, and the runtime's
+        layers around the app."""
         from spillway import pipeline
 
         for name, value in settings.runtime(settings.config_name_from_environment()).items():
             if app.config.get(name) is None:
                 app.config[name] = value
+        logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+        app.logger.setLevel(app.config["LOG_LEVEL"])
+        logs.connect_celery()
         clients.init_app(app)
         self.app = app
         app.extensions["spillway"] = self

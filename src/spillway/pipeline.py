@@ -2,6 +2,8 @@
 
 Outermost first, each seeing what the next one answers:
 
+0. ``RequestIdMiddleware`` — the request's id (nginx's, else a new one) for its log lines
+   and tasks, and on every answer (spillway.request_id);
 1. ``ProxyFix`` — the client's address is the one nginx appended (``SPILLWAY_PROXY_HOPS``
    trusted hops), for every layer inside, the rate limits included;
 2. ``SecurityHeaders`` — nosniff, frame and referrer policies, CSP on every answer;
@@ -19,9 +21,11 @@ Outermost first, each seeing what the next one answers:
 
 from flask import Flask
 from flask import current_app
+from flask import g
 from flask import request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from spillway import request_id
 from spillway.guards import deadline
 from spillway.health.endpoints import RuntimeEndpoints
 from spillway.metrics import celery_signals
@@ -39,7 +43,9 @@ def install(app: Flask) -> None:
     ratelimits.init_app(app)
     # Before every other hook: the route a request matched, for the metrics' label.
     app.before_request_funcs.setdefault(None, []).insert(0, remember_route)
+    app.before_request_funcs[None].insert(0, _remember_request_id)
     celery_signals.connect()
+    request_id.connect_celery()
     wsgi = RuntimeEndpoints(app, app.wsgi_app)
     if deadline.applies():
         # Once routed, a view's own deadline replaces the default (spillway.guards.deadline).
@@ -53,7 +59,11 @@ def install(app: Flask) -> None:
         # A client may send its own X-Forwarded-For; with one trusted hop only the address
         # nginx appended (the real peer) is believed.
         wsgi = ProxyFix(wsgi, x_for=hops, x_proto=hops)
-    app.wsgi_app = wsgi
+    app.wsgi_app = request_id.RequestIdMiddleware(wsgi)
+
+
+def _remember_request_id() -> None:
+    g.request_id = request.environ.get(request_id.CHOSEN_KEY) or request_id.choose(None)
 
 
 def _apply_view_deadline() -> None:

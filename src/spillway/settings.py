@@ -71,6 +71,7 @@ def _read(env: Env, config_name: str) -> dict:
         "DEBUG": env.bool("SPILLWAY_DEBUG", config_name == "dev"),
         "TESTING": config_name == "test",
         "LOG_LEVEL": env.log_level("SPILLWAY_LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": _log_format(env),
         "SECRET_KEY": env.str("SPILLWAY_SECRET_KEY", "dev-insecure-key"),
         # Opens the runtime's own admin views (the reasons behind /readyz, Flower).
         "ADMIN_TOKEN": env.str("SPILLWAY_ADMIN_TOKEN", ""),
@@ -222,5 +223,45 @@ def redis_maxmemory() -> str:
     default = f"{max(physical // 4 // 2**20, 64)}mb"
     try:
         return Env().str("SPILLWAY_REDIS_MAXMEMORY", default, validate=_redis_size)
+    except EnvError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(env: Env) -> str:
+    return env.str("SPILLWAY_LOG_FORMAT", "text", validate=OneOf(LOG_FORMATS))
+
+
+def log_format() -> str:
+    """SPILLWAY_LOG_FORMAT (``text`` or ``json``: one object per line), for the processes
+    that read it before any app exists: gunicorn's master, and `spillway up` for nginx.
+
+    :raise SettingsError: neither.
+    """
+    try:
+        return _log_format(Env())
+    except EnvError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _supervisor_size(value: str) -> None:
+    if not re.fullmatch(r"[1-9][0-9]*(KB|MB|GB)?", value):
+        raise ValidationError(f"not a size such as '50MB' or '512KB': {value!r}")
+
+
+def log_rotation() -> dict:
+    """When supervisord rotates each program's log, for `spillway up` to render: past
+    SPILLWAY_LOG_MAX_BYTES (50MB), keeping SPILLWAY_LOG_BACKUPS older files (3).
+
+    :raise SettingsError: a malformed value.
+    """
+    env = Env()
+    try:
+        return {
+            "max_bytes": env.str("SPILLWAY_LOG_MAX_BYTES", "50MB", validate=_supervisor_size),
+            "backups": env.int("SPILLWAY_LOG_BACKUPS", 3, validate=Range(1, 1000)),
+        }
     except EnvError as exc:
         raise SettingsError(str(exc)) from None

@@ -71,7 +71,22 @@ def persist(entries: list) -> int:
 
     outbox.acknowledge([entry_id for entry_id, _ in entries], also=forget_in_buyers_sets)
     counters.incr("orders.persisted", len(rows))  # the operator page's drain rate
+    _log_persisted(entries, order_ids, rows)
     return len(rows)
+
+
+def _log_persisted(entries: list, order_ids: list[str], rows: list[dict]) -> None:
+    """One line a batch: the orders it stored, each with the id of the request that
+    admitted it (reserve.lua keeps it in the outbox entry), so a request's trail reaches
+    its order in the ledger."""
+    stored = {row["id"] for row in rows}
+    requests = {
+        order_id: fields.get(b"request", b"").decode()
+        for (_, fields), order_id in zip(entries, order_ids)
+        if order_id in stored
+    }
+    if requests:
+        log.info("drain: persisted %d orders", len(requests), extra={"orders": requests})
 
 
 def _row(order_id: str, state: dict) -> dict:

@@ -24,6 +24,10 @@ def nudge_drain() -> None:
     beat schedules a drain every second anyway. Sent by name: admission need not import
     the tasks that persist what it admits."""
     try:
-        current_app.extensions["celery"].send_task(DRAIN_TASK, expires=30)
+        sent = current_app.extensions["celery"].send_task(DRAIN_TASK, expires=30)
     except Exception as exc:
         log.warning("could not nudge the drainer (beat will): %s", exc)
+    else:
+        # At most once a second across the web tier (reserve.lua's marker): the line that
+        # ties a request to the task it sent, for the request id's trail.
+        log.info("the outbox was idle: asked a worker to drain it", extra={"task_id": sent.id})

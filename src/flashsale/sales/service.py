@@ -20,6 +20,7 @@ from flashsale.orders.state import order_state
 from flashsale.orders.state import public_status
 from flashsale.sales import stock
 from flashsale.sales.models import Sale
+from spillway import request_id
 from spillway.clock import epoch_ms
 from spillway.clock import iso
 from spillway.clock import now_ms
@@ -193,7 +194,14 @@ def purchase(sale_id: int, user_id: str, quantity: int, idempotency: str) -> tup
     if idempotency and not IDEMPOTENCY_KEY.match(idempotency):
         raise ApiError(400, "Idempotency-Key: 1 to 64 printable ASCII characters.")
     admission = stock.reserve(
-        sale_id, user_id, quantity, idempotency, now_ms(), str(uuid.uuid4()), buyer_limits()
+        sale_id,
+        user_id,
+        quantity,
+        idempotency,
+        now_ms(),
+        str(uuid.uuid4()),
+        buyer_limits(),
+        request_id.current(),
     )
     if admission.outcome == "rate_limited":  # counted in the sale's stats by the script
         raise ApiError(

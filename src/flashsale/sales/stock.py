@@ -199,6 +199,7 @@ def reserve_call(
     final: bool = True,
     retry: bool = False,
     buyer_limits: tuple[tuple[int, int], ...] = (),
+    request_id: str = "",
 ) -> tuple[list, list]:
     """The KEYS and ARGV of reserve.lua for one purchase on ``home`` (an unsharded sale's
     keys by default; also used by the benchmark's FastAPI peer, which runs the same script
@@ -206,6 +207,7 @@ def reserve_call(
 
     :param buyer_limits: (most hits, window seconds) of each per-buyer rate limit, counted
         in the same round trip before anything else (outcome "rate_limited").
+    :param request_id: the request's id, kept in the outbox entry (the drain logs it).
     """
     home = home or shard(sale_id, 0, 1)
     keys = [
@@ -233,6 +235,8 @@ def reserve_call(
     for most, window_s in buyer_limits:
         keys.append(buyer_limit_key(user_id, window_s))
         args += [most, window_s]
+    if request_id:
+        args.append(request_id)
     return keys, args
 
 
@@ -244,6 +248,7 @@ def reserve(
     now_ms: int,
     order_id: str,
     buyer_limits: tuple[tuple[int, int], ...] = (),
+    request_id: str = "",
 ) -> Admission:
     """Admit one purchase: one round trip on the buyer's home shard. When that shard is
     short, one more reads the other shards' levels: all empty, the answer is 'sold_out'
@@ -252,6 +257,7 @@ def reserve(
     shards at that instant.
 
     :param buyer_limits: see :func:`reserve_call` (counted in the first round trip only).
+    :param request_id: see :func:`reserve_call`.
     """
     # A sale redis does not know is judged by the script too (answer "not_found"), so the
     # buyer's rate limits count the attempt like any other.
@@ -268,6 +274,7 @@ def reserve(
         deposit=0,
         final=shards == 1,
         buyer_limits=buyer_limits,
+        request_id=request_id,
     )
     for attempt in range(1, BORROW_ATTEMPTS + 1):
         if admission.outcome != "short":
@@ -287,6 +294,7 @@ def reserve(
             deposit=borrowed,
             final=attempt == BORROW_ATTEMPTS,
             retry=True,
+            request_id=request_id,
         )
     return admission
 
@@ -324,6 +332,7 @@ def _reserve_at(
     final: bool,
     retry: bool = False,
     buyer_limits: tuple[tuple[int, int], ...] = (),
+    request_id: str = "",
 ) -> Admission:
     keys, args = reserve_call(
         sale_id,
@@ -337,6 +346,7 @@ def _reserve_at(
         final,
         retry,
         buyer_limits,
+        request_id,
     )
     # A request's deadline never lands while the EVALSHA is queued or awaited: the batcher
     # would still send it, and a reservation would be taken that nobody is told of.

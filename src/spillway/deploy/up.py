@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import make_url
 
+from spillway import request_id
 from spillway.deploy import nginx_answers
 from spillway.deploy import supervisor_rpc
 from spillway.deploy.boundary import Owners
@@ -45,6 +46,8 @@ from spillway.deploy.tls import tls_listener
 from spillway.loader import app_spec
 from spillway.settings import MAX_BODY_BYTES
 from spillway.settings import SettingsError
+from spillway.settings import log_format
+from spillway.settings import log_rotation
 from spillway.settings import nginx_rate_limits
 from spillway.settings import redis_maxmemory
 
@@ -208,7 +211,10 @@ def gave_up_starting(run_dir: RunDir) -> str | None:
     """The program supervisord gave up starting (it exited at once, each try) and the last
     line of its log, or None."""
     for info in supervisor_rpc.gave_up_on(run_dir):
-        log = run_dir.logs / f"{info['name']}.log"
+        # A program with an error log of its own (nginx) says why there.
+        log = run_dir.logs / f"{info['name']}-error.log"
+        if not log.exists():
+            log = run_dir.logs / f"{info['name']}.log"
         lines = (read_regular(log) or "").strip().splitlines()
         said = f"; its log ({log}) ends: {lines[-1].strip()}" if lines else ""
         return f"{info['name']} did not start (supervisord gave up on it){said}"
@@ -305,7 +311,10 @@ def configure(
             "supervisor_username": SUPERVISOR_USER,
             "supervisor_password": password,
             "common": program_options(user, run_dir),
-            "common_root": program_options(None, run_dir),
+            # nginx's access lines (stdout) and errors (stderr) in two logs, both rotated.
+            "nginx_options": program_options(None, run_dir, "nginx-access", "nginx-error"),
+            "log_format": log_format(),
+            "request_id_pattern": request_id.PATTERN,
         },
         root_file_modes(run_dir, Owners.of(user)),
     )
@@ -372,19 +381,33 @@ def max_open_files() -> int:
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
-def program_options(user: ServiceUser | None, run_dir: RunDir) -> str:
-    """supervisord options shared by every program; ``user=`` drops root privileges."""
+def program_options(
+    user: ServiceUser | None,
+    run_dir: RunDir,
+    log: str = "%(program_name)s",
+    error_log: str = "",
+) -> str:
+    """supervisord options shared by every program; ``user=`` drops root privileges.
+    supervisord writes what the program prints to ``log`` (its stderr too, unless it has
+    an ``error_log`` of its own) and rotates it (SPILLWAY_LOG_MAX_BYTES, _BACKUPS)."""
+    rotation = log_rotation()
     lines = [
         f"directory={NEUTRAL_CWD}",
         "autorestart=true",
         "startsecs=1",
         "stopasgroup=true",
         "killasgroup=true",
-        "redirect_stderr=true",
-        f"stdout_logfile={run_dir.logs}/%(program_name)s.log",
-        "stdout_logfile_maxbytes=50MB",
-        "stdout_logfile_backups=3",
+        f"redirect_stderr={'false' if error_log else 'true'}",
+        f"stdout_logfile={run_dir.logs}/{log}.log",
+        f"stdout_logfile_maxbytes={rotation['max_bytes']}",
+        f"stdout_logfile_backups={rotation['backups']}",
     ]
+    if error_log:
+        lines += [
+            f"stderr_logfile={run_dir.logs}/{error_log}.log",
+            f"stderr_logfile_maxbytes={rotation['max_bytes']}",
+            f"stderr_logfile_backups={rotation['backups']}",
+        ]
     if user:
         lines.append(f"user={user.name}")
     return "\n".join(lines)

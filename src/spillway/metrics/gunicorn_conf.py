@@ -4,7 +4,11 @@ Loaded by the master, which never serves and is not patched for gevent: promethe
 is imported only when a worker has exited, never before the first workers fork. Workers
 forked after that inherit the module, and its lock is a plain thread lock; that is safe
 because no greenlet switch can happen while it is held (it guards a few mmap writes).
+Its logger class (gunicorn's own, already imported there) formats gunicorn's lines as the
+app's (spillway.logs).
 """
+
+from gunicorn.glogging import Logger
 
 
 def child_exit(server, worker):
@@ -24,3 +28,28 @@ def worker_abort(worker):
     from spillway.guards import hub_monitor
 
     hub_monitor.flush_pending("gunicorn aborted the worker")
+
+
+class SpillwayLogger(Logger):
+    """gunicorn's own lines (its error log) in the app's text format (spillway.logs). The
+    format is chosen by class, not read here: spillway.settings imports the redis client,
+    and with it ssl, which must not be imported before the workers patch for gevent."""
+
+    log_format = "text"
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from spillway import logs
+
+        logs.adopt(self.error_log, self.log_format)
+        logs.adopt(self.access_log, self.log_format)
+
+
+class JsonLogger(SpillwayLogger):
+    """The same as JSON lines: `spillway up` names it (--logger-class) when
+    SPILLWAY_LOG_FORMAT=json."""
+
+    log_format = "json"
+
+
+logger_class = SpillwayLogger

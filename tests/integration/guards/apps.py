@@ -2,7 +2,6 @@
 the hub (a C sleep, a busy loop), that sleep cooperatively past a deadline, and factories
 that import a blocking driver first; and an app whose beat runs one task a second."""
 
-import logging
 import os
 import time
 
@@ -25,10 +24,7 @@ BEAT_RUNS_KEY = "spillway:test:beat-runs"
 
 
 def create_app() -> Flask:
-    """The guards' test app, on the runtime's layers."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s [%(process)d] %(name)s: %(message)s"
-    )
+    """The guards' test app, on the runtime's layers (which set up its logging)."""
     app = Flask(__name__)
 
     @app.get("/block")

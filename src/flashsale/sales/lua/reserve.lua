@@ -12,7 +12,8 @@
 --       final: '1' refuses 'sold_out'; '0' answers 'short' (the caller will borrow),
 --       retry: '1' when the caller's previous call answered 'short',
 --       the number n of the buyer's rate limits (0 or absent: none), then each limit's
---       most hits and window in seconds; their counters are KEYS[9 … 8 + n]
+--       most hits and window in seconds; their counters are KEYS[9 … 8 + n]; then the
+--       request's id ('' or absent: none), carried in the outbox entry to the worker's log
 local sale, units, idem, order, outbox, deadlines, buyer_orders, nudged =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local sale_id, buyer, qty, key, now, order_id =
@@ -23,7 +24,9 @@ local deposit, final, retry = tonumber(ARGV[7] or '0'), (ARGV[8] or '1') == '1',
 -- The buyer's rate limits first, in this same round trip (a separate one cost ~40 % of the
 -- purchase's own time): fixed windows, each counter expiring with its window. A refusal
 -- is counted in the sale's stats here too, if redis knows the sale.
-for i = 1, tonumber(ARGV[10] or '0') do
+local limits = tonumber(ARGV[10] or '0')
+local request_id = ARGV[11 + 2 * limits] or ''
+for i = 1, limits do
   local counter = KEYS[8 + i]
   local hits = redis.call('INCR', counter)
   if hits == 1 then redis.call('EXPIRE', counter, ARGV[10 + 2 * i]) end
@@ -96,5 +99,9 @@ redis.call('SADD', buyer_orders, order_id)
 -- across all web processes: a Celery publish costs more than this whole script.
 local nudge = redis.call('XLEN', outbox) == 0 and
   redis.call('SET', nudged, '1', 'NX', 'PX', 1000) ~= false
-redis.call('XADD', outbox, '*', 'order', order_id)
+if request_id ~= '' then
+  redis.call('XADD', outbox, '*', 'order', order_id, 'request', request_id)
+else
+  redis.call('XADD', outbox, '*', 'order', order_id)
+end
 return {'reserved', order_id, remaining - qty, nudge and 1 or 0}
