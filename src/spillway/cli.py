@@ -151,6 +151,17 @@ def status_command():
         raise SystemExit(1)
 
 
+def _running_run_dir():
+    """The run directory of the checkout's stack, or the one line saying there is none."""
+    from spillway.deploy.local_stack import run_dir_of_checkout
+    from spillway.deploy.local_stack import where_the_stack_is
+
+    run_dir = run_dir_of_checkout()
+    if run_dir is None:
+        raise click.ClickException(where_the_stack_is().strip(" ()"))
+    return run_dir
+
+
 @cli.command("backup", with_appcontext=False)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def backup_command(directory: Path):
@@ -161,14 +172,10 @@ def backup_command(directory: Path):
     DEPLOYMENT.md, "Backups and durability"."""
     from spillway.deploy.backup import take_backup
     from spillway.deploy.layout import StackError
-    from spillway.deploy.local_stack import run_dir_of_checkout
     from spillway.deploy.local_stack import use_stack_addresses
-    from spillway.deploy.local_stack import where_the_stack_is
     from spillway.deploy.supervisor_rpc import SupervisorUnreachable
 
-    run_dir = run_dir_of_checkout()
-    if run_dir is None:
-        raise click.ClickException(where_the_stack_is().strip(" ()"))
+    run_dir = _running_run_dir()
     use_stack_addresses()
     try:
         manifest = take_backup(run_dir, directory, os.environ["DATABASE_URL"])
@@ -209,6 +216,56 @@ def restore_command(directory: Path, run_dir: str):
         f"restored the backup of {manifest.source} taken {manifest.created_at} into "
         f"{place.root}: start it with `spillway up`, then run `spillway reconcile`"
     )
+
+
+RELOAD_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the reload to finish.",
+)
+
+
+@cli.command("reload", with_appcontext=False)
+@RELOAD_TIMEOUT
+def reload_command(timeout):
+    """Put new code and configs live without a refused or failed request.
+
+    `spillway up` (sent SIGHUP, which is what this does) renders its configs again,
+    migrates and runs the start checks; only if all pass, gunicorn's master starts new
+    workers on the new code while the old ones finish their requests, nginx reloads
+    if its config or certificate changed, and the Celery worker (warm shutdown), beat and Flower
+    restart. DEPLOYMENT.md, §12.
+    """
+    from spillway.deploy.reload import ReloadFailed
+    from spillway.deploy.reload import request_reload
+
+    try:
+        click.echo(request_reload(_running_run_dir(), timeout))
+    except ReloadFailed as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("deploy", with_appcontext=False, context_settings={"ignore_unknown_options": True})
+@RELOAD_TIMEOUT
+@click.argument("pip_args", nargs=-1, type=click.UNPROCESSED)
+def deploy_command(timeout, pip_args):
+    """Install a new release into the stack's venv, migrate, reload.
+
+    PIP_ARGS go to `pip install` (a path, a package, a requirements file with -r);
+    none: this checkout again (--editable). A failed install or migration reloads
+    nothing. Migrations that are not backward compatible are yours to stage: the old
+    code serves until the reload (DEPLOYMENT.md, §12).
+    """
+    from spillway.deploy.release import deploy
+    from spillway.deploy.reload import ReloadFailed
+
+    try:
+        for line in deploy(_running_run_dir(), list(pip_args), timeout):
+            click.echo(line)
+    except ReloadFailed as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("start-checks", with_appcontext=False)

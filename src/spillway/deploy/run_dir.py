@@ -64,6 +64,16 @@ class RunDir:
         return self.root / "nginx.pid"
 
     @property
+    def up_pid(self) -> Path:
+        """`spillway up`'s own pid, while it runs: what `spillway reload` signals."""
+        return self.root / "up.pid"
+
+    @property
+    def reload_result(self) -> Path:
+        """How the last reload went (written by `spillway up`, read by `spillway reload`)."""
+        return self.root / "reload.json"
+
+    @property
     def nginx_temp(self) -> Path:
         """The parent of nginx's temp paths (their contents are the workers')."""
         return self.root / "nginx"
@@ -142,6 +152,8 @@ class RunDir:
             self.supervisord_pid,
             self.supervisor_socket,
             self.nginx_pid,
+            self.up_pid,
+            self.reload_result,
             self.nginx_temp,
             self.tls,
             self.data,

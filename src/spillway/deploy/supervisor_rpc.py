@@ -27,7 +27,7 @@ def programs(run_dir: RunDir) -> list[dict]:
 
     :raise SupervisorUnreachable: it does not answer.
     """
-    return _call(run_dir, "getAllProcessInfo")
+    return call(run_dir, "getAllProcessInfo")
 
 
 def stop(run_dir: RunDir, name: str) -> None:
@@ -35,7 +35,7 @@ def stop(run_dir: RunDir, name: str) -> None:
 
     :raise SupervisorUnreachable: supervisord does not answer, or refused.
     """
-    _call(run_dir, "stopProcess", name, True)
+    _refusal_as_unreachable(run_dir, "stopProcess", name, True)
 
 
 def start(run_dir: RunDir, name: str) -> None:
@@ -43,10 +43,22 @@ def start(run_dir: RunDir, name: str) -> None:
 
     :raise SupervisorUnreachable: supervisord does not answer, or refused.
     """
-    _call(run_dir, "startProcess", name, True)
+    _refusal_as_unreachable(run_dir, "startProcess", name, True)
 
 
-def _call(run_dir: RunDir, method: str, *args):
+def _refusal_as_unreachable(run_dir: RunDir, method: str, *args):
+    try:
+        return call(run_dir, method, *args)
+    except xmlrpc.client.Fault as fault:
+        raise SupervisorUnreachable(f"supervisord refused {method}: {fault.faultString}") from None
+
+
+def call(run_dir: RunDir, method: str, *args):
+    """supervisord's ``supervisor.<method>(*args)`` (``signalProcess``, ``stopProcess``…).
+
+    :raise SupervisorUnreachable: it does not answer.
+    :raise xmlrpc.client.Fault: it answered with a fault (no such process, not running…).
+    """
     config = configparser.ConfigParser(interpolation=None)
     config.read_string(read_regular(run_dir.supervisord_conf) or "")
     section = config["supervisorctl"] if config.has_section("supervisorctl") else {}
@@ -56,6 +68,8 @@ def _call(run_dir: RunDir, method: str, *args):
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     try:
         return getattr(proxy.supervisor, method)(*args)
+    except xmlrpc.client.Fault:
+        raise
     except (OSError, xmlrpc.client.Error) as exc:
         raise SupervisorUnreachable(
             f"supervisord does not answer on {run_dir.supervisor_socket}: {exc}"

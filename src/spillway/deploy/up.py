@@ -38,6 +38,7 @@ from spillway.deploy.layout import tls_file_settings
 from spillway.deploy.readable import Runtime
 from spillway.deploy.readable import app_runtime
 from spillway.deploy.readable import run_directory
+from spillway.deploy.reload import Reloader
 from spillway.deploy.run_dir import RunDir
 from spillway.deploy.service_user import ServiceUser
 from spillway.deploy.service_user import resolve_service_user
@@ -50,7 +51,9 @@ from spillway.settings import log_rotation
 from spillway.settings import nginx_rate_limits
 from spillway.settings import redis_maxmemory
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# SIGHUP is not passed on (supervisord would restart every program): it reloads
+# (spillway/deploy/reload.py).
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Loopback-only listeners: used when free and not chosen (SPILLWAY_METRICS_PORT,
 # SPILLWAY_FLOWER_PORT), else any free port; the banner says which.
 DEFAULT_METRICS_PORT = 9181
@@ -105,7 +108,8 @@ def run_stack(options: StackOptions) -> int:
             refuse_taken_public_port(
                 options.host, options.tls_port, "SPILLWAY_TLS_PORT", "--tls-port"
             )
-        run_dir, supervisord_cmd, runtime, app = prepare(options)
+        password = secrets.token_urlsafe(24)  # supervisord's, kept by every reload
+        run_dir, supervisord_cmd, runtime, app = prepare(options, password)
     except (StackError, SettingsError) as exc:
         click.echo(f"spillway up: {exc}", err=True)
         return 2
@@ -114,6 +118,29 @@ def run_stack(options: StackOptions) -> int:
     supervisord = subprocess.Popen(supervisord_cmd, cwd=NEUTRAL_CWD)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda sig, _frame: supervisord.send_signal(sig))
+    reloader = Reloader(
+        run_dir,
+        lambda: reconfigure(options, run_dir, password),
+        lambda: wait_until_ready(options, run_dir, supervisord),
+    )
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: reloader.request())
+    write_atomically(run_dir.up_pid, f"{os.getpid()}\n", 0o644)
+    try:
+        return supervise(options, run_dir, runtime, app, supervisord, reloader)
+    finally:
+        run_dir.up_pid.unlink(missing_ok=True)
+
+
+def supervise(
+    options: StackOptions,
+    run_dir: RunDir,
+    runtime: Runtime,
+    app: dict,
+    supervisord: subprocess.Popen,
+    reloader: Reloader,
+) -> int:
+    """Report when the stack is ready (or why not), reload it on SIGHUP once it is, and
+    wait for supervisord to exit; the exit status."""
     refusal = start_checks_refusal(run_dir, runtime, supervisord)
     if refusal:
         # The app's processes refuse by themselves too: none of them served.
@@ -125,6 +152,7 @@ def run_stack(options: StackOptions) -> int:
         if options.seed_demo and "seed-demo" in app["commands"]:
             seed_demo(runtime)
         print_banner(options, run_dir, runtime.environment, app)
+        reloader.start()
     elif gave_up := gave_up_starting(run_dir):
         supervisord.terminate()
         supervisord.wait()
@@ -132,6 +160,7 @@ def run_stack(options: StackOptions) -> int:
         return 2
     else:
         report_not_ready(options, run_dir, supervisord)
+        reloader.start()  # new code may be what it takes to get ready
     status = supervisord.wait()
     click.echo(f"spillway up: stopped (supervisord exited {status})")
     return status
@@ -192,7 +221,7 @@ def gave_up_starting(run_dir: RunDir) -> str | None:
     return None
 
 
-def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
+def prepare(options: StackOptions, password: str) -> tuple[RunDir, list[str], Runtime, dict]:
     """Check, configure and migrate; return the supervisord command line, how the app's
     processes run (interpreter, environment, user) and what the app declares.
 
@@ -205,6 +234,41 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
     # the service user planted is followed (boundary.py). The default database moves out
     # of an older layout's run directory; one the operator named stays where it is.
     claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
+    runtime, app = configure(options, run_dir, binaries, user, password)
+    return (
+        run_dir,
+        [sys.executable, "-P", "-m", "supervisor.supervisord", "-c", str(run_dir.supervisord_conf)],
+        runtime,
+        app,
+    )
+
+
+def reconfigure(options: StackOptions, run_dir: RunDir, password: str) -> None:
+    """A reload's first step: configure and migrate again for the code as it now is, and
+    ask its start checks (spillway/deploy/reload.py).
+
+    :raise StackError: the new code must not go live (one line says why).
+    """
+    runtime, _app = configure(
+        options, run_dir, find_system_binaries(), resolve_service_user(), password
+    )
+    result = run_cli(["start-checks"], runtime)
+    if result.returncode != 0:
+        raise StackError(f"the start checks refuse: {last_line(result)}")
+
+
+def configure(
+    options: StackOptions,
+    run_dir: RunDir,
+    binaries: dict[str, str],
+    user: ServiceUser | None,
+    password: str,
+) -> tuple[Runtime, dict]:
+    """Bring the copies of the code in step, render the configs from what the app declares
+    and migrate; how the app's processes run and what it declares.
+
+    :raise StackError: the app cannot be made, or its migration failed.
+    """
     tls = tls_listener(options.tls, options.tls_port, run_dir, options.host)
     runtime = app_runtime(
         user,
@@ -245,7 +309,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
             # Explicit: root's supervisord keeps root (it says so in a CRIT line otherwise).
             "supervisord_user": "root" if user else "",
             "supervisor_username": SUPERVISOR_USER,
-            "supervisor_password": secrets.token_urlsafe(24),
+            "supervisor_password": password,
             "common": program_options(user, run_dir),
             # nginx's access lines (stdout) and errors (stderr) in two logs, both rotated.
             "nginx_options": program_options(None, run_dir, "nginx-access", "nginx-error"),
@@ -259,12 +323,7 @@ def prepare(options: StackOptions) -> tuple[RunDir, list[str], Runtime, dict]:
         result = run_cli(["db", "upgrade"], runtime)
         if result.returncode != 0:
             raise StackError(f"database migration failed: {last_line(result)}")
-    return (
-        run_dir,
-        [sys.executable, "-P", "-m", "supervisor.supervisord", "-c", str(run_dir.supervisord_conf)],
-        runtime,
-        app,
-    )
+    return runtime, app
 
 
 def describe_app(runtime: Runtime) -> dict:
@@ -491,6 +550,8 @@ def print_banner(
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     spillway status   (or {sys.executable} -m "
         f"supervisor.supervisorctl -c {run_dir.supervisord_conf} status)",
+        "  reload        spillway reload (or SIGHUP to this process): new code live, "
+        "no request dropped",
         "  stop          Ctrl-C (or SIGTERM to this process): everything stops",
         "",
     ]
