@@ -236,7 +236,7 @@ def reload_command(timeout):
     migrates and runs the start checks; only if all pass, gunicorn's master starts new
     workers on the new code while the old ones finish their requests, nginx reloads
     if its config or certificate changed, and the Celery worker (warm shutdown), beat and Flower
-    restart. DEPLOYMENT.md, §12.
+    restart. DEPLOYMENT.md, §13.
     """
     from spillway.deploy.reload import ReloadFailed
     from spillway.deploy.reload import request_reload
@@ -256,7 +256,7 @@ def deploy_command(timeout, pip_args):
     PIP_ARGS go to `pip install` (a path, a package, a requirements file with -r);
     none: this checkout again (--editable). A failed install or migration reloads
     nothing. Migrations that are not backward compatible are yours to stage: the old
-    code serves until the reload (DEPLOYMENT.md, §12).
+    code serves until the reload (DEPLOYMENT.md, §13).
     """
     from spillway.deploy.release import deploy
     from spillway.deploy.reload import ReloadFailed

@@ -1,5 +1,5 @@
 """`spillway reload` and `spillway deploy` under load, through nginx: no refused connection,
-no 5xx, every 202 persisted, and the new code answering afterwards (DEPLOYMENT.md, §12)."""
+no 5xx, every 202 persisted, and the new code answering afterwards (DEPLOYMENT.md, §13)."""
 
 import json
 import os
