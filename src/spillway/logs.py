@@ -29,11 +29,14 @@ class RequestIdFilter(logging.Filter):
 
 
 def extras(record: logging.LogRecord) -> dict:
-    """What the call added with ``extra=`` (not the request id)."""
+    """What the call added with ``extra=`` (not the request id), but for an extra that is
+    the message's own arguments: Celery logs each task outcome with ``extra={"data": d}``
+    and ``d`` as the arguments, so it is in the message already (and, for a task that
+    raised, holds its whole traceback as a string)."""
     return {
         key: value
         for key, value in vars(record).items()
-        if key not in _RECORD_FIELDS and key != "request_id"
+        if key not in _RECORD_FIELDS and key != "request_id" and value is not record.args
     }
 
 

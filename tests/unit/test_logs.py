@@ -64,6 +64,18 @@ def test_text_line_ends_with_the_request_id_before_any_traceback():
     assert line.endswith("shop.orders: sold 3 request_id=order-abc-123 order_id=o1")
 
 
+def test_an_extra_that_is_the_messages_arguments_is_not_repeated():
+    """Celery logs a task's outcome as ``log(msg, data, extra={"data": data})``; the data
+    (with a failed task's traceback as a string) is in the message already."""
+    data = {"name": "mark", "traceback": "Traceback (most recent call last): ..."}
+    made = logging.LogRecord(
+        "celery.app.trace", logging.INFO, __file__, 1, "Task %(name)s raised", (data,), None
+    )
+    made.data = made.args  # the record unwrapped the lone mapping: the very same object
+    for formatter in (logs.TextFormatter(), logs.JsonFormatter()):
+        assert "Traceback" not in formatter.format(made)
+
+
 def test_outside_a_request_the_id_is_empty():
     """A record made outside any request (or after one) has no request id."""
     during_request("order-abc-123", lambda: None)

@@ -150,6 +150,7 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
     from jinja2 import FileSystemLoader
     from jinja2 import StrictUndefined
 
+    from spillway import request_id
     from spillway.deploy.layout import TEMPLATES_DIR
     from spillway.deploy.nginx_answers import template_context
     from spillway.deploy.run_dir import RunDir
@@ -178,6 +179,8 @@ def test_nginx_limits_are_rendered_only_when_limits_are_on(monkeypatch, tmp_path
         port=1,
         metrics_port=2,
         tls=None,
+        request_id_pattern=request_id.PATTERN,
+        log_format="text",
         **template_context(65536),
     )
     rendered = {}
