@@ -142,7 +142,7 @@ def batcher_for(
         return None
     batcher = registry.get("redis_batcher")
     stale = batcher is not None and (
-        batcher.pool is not client.connection_pool or batcher.durability != durability
+        batcher.pool is not client.connection_pool or batcher.durability is not durability
     )
     if batcher is None or stale:
         batcher = registry["redis_batcher"] = CommandBatcher(client, durability)

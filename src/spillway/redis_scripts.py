@@ -36,7 +36,7 @@ def run(lua: Script, keys: list, args: list, durable: bool = False):
     concurrent calls where it can be (see the module's docstring). ``durable``: its reply
     counts only once the durability policy's wait confirms its writes (else NotDurable)."""
     client = redis_store.client
-    durability = Durability.from_config(current_app.config)
+    durability = _durability()
     batcher = current_app.config["REDIS_BATCHING"] and batcher_for(
         client, current_app.extensions, durability
     )
@@ -49,6 +49,16 @@ def run(lua: Script, keys: list, args: list, durable: bool = False):
     except NoScriptError:
         lua.sha = client.script_load(lua.script)
         return batcher.execute("EVALSHA", lua.sha, len(keys), *keys, *args, durable=durable)
+
+
+def _durability() -> Durability:
+    """The app's durability policy, read from its config once (not once per purchase)."""
+    known = current_app.extensions.get("redis_durability")
+    if known is None:
+        known = current_app.extensions["redis_durability"] = Durability.from_config(
+            current_app.config
+        )
+    return known
 
 
 def _run_and_wait(client: Redis, lua: Script, keys: list, args: list, durability: Durability):
