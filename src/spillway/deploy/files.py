@@ -16,21 +16,31 @@ NO_FOLLOW_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 NO_FOLLOW_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_atomically(path: Path, text: str, mode: int) -> None:
-    """Replace ``path`` with a new file holding ``text``, with ``mode`` (never wider)."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, NO_FOLLOW_CREATE, mode)
+def _create_new(path: Path, mode: int, owner: tuple[int, int] | None, fill) -> None:
+    """Create ``path``, a name that must not exist (O_EXCL|O_NOFOLLOW: never written through
+    a link planted there), with ``mode`` from the start and, given, ``owner`` (uid, gid);
+    ``fill(binary_file)`` writes its bytes, which reach the disk before this returns. A
+    failure leaves no file behind."""
+    fd = os.open(path, NO_FOLLOW_CREATE, mode)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.fchmod(fd, mode)  # the umask may have narrowed it; never widened
-        with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as out:
-            out.write(text)
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            fill(out)
             out.flush()
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        os.unlink(temporary)
+        os.unlink(path)
         raise
     os.close(fd)
+
+
+def write_atomically(path: Path, text: str, mode: int) -> None:
+    """Replace ``path`` with a new file holding ``text``, with ``mode`` (never wider)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _create_new(temporary, mode, None, lambda out: out.write(text.encode("utf-8")))
     os.replace(temporary, path)
 
 
@@ -61,20 +71,12 @@ def lstat_or_none(path: Path) -> os.stat_result | None:
 
 
 def copy_as_new(source: Path, target: Path, mode: int, owner: tuple[int, int] | None) -> None:
-    """Copy ``source`` to ``target``, a name that must not exist (O_EXCL|O_NOFOLLOW: never
-    written through a link planted there), with ``mode`` and, given, ``owner`` (uid, gid)."""
-    fd = os.open(target, NO_FOLLOW_CREATE, mode)
-    try:
-        if owner is not None:
-            os.fchown(fd, *owner)
-        os.fchmod(fd, mode)
-        with open(source, "rb") as reader, os.fdopen(fd, "wb", closefd=False) as writer:
+    """Copy ``source`` to ``target``, a name that must not exist, with ``mode`` and, given,
+    ``owner`` (uid, gid)."""
+
+    def fill(out) -> None:
+        with open(source, "rb") as reader:
             while chunk := reader.read(1 << 20):
-                writer.write(chunk)
-            writer.flush()
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)
+                out.write(chunk)
+
+    _create_new(target, mode, owner, fill)
