@@ -6,8 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from pathlib import Path
 
+import requests
 from dotenv import dotenv_values
 
 from spillway.deploy.layout import GENERATED_SECRETS
@@ -105,6 +109,33 @@ class SpillwayUp(Server):
     def admin_headers(self) -> dict:
         """The admin token `spillway up` generated for this run."""
         return {"Authorization": f"Bearer {self.secrets()['SPILLWAY_ADMIN_TOKEN']}"}
+
+    def new_sale(
+        self,
+        stock: int,
+        per_user_limit: int = 1,
+        starts_in_s: float = 0,
+        product_id: str | None = None,
+    ) -> dict:
+        """A sale through the admin API, ending in an hour, on ``product_id`` or the catalogue's
+        first product; it starts now or ``starts_in_s`` seconds from now."""
+        if product_id is None:
+            products = requests.get(f"{self.base_url}/api/v1/products", timeout=10)
+            product_id = products.json()["items"][0]["id"]
+        now = datetime.now(timezone.utc)
+        body = {
+            "product_id": product_id,
+            "stock": stock,
+            "per_user_limit": per_user_limit,
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+        }
+        if starts_in_s:
+            body["starts_at"] = (now + timedelta(seconds=starts_in_s)).isoformat()
+        answer = requests.post(
+            f"{self.base_url}/api/v1/sales", json=body, headers=self.admin_headers(), timeout=10
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()
 
     def environment(self, log_level: str = "WARNING") -> dict[str, str]:
         """The environment the stack's app processes run with (prd, its sockets, its

@@ -5,9 +5,6 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -71,19 +68,8 @@ def sale_burst(
 ) -> tuple[dict, list[dict], list[requests.Response]]:
     """A one-per-buyer sale of ``stock`` units on the first product, and ``buyers`` new
     buyers racing for it from ``workers`` threads: (sale, buyers, their answers)."""
-    base, admin = stack.base_url, stack.admin_headers()
-    product = requests.get(f"{base}/api/v1/products", timeout=5).json()["items"][0]
-    sale = requests.post(
-        f"{base}/api/v1/sales",
-        headers=admin,
-        timeout=10,
-        json={
-            "product_id": product["id"],
-            "stock": stock,
-            "per_user_limit": 1,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
-        },
-    ).json()
+    base = stack.base_url
+    sale = stack.new_sale(stock)
     people = [
         requests.post(f"{base}/api/v1/users", json={"name": f"{prefix}{i}"}, timeout=10).json()
         for i in range(buyers)

@@ -15,9 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 from pathlib import Path
 
 import psycopg
@@ -67,23 +64,6 @@ def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     for word in words:
         assert word in lines[0], lines[0]
-
-
-def make_sale(stack, stock: int, per_user_limit: int = 1) -> dict:
-    product = requests.get(f"{stack.base_url}/api/v1/products", timeout=5).json()["items"][0]
-    answer = requests.post(
-        f"{stack.base_url}/api/v1/sales",
-        headers=stack.admin_headers(),
-        timeout=10,
-        json={
-            "product_id": product["id"],
-            "stock": stock,
-            "per_user_limit": per_user_limit,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()
 
 
 def make_buyers(stack, count: int, prefix: str) -> list[dict]:
@@ -200,8 +180,8 @@ def test_a_backup_of_a_serving_stack_restores_every_order_and_reconciles(tmp_pat
     figures = {}
     try:
         with running_stack(own_ports(), run_dir=source_dir) as stack:
-            sale_a, sale_c = make_sale(stack, 40), make_sale(stack, 40)
-            sale_b = make_sale(stack, 10_000, per_user_limit=100)
+            sale_a, sale_c = stack.new_sale(40), stack.new_sale(40)
+            sale_b = stack.new_sale(10_000, per_user_limit=100)
             promised = buy(stack, sale_a, make_buyers(stack, 30, "a"))
             wait_until(lambda: persisted(stack, sale_a) == 30, timeout=60)
 
@@ -334,7 +314,7 @@ def test_a_postgresql_ledger_comes_back_through_pg_dump_and_pg_restore(pg, tmp_p
         with running_stack(
             own_ports({"DATABASE_URL": pg.url(source)}), run_dir=source_dir
         ) as stack:
-            persisted_sale, waiting_sale = make_sale(stack, 30), make_sale(stack, 30)
+            persisted_sale, waiting_sale = stack.new_sale(30), stack.new_sale(30)
             promised = buy(stack, persisted_sale, make_buyers(stack, 20, "p"))
             wait_until(lambda: persisted(stack, persisted_sale) == 20, timeout=60)
             stack.supervisorctl("stop", "celery-worker")

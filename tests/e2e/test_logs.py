@@ -6,9 +6,6 @@ rotated by supervisord, nginx's included, with nginx writing on into the new fil
 import json
 import secrets
 import time
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -48,29 +45,14 @@ def with_request_id(logs: Path, program: str, chosen: str) -> list[dict]:
     return [line for line in lines_of(logs, program) if line.get("request_id") == chosen]
 
 
-def new_sale_and_buyer(stack) -> tuple[dict, dict]:
-    base = stack.base_url
-    product = requests.get(f"{base}/api/v1/products", timeout=5).json()["items"][0]
-    sale = requests.post(
-        f"{base}/api/v1/sales",
-        headers=stack.admin_headers(),
-        timeout=10,
-        json={
-            "product_id": product["id"],
-            "stock": 10,
-            "per_user_limit": 1,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
-        },
-    ).json()
-    buyer = requests.post(f"{base}/api/v1/users", json={"name": "logs-buyer"}, timeout=10).json()
-    return sale, buyer
-
-
 def test_one_request_id_from_nginx_to_the_worker(stack):
     """A purchase named by the client's X-Request-ID: the answer carries it, and so do
     nginx's access line, the app's line (the nudge it sent the drainer), the drain task's
     lines and the worker's line of the persisted order, all JSON."""
-    sale, buyer = new_sale_and_buyer(stack)
+    sale = stack.new_sale(10)
+    buyer = requests.post(
+        f"{stack.base_url}/api/v1/users", json={"name": "logs-buyer"}, timeout=10
+    ).json()
     chosen = f"e2e-logs-{secrets.token_hex(8)}"
     time.sleep(1.2)  # past the drain nudge's once-a-second marker: this purchase sends one
     answer = requests.post(

@@ -8,9 +8,6 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -134,25 +131,6 @@ def stack():
         yield running
 
 
-def new_sale(stack) -> dict:
-    base, admin = stack.base_url, stack.admin_headers()
-    product = requests.get(f"{base}/api/v1/products", timeout=10).json()["items"][0]
-    ends = datetime.now(timezone.utc) + timedelta(hours=1)
-    sale = requests.post(
-        f"{base}/api/v1/sales",
-        headers=admin,
-        timeout=10,
-        json={
-            "product_id": product["id"],
-            "stock": 100_000,
-            "per_user_limit": 100,
-            "ends_at": ends.isoformat(),
-        },
-    )
-    assert sale.status_code == 201, sale.text
-    return sale.json()
-
-
 def signup(stack, count: int) -> list[dict]:
     with requests.Session() as session:
         buyers = [
@@ -187,7 +165,7 @@ def test_reload_under_load_refuses_nothing_and_loses_nothing(stack):
     its config unchanged, is left alone: not one connection error or 5xx, every 202 in the
     ledger, the books balanced; an open live-stock stream ends by itself (EventSource
     reconnects)."""
-    sale, buyers = new_sale(stack), signup(stack, BUYERS)
+    sale, buyers = stack.new_sale(100_000, per_user_limit=100), signup(stack, BUYERS)
     gunicorn, nginx = stack.program_pid("gunicorn"), stack.program_pid("nginx")
     old_workers, celery = set(children_of(gunicorn)), stack.program_pid("celery-worker")
     stream = Stream(f"{stack.base_url}/api/v1/sales/{sale['id']}/stream")

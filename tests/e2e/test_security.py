@@ -6,9 +6,6 @@ Content-Security-Policy."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 
 import pytest
 import requests
@@ -106,17 +103,7 @@ def test_per_buyer_purchase_limit_through_nginx(stack):
         headers=admin,
         timeout=10,
     ).json()
-    sale = requests.post(
-        f"{base}/api/v1/sales",
-        headers=admin,
-        timeout=10,
-        json={
-            "product_id": product["id"],
-            "stock": 100,
-            "per_user_limit": 100,
-            "ends_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
-        },
-    ).json()
+    sale = stack.new_sale(100, per_user_limit=100, product_id=product["id"])
     signed_up = requests.post(f"{base}/api/v1/users", json={"name": "eager"}, timeout=10)
     token = signed_up.json()["token"]
     buyer = {"Authorization": f"Bearer {token}"}

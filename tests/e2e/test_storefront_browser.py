@@ -8,9 +8,6 @@ test-artifacts/screenshots/.
 import os
 import re
 import uuid
-from datetime import datetime
-from datetime import timedelta
-from datetime import timezone
 from pathlib import Path
 
 import pytest
@@ -54,24 +51,6 @@ def shot(page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
-def create_sale(stack, stock: int, starts_in_s: float = 0, per_user_limit: int = 1) -> dict:
-    now = datetime.now(timezone.utc)
-    product = requests.get(f"{stack.base_url}/api/v1/products", timeout=10).json()["items"][0]
-    body = {
-        "product_id": product["id"],
-        "stock": stock,
-        "per_user_limit": per_user_limit,
-        "ends_at": (now + timedelta(hours=1)).isoformat(),
-    }
-    if starts_in_s:
-        body["starts_at"] = (now + timedelta(seconds=starts_in_s)).isoformat()
-    response = requests.post(
-        f"{stack.base_url}/api/v1/sales", json=body, headers=stack.admin_headers(), timeout=10
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def buy_elsewhere(stack, sale: dict) -> None:
     """A purchase by another buyer, over plain HTTP, as if from another browser."""
     token = requests.post(
@@ -101,7 +80,7 @@ def sign_up(page, name: str) -> None:
 
 def test_page_lists_a_sale_and_stock_counts_down_live(page, stack):
     """The sale shows with its product and stock; purchases elsewhere count it down."""
-    sale = create_sale(stack, stock=5)
+    sale = stack.new_sale(5)
     card = open_card(page, stack, sale)
     expect(card.locator(".sale-name")).not_to_have_text(f"Sale {sale['id']}")  # product name
     expect(card.locator(".remaining")).to_have_text("5")
@@ -122,7 +101,7 @@ def test_the_newest_sales_get_the_live_streams(page, stack):
     """Only four cards hold a stream (a browser's six connections); with more active sales
     than that, the ones that started last get them. Ids are random, so this is the order of
     the start times, not of the ids."""
-    sales = [create_sale(stack, stock=3) for _ in range(6)]
+    sales = [stack.new_sale(3) for _ in range(6)]
     page.goto(stack.base_url + "/")
     for sale in sales[-4:]:
         expect(page.locator(f'li.sale[data-sale-id="{sale["id"]}"] .live')).to_be_visible()
@@ -132,7 +111,7 @@ def test_the_newest_sales_get_the_live_streams(page, stack):
 
 def test_buy_confirm_then_pay(page, stack):
     """Sign up, double-click Buy (one order), see it confirmed, pay, see it paid."""
-    sale = create_sale(stack, stock=3, per_user_limit=2)
+    sale = stack.new_sale(3, per_user_limit=2)
     card = open_card(page, stack, sale)
     sign_up(page, "Alice")
     card.get_by_role("button", name="Buy now").dblclick()
@@ -160,7 +139,7 @@ def test_buy_confirm_then_pay(page, stack):
 
 def test_sold_out_state(page, stack):
     """When the last unit goes elsewhere the card says sold out and cannot be bought."""
-    sale = create_sale(stack, stock=1)
+    sale = stack.new_sale(1)
     card = open_card(page, stack, sale)
     sign_up(page, "Bob")
     expect(card.get_by_role("button", name="Buy now")).to_be_enabled()
@@ -175,7 +154,7 @@ def test_sold_out_state(page, stack):
 
 def test_not_started_shows_a_countdown_then_opens(page, stack):
     """An upcoming sale counts down by the server's clock and opens on time."""
-    sale = create_sale(stack, stock=2, starts_in_s=8)
+    sale = stack.new_sale(2, starts_in_s=8)
     card = open_card(page, stack, sale)
     expect(card).to_have_attribute("data-status", "scheduled")
     expect(card.locator(".sale-clock")).to_have_text(re.compile(r"Starts in 00:00:0\d"))
@@ -191,7 +170,7 @@ def test_not_started_shows_a_countdown_then_opens(page, stack):
 def test_unavailable_then_a_retry_reuses_the_key(page, stack):
     """With the app down the page says so (nginx's 503); a retry once it is back buys
     with the same Idempotency-Key, so the failed click and the retry make one order."""
-    sale = create_sale(stack, stock=5, per_user_limit=5)
+    sale = stack.new_sale(5, per_user_limit=5)
     card = open_card(page, stack, sale)
     sign_up(page, "Carol")
     keys_sent = []
@@ -231,7 +210,7 @@ def test_unavailable_then_a_retry_reuses_the_key(page, stack):
 def test_page_works_under_a_strict_content_security_policy(page, stack):
     """No inline script or style: with `default-src 'self'` on the page (added to nginx's
     real answer here) it still shows a sale live, and the browser reports no violation."""
-    sale = create_sale(stack, stock=2)
+    sale = stack.new_sale(2)
     violations = []
     page.on(
         "console",
