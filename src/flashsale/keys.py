@@ -51,7 +51,8 @@ def buyer_orders_key(user_id) -> str:
 
 
 def buyer_limit_key(user_id, window_s: int) -> str:
-    """A per-buyer purchase counter, one per limit window (lua/buyer_limits.lua)."""
+    """A per-buyer purchase counter, one per limit window, counted by reserve.lua's first
+    block (in the purchase's own round trip)."""
     return f"spillway:limit:buyer:{user_id}:{window_s}"
 
 

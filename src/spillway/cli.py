@@ -379,6 +379,14 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
 
 @cli.command("up", with_appcontext=False)
 @click.option(
+    "--app",
+    "app_spec",
+    metavar="MODULE:FACTORY",
+    default=None,
+    help="The Flask app to run, as for gunicorn: `pkg:create_app`, "
+    '`pkg:create_app("prd")` [default: SPILLWAY_APP, else the flash sale].',
+)
+@click.option(
     "--run-dir",
     type=click.Path(file_okay=False),
     default=lambda: os.environ.get("SPILLWAY_RUN_DIR", "run"),
@@ -456,6 +464,7 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     help="nginx's HTTPS port, with --tls [default: SPILLWAY_TLS_PORT or 8443].",
 )
 def up_command(
+    app_spec,
     run_dir,
     port,
     host,
@@ -473,16 +482,17 @@ def up_command(
 
     nginx, gunicorn (gevent workers), the app's Celery worker and beat (if it has
     Celery), redis and memcached: configured from templates into RUN_DIR, started
-    in order, stopped together by Ctrl-C or SIGTERM. The app is --app (before the
-    command: `spillway --app pkg:create_app up`) or SPILLWAY_APP. App processes
+    in order, stopped together by Ctrl-C or SIGTERM. The app is --app (here or before
+    the command: `spillway --app pkg:create_app up`) or SPILLWAY_APP. App processes
     never run as root: started as root, they run as the SPILLWAY_USER system user
     (default `spillway`, created when missing).
     """
     from spillway.deploy.up import StackOptions
     from spillway.deploy.up import run_stack
 
-    if _chosen_app():
-        os.environ["SPILLWAY_APP"] = _chosen_app()
+    chosen_app = app_spec or _chosen_app()
+    if chosen_app:
+        os.environ["SPILLWAY_APP"] = chosen_app
     chosen = (
         click.get_current_context().get_parameter_source("run_dir") is not ParameterSource.DEFAULT
         or "SPILLWAY_RUN_DIR" in os.environ

@@ -206,13 +206,12 @@ def response_for(exc: Exception):
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
         if isinstance(exc, redis.exceptions.TimeoutError):
             # The command may have run after all (a frozen redis that resumed): only the
-            # same Idempotency-Key tells the client what became of a purchase.
+            # same Idempotency-Key tells the client what became of a write.
             return error_response(
                 503,
                 "unavailable",
-                "A service this request needs did not "
-                "answer in time; retry, a purchase with the same "
-                "Idempotency-Key.",
+                "A service this request needs did not answer in time; retry, "
+                "a write with the same Idempotency-Key.",
             )
         return error_response(503, "unavailable", "A service this request needs is down; retry.")
     log.exception("unhandled error")

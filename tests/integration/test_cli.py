@@ -1,9 +1,12 @@
 """The `spillway` command as an operator runs it, in a subprocess."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
@@ -91,3 +94,23 @@ def test_a_dependency_down_in_a_command_is_one_line(service_env):
     check = spillway("check", env=env)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert "memcached  error: SPILLWAY_MEMCACHED_SERVERS=127.0.0.1:" in check.stdout
+
+
+def test_up_with_an_app_that_does_not_import_is_one_line():
+    """`spillway up --app` names the app the way gunicorn does; one that cannot be imported
+    stops `up` with one line naming it, before any program starts."""
+    # Not pytest's tmp_path: its parent is root's 0700, which the service user cannot pass.
+    run_dir = Path(tempfile.mkdtemp(prefix="spillway-cli-"))
+    try:
+        result = spillway(
+            "up", "--app", "no_such_module_here:create_app", "--run-dir", str(run_dir),
+            "--port", str(free_port()),
+        )  # fmt: skip
+        assert not (run_dir / "supervisord.conf").exists()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SPILLWAY_APP=no_such_module_here:create_app" in lines[0], lines
+    assert "Could not import 'no_such_module_here'" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
