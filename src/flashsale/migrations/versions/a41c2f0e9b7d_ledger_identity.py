@@ -1,7 +1,7 @@
-"""ledger identity, 64-bit random ids, idempotency keys in the ledger (issue #19)
+"""ledger identity, random 53-bit ids, idempotency keys in the ledger (issue #19)
 
 The ledger gets an identity made once, here, which redis records beside the state it keeps
-for it (flashsale.sales.binding). Sale and buyer ids become random 64-bit values
+for it (flashsale.sales.binding). Sale and buyer ids become random 53-bit values
 (spillway.ids): on PostgreSQL the id columns and the orders' references to them widen to
 bigint (SQLite's INTEGER is 64 bits already). Orders keep their Idempotency-Key.
 
