@@ -101,7 +101,7 @@ def run_target(lab, name: str, url: str, script: Path, env: dict, args) -> dict:
     )
     try:
         target = url.replace("PORT", str(server.port))
-        # Fresh Idempotency-Keys every run (printable ASCII, no spaces: API.md).
+        # Fresh Idempotency-Keys every run (printable ASCII, no spaces: docs/api.md).
         tag = f"{''.join(c for c in name if c.isalnum())}-{time.monotonic_ns()}"
         wrk.run(target, args.connections, 2, script, script_args=(tag + "w",))
         batches_before = batch_counts(server.port)

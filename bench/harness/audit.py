@@ -1,4 +1,4 @@
-"""The flash-sale invariants (shared/API.md, "Invariants") after every burst: the checks of
+"""The flash-sale invariants (docs/api.md, "Invariants") after every burst: the checks of
 tests/audit.py, fed with what wrk saw, plus what only a load generator needs.
 
 wrk cannot tie an answer to its request, so what it records is the order ids of the 202

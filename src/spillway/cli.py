@@ -8,6 +8,7 @@ The app is the one ``--app`` or ``SPILLWAY_APP`` names (spillway.loader). Run th
 
 import errno
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -114,6 +115,11 @@ def check_command():
     from spillway.deploy.local_stack import where_the_stack_is
     from spillway.health.checks import run_checks
 
+    nowhere = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
+    if nowhere.startswith("no stack"):  # no stack here and no addresses: nothing to check
+        raise click.ClickException(nowhere)
+    # Each result is printed below: readiness's own warning of it would say it twice.
+    logging.getLogger("spillway.health.checks").setLevel(logging.ERROR)
     results = run_checks()
     for name, result in results.items():
         click.echo(f"{name:10} {result}")

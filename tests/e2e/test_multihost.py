@@ -2,7 +2,7 @@
 (redis, memcached, PostgreSQL), two app hosts (gunicorn, gevent), two worker hosts
 (Celery; beat on the first), and nginx balancing the app hosts. A burst of purchases runs
 through nginx while the second worker host dies (SIGKILL of all it runs); afterwards
-API.md's invariants hold: every 202 is exactly one order in PostgreSQL, no oversell, no
+docs/api.md's invariants hold: every 202 is exactly one order in PostgreSQL, no oversell, no
 buyer over the limit, and the books reconcile.
 
 The hosts are tests/several_hosts.py's, configured as DEPLOYMENT.md says.

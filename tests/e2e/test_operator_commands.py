@@ -86,9 +86,9 @@ def test_status_shows_programs_queues_outbox_and_urls(stack, tmp_path):
 
 
 def test_outside_any_stack_a_command_says_so_in_one_line(tmp_path):
-    """In a directory with no stack and no settings: `status` says there is none; a command
-    that needs the database fails in one line naming DATABASE_URL and the missing stack;
-    never a traceback."""
+    """In a directory with no stack and no settings: `status` and `check` say there is none;
+    a command that needs the database fails in one line naming DATABASE_URL and the missing
+    stack; never a traceback."""
     status = operator("status", cwd=tmp_path)
     assert status.returncode == 1
     assert status.stderr.strip().splitlines() == [
@@ -98,6 +98,12 @@ def test_outside_any_stack_a_command_says_so_in_one_line(tmp_path):
     assert reconcile.returncode != 0 and "Traceback" not in reconcile.stderr
     [line] = reconcile.stderr.strip().splitlines()
     assert line.startswith("Error: DATABASE_URL=") and "no stack in" in line, line
+    check = operator("check", cwd=tmp_path)
+    assert check.returncode == 1 and not check.stdout, check.stdout
+    assert check.stderr.strip().splitlines() == [
+        f"Error: no stack in {tmp_path / 'run'}: `make run` starts one; or set "
+        "SPILLWAY_RUN_DIR, or the addresses"
+    ]
 
 
 def test_with_the_stack_stopped_status_says_so(stack, tmp_path):

@@ -1,5 +1,5 @@
 """A burst of buyers over real HTTP, as well-behaved clients: each purchase carries an
-Idempotency-Key, and a 503 is retried with the same key after its Retry-After (API.md:
+Idempotency-Key, and a 503 is retried with the same key after its Retry-After (docs/api.md:
 "503: nothing reserved; safe to retry with the same key"). Every exchange is recorded
 for the audit (tests/audit.py); a fault is injected once part of the burst has answered."""
 

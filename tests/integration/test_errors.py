@@ -1,6 +1,7 @@
 """Every error is the API's JSON shape; a dependency that is down is a 503, not a 500."""
 
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -55,17 +56,21 @@ def test_oversized_body_is_413_json(client):
     assert response.get_json()["error"]["code"] == "payload_too_large"
 
 
-def test_unexpected_exception_is_json_500_without_traceback(app, client):
-    """A bug answers a JSON 500 that leaks nothing."""
+def test_unexpected_exception_is_json_500_without_traceback(app, client, caplog):
+    """A bug answers a JSON 500 that leaks nothing; the log has it, with its stack."""
 
     @app.get("/boom")
     def boom():
         raise RuntimeError("secret detail")
 
-    response = client.get("/boom")
+    with caplog.at_level(logging.ERROR, logger="spillway.errors"):
+        response = client.get("/boom")
     assert response.status_code == 500
     assert response.get_json()["error"]["code"] == "internal_error"
     assert "secret detail" not in response.get_data(as_text=True)
+    (logged,) = [r for r in caplog.records if r.name == "spillway.errors"]
+    assert logged.exc_info and "secret detail" in logged.exc_text
+    assert "in boom" in logged.exc_text  # the stack reaches the view's frame
 
 
 def test_redis_down_is_503_with_retry_after(app, client):

@@ -1,4 +1,4 @@
-"""The product endpoints of API.md: shapes, auth, validation, paging."""
+"""The product endpoints of docs/api.md: shapes, auth, validation, paging."""
 
 import re
 

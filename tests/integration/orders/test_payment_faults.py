@@ -32,7 +32,7 @@ SLOW_CALLS = {"SPILLWAY_GATEWAY_TIMEOUT_S": "3", "SPILLWAY_PAYING_GRACE_MS": "40
 
 
 def pay_until_told(web, order_id: str, buyer: dict, give_up_s: float = 30) -> list[tuple]:
-    """Pay as API.md asks a client to: retry a 503 after its Retry-After, until paid or
+    """Pay as docs/api.md asks a client to: retry a 503 after its Retry-After, until paid or
     refused. Returns every (status, error code or body) the buyer was told."""
     told = []
     stop_at = time.monotonic() + give_up_s

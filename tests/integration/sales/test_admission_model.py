@@ -1,5 +1,5 @@
 """A Hypothesis state machine drives reserve.lua, settle.lua and the persister on a real
-redis and database, and checks API.md's invariants against a model after every step."""
+redis and database, and checks docs/api.md's invariants against a model after every step."""
 
 import time
 from datetime import datetime

@@ -33,7 +33,7 @@ def persisted(order_ids) -> dict[str, Order]:
 
 
 def check_invariants(sale: dict, accepted: dict[str, int]) -> None:
-    """API.md's invariants for one sale, once the queue has drained (tests/audit.py)."""
+    """docs/api.md's invariants for one sale, once the queue has drained (tests/audit.py)."""
     db.session.rollback()  # a fresh snapshot: the worker writes from another process
     rows = {
         row.id: {"user_id": row.user_id, "quantity": row.quantity, "status": row.status}

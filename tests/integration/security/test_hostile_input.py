@@ -126,7 +126,7 @@ def test_wrong_types_and_out_of_range_quantities(client, app, quantity):
         {"per_user_limit": 0},
         {"per_user_limit": 101},
         {"payment_timeout_s": 86_401},
-        {"product_id": 1},  # a number where an id belongs (API.md: 400)
+        {"product_id": 1},  # a number where an id belongs (docs/api.md: 400)
         {"product_id": "999999"},
         {"product_id": "1; DROP TABLE sales"},
         {"product_id": "１"},

@@ -130,7 +130,8 @@ def test_tokens_are_issued_only_while_the_sale_is_on(client, app):
 
 
 def test_sales_without_the_flag_need_no_token(client, app):
-    """Existing clients (API.md) keep working: no flag, no token needed; one sent is ignored."""
+    """Existing clients (docs/api.md) keep working: no flag, no token needed; one sent is
+    ignored."""
     sale = make_sale(client)
     assert sale["requires_purchase_token"] is False
     buyer = signup(client)
