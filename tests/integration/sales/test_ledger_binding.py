@@ -28,7 +28,6 @@ from spillway.clients import redis_store
 from tests.factories import buy
 from tests.factories import make_sale
 from tests.factories import signup
-from tests.servers import free_port
 
 
 class Backups:
@@ -273,27 +272,13 @@ def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_
     assert stock.sale_state(sale["id"])["remaining"] == 3
 
 
-def process_argv(process: str) -> list[str]:
-    port = str(free_port())
-    return {
-        "spillway serve": [sys.executable, "-m", "spillway", "serve", "--port", port],
-        "gunicorn": [
-            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
-            f"127.0.0.1:{port}", "spillway.wsgi:app",
-        ],
-        "celery": [sys.executable, "-c", "import spillway.celery_entry"],
-    }[process]  # fmt: skip
-
-
-@pytest.mark.parametrize("process", ["spillway serve", "gunicorn", "celery"])
-def test_each_process_refuses_a_foreign_redis_by_itself(client, app, service_env, process):
-    """Not only `spillway up`: a web server, a gunicorn worker or a Celery worker or beat
-    started by hand beside a redis of another ledger exits, naming the ledger, and never
-    serves (gunicorn's master stops instead of booting the worker again and again)."""
+def test_a_celery_process_refuses_a_foreign_redis_by_itself(client, app, service_env):
+    """Not only `spillway up`: a Celery worker or beat started by hand beside a redis of
+    another ledger exits, naming the ledger (their common entry point)."""
     binding.verify()
     redis_store.hset(binding.MARKER, "id", "not-this-ledger")
     refused = subprocess.run(
-        process_argv(process),
+        [sys.executable, "-c", "import spillway.celery_entry"],
         env={**os.environ, **service_env, "SPILLWAY_ENV": "test"},
         capture_output=True,
         text=True,
