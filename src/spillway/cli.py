@@ -115,16 +115,15 @@ def check_command():
     from spillway.deploy.local_stack import where_the_stack_is
     from spillway.health.checks import run_checks
 
-    nowhere = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
-    if nowhere.startswith("no stack"):  # no stack here and no addresses: nothing to check
-        raise click.ClickException(nowhere)
+    hint = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
+    if hint.startswith("no stack"):  # no stack here and no addresses: nothing to check
+        raise click.ClickException(hint)
     # Each result is printed below: readiness's own warning of it would say it twice.
     logging.getLogger("spillway.health.checks").setLevel(logging.ERROR)
     results = run_checks()
     for name, result in results.items():
         click.echo(f"{name:10} {result}")
     if any(result != "ok" for result in results.values()):
-        hint = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
         if hint:
             click.echo(hint, err=True)
         raise SystemExit(1)
