@@ -6,6 +6,9 @@ or, to follow a primary through failovers, the Sentinel form that Flask-Limiter'
 
     redis+sentinel://[:password@]host:port[,host:port...]/master-name[/db]
 
+The one password is the primary's and the Sentinels' both (``requirepass`` on each), as
+``limits`` reads such a URL: `spillway up --redis sentinel` sets it so.
+
 Every client of the runtime's redis is made here from that one setting, so that the app's
 commands, the rate limiter, Celery's broker (kombu's ``sentinel://`` transport) and beat
 (redbeat's ``redis-sentinel`` form) all find the same primary, and all ask the Sentinels
@@ -41,7 +44,10 @@ class SentinelAddress:
         """A client of the current primary, asking the Sentinels again after a failover."""
         sentinel = Sentinel(
             list(self.sentinels),
-            sentinel_kwargs={"socket_timeout": options.get("socket_timeout", 1.0)},
+            sentinel_kwargs={
+                "socket_timeout": options.get("socket_timeout", 1.0),
+                **self.sentinel_auth(),
+            },
             password=self.password,
             **options,
         )
@@ -59,8 +65,19 @@ class SentinelAddress:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in self.sentinels)
 
+    def sentinel_auth(self) -> dict:
+        """What a client says to the Sentinels themselves (nothing without a password)."""
+        return {"password": self.password} if self.password else {}
+
     def transport_options(self) -> dict:
-        return {"master_name": self.master}
+        return {"master_name": self.master, "sentinel_kwargs": self.sentinel_auth()}
+
+    def limits_storage(self) -> tuple[str, dict]:
+        """Flask-Limiter's URI and options: ``limits`` takes the whole path for the
+        master's name, so the database goes in the options."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"{SCHEME}://{auth}{hosts}/{quote(self.master, safe='')}", {"db": self.db}
 
     def redbeat_options(self, db: int) -> tuple[str, dict]:
         """redbeat's URL and options for the primary's database ``db``."""
@@ -69,6 +86,7 @@ class SentinelAddress:
             "service_name": self.master,
             "db": db,
             "password": self.password,
+            "sentinel_kwargs": self.sentinel_auth(),
         }
 
 

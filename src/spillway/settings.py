@@ -140,13 +140,15 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
     # Flask-Limiter's own settings (RATELIMIT_*): counters in the app's redis, fixed windows
     # (one round trip a hit). A redis that is down must not take reads down with it: the
     # limiter then lets requests through, and whatever needs redis answers 503 by itself.
+    uri, options = _limits_storage(redis_url)
     return {
         "RATELIMIT_ENABLED": env.str("SPILLWAY_RATE_LIMITS", "on").lower() != "off",
-        # `limits` spells a redis unix socket redis+unix:// (redis-py: unix://).
-        "RATELIMIT_STORAGE_URI": redis_url.replace("unix://", "redis+unix://", 1)
-        if redis_url.startswith("unix://")
-        else redis_url,
-        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 2.0, "socket_connect_timeout": 1.0},
+        "RATELIMIT_STORAGE_URI": uri,
+        "RATELIMIT_STORAGE_OPTIONS": {
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 1.0,
+            **options,
+        },
         "RATELIMIT_STRATEGY": "fixed-window",
         "RATELIMIT_KEY_PREFIX": "spillway",
         "RATELIMIT_SWALLOW_ERRORS": True,
@@ -155,6 +157,17 @@ def _rate_limit_settings(env: Env, redis_url: str) -> dict:
             "SPILLWAY_RATE_LIMIT_PER_IP", "20 per second;600 per minute", validate=rate_limit
         ),
     }
+
+
+def _limits_storage(redis_url: str) -> tuple[str, dict]:
+    """The same redis in ``limits``'s spelling: redis+unix:// for a socket (redis-py's
+    unix://), and the Sentinels' URL without the database in its path."""
+    sentinels = sentinel_address(redis_url)
+    if sentinels:
+        return sentinels.limits_storage()
+    if redis_url.startswith("unix://"):
+        return redis_url.replace("unix://", "redis+unix://", 1), {}
+    return redis_url, {}
 
 
 def rate_limit(value: str) -> None:

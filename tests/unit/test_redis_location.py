@@ -48,3 +48,18 @@ def test_celery_gets_kombus_and_redbeats_spelling_of_the_same_sentinels():
         1,
     )
     assert options["password"] == "pw" and options["socket_timeout"] == 5.0
+    assert options["sentinel_kwargs"] == {"password": "pw"}
+    assert config["broker_transport_options"]["sentinel_kwargs"] == {"password": "pw"}
+
+
+def test_the_rate_limiter_asks_the_same_sentinels_for_the_master_by_its_name(monkeypatch):
+    # `limits` reads the whole path as the master's name: "shop/2" would name no master.
+    monkeypatch.setenv("SPILLWAY_REDIS_URL", "redis+sentinel://:pw@a:1,b:2/shop/2")
+    config = runtime("dev")
+    assert config["RATELIMIT_STORAGE_URI"] == "redis+sentinel://:pw@a:1,b:2/shop"
+    assert config["RATELIMIT_STORAGE_OPTIONS"]["db"] == 2
+
+
+def test_the_rate_limiter_spells_a_unix_socket_its_own_way(monkeypatch):
+    monkeypatch.setenv("SPILLWAY_REDIS_URL", "unix:///run/redis.sock?db=0")
+    assert runtime("dev")["RATELIMIT_STORAGE_URI"] == "redis+unix:///run/redis.sock?db=0"
