@@ -14,12 +14,15 @@ from pathlib import Path
 import requests
 from dotenv import dotenv_values
 
+from spillway.deploy import replication
 from spillway.deploy.layout import GENERATED_SECRETS
 from spillway.deploy.layout import PASSED_THROUGH
 from spillway.deploy.layout import PASSED_THROUGH_PREFIX
 from spillway.deploy.layout import process_environment
 from spillway.deploy.run_dir import RunDir
+from spillway.deploy.up import replicated_redis
 from spillway.loader import app_spec
+from tests.audit import SaleAudit
 from tests.servers import Server
 from tests.servers import free_port
 from tests.servers import http_ok
@@ -145,7 +148,30 @@ class SpillwayUp(Server):
             for name, value in self.extra_env.items()
             if name.startswith(PASSED_THROUGH_PREFIX) or name in PASSED_THROUGH
         }
-        return {**process_environment(self.paths, log_level, self.secrets(), app_spec()), **passed}
+        redis = replicated_redis(replication.load(self.paths))  # --redis sentinel's
+        environment = process_environment(self.paths, log_level, self.secrets(), app_spec(), redis)
+        return {**environment, **passed}
+
+    def sale_audit(self) -> SaleAudit:
+        """The invariants' audit of this stack's sales (its SQLite ledger, read-only)."""
+        environment = self.environment()
+        return SaleAudit(
+            self.base_url,
+            self.admin_headers(),
+            f"sqlite:///file:{self.paths.database}?mode=ro&uri=true",
+            environment["SPILLWAY_REDIS_URL"],
+            environment,
+        )
+
+    def signup(self, count: int, prefix: str = "buyer") -> list[dict]:
+        """``count`` new buyers: ``{"user_id", "token"}`` each."""
+        with requests.Session() as session:
+            return [
+                session.post(
+                    f"{self.base_url}/api/v1/users", json={"name": f"{prefix}{n}"}, timeout=10
+                ).json()
+                for n in range(count)
+            ]
 
     def supervisorctl(self, *args: str) -> str:
         """supervisorctl on the stack's supervisord; its output."""
@@ -166,6 +192,15 @@ class SpillwayUp(Server):
 
     def program_pid(self, program: str) -> int:
         return int(self.supervisorctl("pid", program).strip())
+
+    def program_pids(self) -> dict[str, int]:
+        """Every running program's pid, from one supervisorctl status."""
+        found = {}
+        for line in self.supervisorctl("status").splitlines():
+            name, state, *rest = line.split()
+            if state == "RUNNING" and rest[:1] == ["pid"]:
+                found[name] = int(rest[1].rstrip(","))
+        return found
 
     def wait_for_app(self, timeout: float = 30) -> None:
         """Wait until the app answers through nginx (after a restart of gunicorn); a

@@ -468,6 +468,16 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     default=lambda: int(os.environ.get("SPILLWAY_TLS_PORT", "8443")),
     help="nginx's HTTPS port, with --tls [default: SPILLWAY_TLS_PORT or 8443].",
 )
+@click.option(
+    "--redis",
+    "redis_topology",
+    type=click.Choice(["single", "sentinel"]),
+    default=lambda: os.environ.get("SPILLWAY_REDIS_TOPOLOGY"),
+    help="single: one redis on a socket. sentinel: a primary, a replica and three "
+    "Sentinels on loopback ports, with a password, purchases waiting for the replica "
+    "(to try a failover; kept by the run directory once chosen) [default: "
+    "SPILLWAY_REDIS_TOPOLOGY, else what RUN_DIR runs, else single].",
+)
 def up_command(
     app_spec,
     run_dir,
@@ -482,6 +492,7 @@ def up_command(
     flower_port,
     tls,
     tls_port,
+    redis_topology,
 ):
     """Run the whole stack for the app under supervisord, in the foreground.
 
@@ -516,6 +527,7 @@ def up_command(
         worker_connections=worker_connections,
         tls=tls,
         tls_port=tls_port,
+        redis=redis_topology or "",
     )
     sys.exit(run_stack(options))
 

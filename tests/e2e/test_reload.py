@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from tests.audit import Answer
-from tests.audit import SaleAudit
 from tests.e2e.conftest import running_stack
 from tests.e2e.promises import children_of
 from tests.faults.burst import exchange
@@ -186,16 +185,8 @@ def test_reload_under_load_refuses_nothing_and_loses_nothing(stack):
     assert stack.program_pid("gunicorn") == gunicorn and stack.program_pid("nginx") == nginx
     assert not old_workers & set(children_of(gunicorn)) and children_of(gunicorn)
     assert stack.program_pid("celery-worker") != celery
-    environment = stack.environment()
     purchases = [a for a in load.answers if a.method == "POST"]
-    audit = SaleAudit(
-        stack.base_url,
-        stack.admin_headers(),
-        f"sqlite:///file:{stack.paths.database}?mode=ro&uri=true",
-        environment["SPILLWAY_REDIS_URL"],
-        environment,
-    )
-    figures = audit.audit(sale, purchases)
+    figures = stack.sale_audit().audit(sale, purchases)
     assert figures.orders_lost == 0 and figures.accepted > 0
     record(
         "reload",

@@ -13,13 +13,12 @@ import signal
 import time
 
 import pytest
-import redis
 
+from tests import sentinels
 from tests.audit import promised_orders
 from tests.faults.burst import Burst
 from tests.faults.burst import plan
 from tests.faults.conftest import artifacts_dir
-from tests.faults.stack import MASTER
 from tests.faults.stack import FaultStack
 from tests.waiting import wait_until
 
@@ -37,22 +36,11 @@ def stack(tmp_path_factory):
 
 
 def primary_port(stack) -> int | None:
-    """The primary's port as the Sentinels' majority says (None: no answer yet)."""
-    said = []
-    for sentinel in stack.sentinels:
-        try:
-            reply = redis.Redis(port=sentinel.port, socket_timeout=1).execute_command(
-                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER
-            )
-        except redis.exceptions.ConnectionError:
-            continue
-        said.append(int(reply[1]) if reply else None)
-    best = max(set(said), key=said.count, default=None)
-    return best if said.count(best) > len(stack.sentinels) // 2 else None
+    return sentinels.primary_port(tuple(sentinel.port for sentinel in stack.sentinels))
 
 
 def role(port: int) -> dict:
-    return redis.Redis(port=port, socket_timeout=1).info("replication")
+    return sentinels.ask(port, None, "INFO", "replication")
 
 
 def test_primary_killed_mid_burst_fails_over_and_loses_no_202(stack, record_figures):
@@ -82,21 +70,9 @@ def test_primary_killed_mid_burst_fails_over_and_loses_no_202(stack, record_figu
         accepted_units=figures.accepted_units,
     )
 
-    # The old primary, back on its AOF, is told by the Sentinels to follow the primary
-    # (the new one, or a later one: on a loaded machine the Sentinels may fail over again).
+    # The old primary, back on its AOF, is told by the Sentinels to follow the primary.
     stack.redis.start(30)
-    wait_until(
-        lambda: (role(old), primary_port(stack)),
-        60,
-        0.2,
-        until=lambda seen: (
-            seen[0].get("role") == "slave"
-            and seen[0].get("master_port") == seen[1]
-            and seen[0].get("master_link_status") == "up"
-        ),
-        what="the old primary replicating the new one",
-        ignoring=(redis.exceptions.ConnectionError,),
-    )
+    sentinels.wait_following(old, tuple(sentinel.port for sentinel in stack.sentinels))
 
 
 def test_one_replica_down_purchases_go_on_both_down_they_fail_cleanly(stack):

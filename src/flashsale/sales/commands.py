@@ -9,6 +9,7 @@ from flashsale.sales import binding
 from flashsale.sales import repair
 from flashsale.sales.reconcile import reconcile
 from flashsale.sales.reconcile import reconcile_all
+from spillway.deploy.layout import StackError
 from spillway.deploy.local_stack import dependency_line
 from spillway.deploy.local_stack import redis_of
 from spillway.deploy.local_stack import run_dir_of_checkout
@@ -126,7 +127,7 @@ def _with_redis(work) -> None:
             return work()
         with redis_of(run_dir):
             return work()
-    except (binding.LedgerMismatch, binding.NotCheckable) as exc:
+    except (binding.LedgerMismatch, binding.NotCheckable, StackError) as exc:
         raise click.ClickException(str(exc)) from None
     except DEPENDENCY_ERRORS as exc:
         raise NotYet(

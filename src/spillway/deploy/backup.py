@@ -37,6 +37,7 @@ from pathlib import Path
 from spillway.deploy import backup_manifest
 from spillway.deploy import ledger_copy
 from spillway.deploy import redis_copy
+from spillway.deploy import replication
 from spillway.deploy import supervisor_rpc
 from spillway.deploy.files import read_regular
 from spillway.deploy.files import write_atomically
@@ -70,7 +71,12 @@ def take_backup(run_dir: RunDir, target: Path, database_url: str) -> backup_mani
     try:
         with drain_paused(run_dir):
             ledger_copy.dump(database_url, partial / backup_manifest.DATABASE_FILES[kind])
-            redis_copy.snapshot(run_dir.redis_socket, partial / backup_manifest.REDIS_FILE)
+            replicated = replication.load(run_dir)
+            redis_copy.snapshot(
+                run_dir.redis_socket,
+                partial / backup_manifest.REDIS_FILE,
+                replicated.password if replicated else None,
+            )
         stack_secrets = read_regular(run_dir.secrets_file)
         if stack_secrets is not None:
             write_atomically(partial / backup_manifest.SECRETS_FILE, stack_secrets, 0o600)

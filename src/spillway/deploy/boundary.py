@@ -104,6 +104,8 @@ def root_file_modes(run_dir: RunDir, owners: Owners) -> dict[Path, int]:
         run_dir.secrets_file: 0o600,
         run_dir.nginx_conf: owners.mode(0o644),
         run_dir.redis_conf: owners.mode(0o644),
+        run_dir.replica_conf: owners.mode(0o644),
+        run_dir.replication_file: 0o600,
         run_dir.nginx_pid: owners.mode(0o644),
         run_dir.supervisord_pid: owners.mode(0o644),
         run_dir.supervisor_socket: 0o700,
@@ -116,6 +118,8 @@ def service_directories(run_dir: RunDir, owners: Owners) -> list[tuple[Path, int
     return [
         (run_dir.data, 0o700),
         (run_dir.redis_data, 0o700),
+        (run_dir.replica_data, 0o700),
+        (run_dir.sentinel_data, 0o700),
         (run_dir.metrics, 0o700),
         (run_dir.sockets, owners.mode(0o750)),
     ]

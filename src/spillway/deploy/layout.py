@@ -110,10 +110,11 @@ def stack_addresses(run_dir: RunDir) -> dict[str, str]:
 
 
 def process_environment(
-    run_dir: RunDir, log_level: str, stack_secrets: dict, app: str
+    run_dir: RunDir, log_level: str, stack_secrets: dict, app: str, redis: dict | None = None
 ) -> dict[str, str]:
     """The environment every app process of the stack runs with: the operator's settings,
-    then the stack's own (its addresses win: the processes use the stack's redis)."""
+    then the stack's own (its addresses win: the processes use the stack's redis; with
+    --redis sentinel, ``redis`` names its Sentinels instead of its socket)."""
     environment = {
         name: value
         for name, value in os.environ.items()
@@ -129,6 +130,7 @@ def process_environment(
             "SPILLWAY_ENV": "prd",
             "SPILLWAY_LOG_LEVEL": log_level,
             **stack_addresses(run_dir),
+            **(redis or {}),
             "PROMETHEUS_MULTIPROC_DIR": str(run_dir.metrics),
             **stack_secrets,
         }
@@ -152,13 +154,18 @@ def render_configs(run_dir: RunDir, context: dict, modes: dict[Path, int]) -> No
         "max_body_bytes": MAX_BODY_BYTES,
         **context,
     }
-    targets = {
-        "nginx.conf": run_dir.nginx_conf,
-        "redis.conf": run_dir.redis_conf,
-        "supervisord.conf": run_dir.supervisord_conf,
-    }
-    for name, target in targets.items():
-        write_atomically(target, jinja.get_template(name).render(full), modes[target])
+    primary = {"node_socket": run_dir.redis_socket, "node_dir": run_dir.redis_data}
+    targets = [
+        ("nginx.conf", run_dir.nginx_conf, {}),
+        ("redis.conf", run_dir.redis_conf, primary),
+        ("supervisord.conf", run_dir.supervisord_conf, {}),
+    ]
+    if context.get("replication"):  # the second node: no socket, a directory of its own
+        replica = {"node_socket": "", "node_dir": run_dir.replica_data}
+        targets.append(("redis.conf", run_dir.replica_conf, replica))
+    for name, target, own in targets:
+        text = jinja.get_template(name).render({**full, **own})
+        write_atomically(target, text, modes[target])
 
 
 def supervisor_environment(environment: dict[str, str]) -> str:

@@ -19,8 +19,10 @@ import redis
 from supervisor.datatypes import dict_of_key_value_pairs
 
 from spillway import failures
+from spillway.deploy import replication
 from spillway.deploy.files import read_regular
 from spillway.deploy.layout import GENERATED_SECRETS
+from spillway.deploy.layout import StackError
 from spillway.deploy.layout import find_system_binaries
 from spillway.deploy.layout import stack_addresses
 from spillway.deploy.run_dir import RunDir
@@ -28,8 +30,14 @@ from spillway.deploy.service_user import resolve_service_user
 
 REDIS_START_SECONDS = 30.0
 # What a command takes from the environment of the stack's processes, beside the addresses:
-# the database `spillway up` was given (not the default file) and the generated secrets.
-ADOPTED_SETTINGS = ("DATABASE_URL", *GENERATED_SECRETS)
+# the database `spillway up` was given (not the default file), the generated secrets, and
+# redis's and the broker's (the Sentinels' with --redis sentinel: spillway/deploy/replication.py).
+ADOPTED_SETTINGS = (
+    "DATABASE_URL",
+    "SPILLWAY_REDIS_URL",
+    "SPILLWAY_BROKER_URL",
+    *GENERATED_SECRETS,
+)
 # The program whose environment is the app's (every app process has the same one).
 APP_PROGRAM = "program:gunicorn"
 
@@ -113,14 +121,24 @@ def processes_settings(run_dir: RunDir) -> dict[str, str]:
 def redis_of(run_dir: RunDir):
     """The run directory's redis for the length of a command: the stack's own if it is up;
     else started from its config, as the service user, and stopped afterwards (an operator
-    repairing redis's state with the stack stopped)."""
-    client = redis.Redis(unix_socket_path=str(run_dir.redis_socket), socket_timeout=2)
+    repairing redis's state with the stack stopped). With --redis sentinel, only the
+    stack's own: which node is the primary is the Sentinels' to say."""
+    replicated = replication.load(run_dir)
+    client = redis.Redis(
+        unix_socket_path=str(run_dir.redis_socket),
+        password=replicated.password if replicated else None,
+        socket_timeout=2,
+    )
     try:
         client.ping()
         yield
         return
     except (redis.exceptions.ConnectionError, FileNotFoundError):
-        pass
+        if replicated:
+            raise StackError(
+                f"the stack in {run_dir.root} runs redis with Sentinels: start it first "
+                "(`make run`)"
+            ) from None
     finally:
         client.close()
     user = resolve_service_user()
@@ -151,7 +169,7 @@ def _wait_for(run_dir: RunDir, server: subprocess.Popen) -> None:
                 return
             except (redis.exceptions.ConnectionError, FileNotFoundError):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise StackError(
                         f"the run directory's redis did not start ({run_dir.redis_conf})"
                     ) from None
                 time.sleep(0.1)

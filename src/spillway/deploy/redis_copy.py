@@ -10,6 +10,7 @@ appendonly yes`` (which writes the AOF directory from what it holds, as redis it
 does), and stops; the run directory's redis then starts from that AOF.
 """
 
+import os
 import shutil
 import subprocess
 import time
@@ -30,8 +31,9 @@ RESTORE_RDB = "restore.rdb"
 RESTORE_SOCKET = "restore.sock"
 
 
-def snapshot(socket: Path, target: Path) -> None:
-    """An RDB of the redis at ``socket``, written to ``target``.
+def snapshot(socket: Path, target: Path, password: str | None = None) -> None:
+    """An RDB of the redis at ``socket`` (asking with ``password``, given one: --redis
+    sentinel's; a replica's copy is as good), written to ``target``.
 
     :raise StackError: redis-cli is missing, or redis would not give a snapshot.
     """
@@ -44,6 +46,8 @@ def snapshot(socket: Path, target: Path) -> None:
         text=True,
         timeout=SNAPSHOT_SECONDS,
         check=False,
+        # redis-cli's own way to take a password off its command line.
+        env={**os.environ, "REDISCLI_AUTH": password} if password else None,
     )
     if result.returncode != 0 or not target.is_file():
         said = " ".join((result.stderr or result.stdout).split()) or f"exit {result.returncode}"

@@ -43,6 +43,16 @@ class RunDir:
         return self.root / "redis.conf"
 
     @property
+    def replica_conf(self) -> Path:
+        """`--redis sentinel`: the replica's redis.conf (the primary's is redis_conf)."""
+        return self.root / "redis-replica.conf"
+
+    @property
+    def replication_file(self) -> Path:
+        """`--redis sentinel`: its ports and password (spillway/deploy/replication.py)."""
+        return self.root / "redis-sentinel.json"
+
+    @property
     def secrets_file(self) -> Path:
         return self.root / "secrets.env"
 
@@ -112,6 +122,16 @@ class RunDir:
         return self.root / "redis"
 
     @property
+    def replica_data(self) -> Path:
+        """`--redis sentinel`: the second redis node's working directory."""
+        return self.root / "redis-replica"
+
+    @property
+    def sentinel_data(self) -> Path:
+        """`--redis sentinel`: the Sentinels' files, which they rewrite as they learn."""
+        return self.root / "sentinel"
+
+    @property
     def sockets(self) -> Path:
         """The unix sockets of redis, memcached and gunicorn."""
         return self.root / "sockets"
@@ -147,6 +167,8 @@ class RunDir:
             self.supervisord_conf,
             self.nginx_conf,
             self.redis_conf,
+            self.replica_conf,
+            self.replication_file,
             self.secrets_file,
             self.urls_file,
             self.supervisord_pid,
@@ -158,6 +180,8 @@ class RunDir:
             self.tls,
             self.data,
             self.redis_data,
+            self.replica_data,
+            self.sentinel_data,
             self.sockets,
             self.metrics,
             self.quarantine,

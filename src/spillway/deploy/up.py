@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from spillway import request_id
 from spillway.deploy import nginx_answers
+from spillway.deploy import replication
 from spillway.deploy import supervisor_rpc
 from spillway.deploy.boundary import Owners
 from spillway.deploy.boundary import claim
@@ -88,6 +89,8 @@ class StackOptions:
     # nginx serves HTTPS on tls_port and the plain port redirects there.
     tls: str = "off"
     tls_port: int = 8443
+    # --redis: single, sentinel, or "" for what the run directory runs (replication.py).
+    redis: str = ""
 
 
 def run_stack(options: StackOptions) -> int:
@@ -234,6 +237,8 @@ def prepare(options: StackOptions, password: str) -> tuple[RunDir, list[str], Ru
     # the service user planted is followed (boundary.py). The default database moves out
     # of an older layout's run directory; one the operator named stays where it is.
     claim(run_dir, user, move_legacy_database="DATABASE_URL" not in os.environ)
+    if replication.chosen_topology(run_dir, options.redis) == "sentinel":
+        replication.refuse_taken_ports(replication.load_or_create(run_dir))
     runtime, app = configure(options, run_dir, binaries, user, password)
     return (
         run_dir,
@@ -270,10 +275,15 @@ def configure(
     :raise StackError: the app cannot be made, or its migration failed.
     """
     tls = tls_listener(options.tls, options.tls_port, run_dir, options.host)
+    replicated = replication.load(run_dir)  # prepare() made it, with --redis sentinel
     runtime = app_runtime(
         user,
         process_environment(
-            run_dir, options.log_level, load_or_create_secrets(run_dir), app_spec()
+            run_dir,
+            options.log_level,
+            load_or_create_secrets(run_dir),
+            app_spec(),
+            replicated_redis(replicated),
         ),
     )
     environment = runtime.environment
@@ -299,6 +309,10 @@ def configure(
             **nginx_answers.template_context(MAX_BODY_BYTES),
             **nginx_rate_limits(),
             "redis_maxmemory": redis_maxmemory(),
+            "replication": replicated,
+            "replication_environment": supervisor_environment(
+                replicated.node_environment() if replicated else {}
+            ),
             "max_open_files": max_open_files(),
             "log_level": options.log_level,
             "log_level_lower": options.log_level.lower(),
@@ -324,6 +338,27 @@ def configure(
         if result.returncode != 0:
             raise StackError(f"database migration failed: {last_line(result)}")
     return runtime, app
+
+
+def redis_line(run_dir: RunDir) -> str:
+    """The banner's redis: its socket, or the Sentinels and where their password is."""
+    replicated = replication.load(run_dir)
+    if replicated is None:
+        return f"  redis         redis-cli -s {run_dir.redis_socket}"
+    sentinels = ", ".join(f"127.0.0.1:{port}" for port in replicated.sentinels)
+    return (
+        f"  redis         primary and replica, Sentinels {sentinels} (master "
+        f"{replication.MASTER}; password in {run_dir.replication_file})"
+    )
+
+
+def replicated_redis(replicated: replication.Replication | None) -> dict[str, str]:
+    """With Sentinels: their URLs, and purchases that wait for the replica unless the
+    operator chose another SPILLWAY_REDIS_DURABILITY."""
+    if replicated is None:
+        return {}
+    durability = os.environ.get("SPILLWAY_REDIS_DURABILITY", replication.DEFAULT_DURABILITY)
+    return {**replicated.addresses(), "SPILLWAY_REDIS_DURABILITY": durability}
 
 
 def describe_app(runtime: Runtime) -> dict:
@@ -546,7 +581,7 @@ def print_banner(
         )
     lines += [
         f"  database      {make_url(environment['DATABASE_URL'])}",  # password hidden
-        f"  redis         redis-cli -s {run_dir.redis_socket}",
+        redis_line(run_dir),
         f"  logs          {run_dir.logs}/  (nginx-*, gunicorn, celery-*, redis, memcached)",
         f"  processes     spillway status   (or {sys.executable} -m "
         f"supervisor.supervisorctl -c {run_dir.supervisord_conf} status)",
