@@ -112,11 +112,12 @@ cli.add_command(shell_command)
 def check_command():
     """Check every dependency (the app's own, redis, memcached, the broker); exit 1 if any
     is down."""
-    from spillway.deploy.local_stack import where_the_stack_is
+    from spillway.deploy.local_stack import stack_here
     from spillway.health.checks import run_checks
 
-    hint = where_the_stack_is(*STACK_ADDRESSES).strip(" ()")
-    if hint.startswith("no stack"):  # no stack here and no addresses: nothing to check
+    here = stack_here(*STACK_ADDRESSES)
+    hint = here.hint
+    if here.run_dir is None and hint:  # no stack here and no addresses: nothing to check
         raise click.ClickException(hint)
     # Each result is printed below: readiness's own warning of it would say it twice.
     logging.getLogger("spillway.health.checks").setLevel(logging.ERROR)
@@ -137,15 +138,14 @@ def status_command():
     not be read, or there is no stack running here."""
     from flask import current_app
 
-    from spillway.deploy.local_stack import run_dir_of_checkout
-    from spillway.deploy.local_stack import where_the_stack_is
+    from spillway.deploy.local_stack import stack_here
     from spillway.deploy.status import status_of
     from spillway.deploy.supervisor_rpc import SupervisorUnreachable
 
-    run_dir = run_dir_of_checkout()
-    hint = where_the_stack_is().strip(" ()")
-    if run_dir is None or hint:
-        raise click.ClickException(hint)
+    here = stack_here()
+    if here.run_dir is None or not here.running:
+        raise click.ClickException(here.hint)
+    run_dir = here.run_dir
     try:
         status = status_of(run_dir, current_app)
     except SupervisorUnreachable as exc:
@@ -158,13 +158,12 @@ def status_command():
 
 def _running_run_dir():
     """The run directory of the checkout's stack, or the one line saying there is none."""
-    from spillway.deploy.local_stack import run_dir_of_checkout
-    from spillway.deploy.local_stack import where_the_stack_is
+    from spillway.deploy.local_stack import stack_here
 
-    run_dir = run_dir_of_checkout()
-    if run_dir is None:
-        raise click.ClickException(where_the_stack_is().strip(" ()"))
-    return run_dir
+    here = stack_here()
+    if here.run_dir is None:
+        raise click.ClickException(here.hint)
+    return here.run_dir
 
 
 @cli.command("backup", with_appcontext=False)

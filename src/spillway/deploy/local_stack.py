@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -62,13 +63,23 @@ def is_running(run_dir: RunDir) -> bool:
     return True
 
 
-def where_the_stack_is(*settings: str) -> str:
-    """What a dependency's failure adds when the command found no stack up to use: ``""``
-    when one is running, or when the operator set one of ``settings`` themselves."""
+@dataclass(frozen=True)
+class StackHere:
+    """What a command typed here finds: the checkout's run directory (None: no stack was
+    ever set up here), whether its supervisord runs, and the one line to say when the
+    command has no stack to use ("" when one runs, or the operator set the addresses)."""
+
+    run_dir: RunDir | None
+    running: bool
+    hint: str
+
+
+def stack_here(*settings: str) -> StackHere:
+    """The checkout's stack, as a command that would use ``settings`` sees it."""
     run_dir = run_dir_of_checkout()
     if run_dir is None:
         if any(setting in os.environ for setting in settings):
-            return ""
+            return StackHere(None, False, "")
         where = Path(os.environ.get("SPILLWAY_RUN_DIR", "run")).resolve()
         chosen = (
             f", or {settings[0]}"
@@ -77,10 +88,20 @@ def where_the_stack_is(*settings: str) -> str:
             if settings
             else ""
         )
-        return f" (no stack in {where}: `make run` starts one; or set SPILLWAY_RUN_DIR{chosen})"
+        hint = f"no stack in {where}: `make run` starts one; or set SPILLWAY_RUN_DIR{chosen}"
+        return StackHere(None, False, hint)
     if not is_running(run_dir):
-        return f" (the stack in {run_dir.root} is not running: `make run` starts it)"
-    return ""
+        return StackHere(
+            run_dir, False, f"the stack in {run_dir.root} is not running: `make run` starts it"
+        )
+    return StackHere(run_dir, True, "")
+
+
+def where_the_stack_is(*settings: str) -> str:
+    """What a dependency's failure adds when the command found no stack up to use: ``""``
+    when one is running, or when the operator set one of ``settings`` themselves."""
+    hint = stack_here(*settings).hint
+    return f" ({hint})" if hint else ""
 
 
 def dependency_line(exc: BaseException, config=None) -> str | None:
