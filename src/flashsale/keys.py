@@ -26,6 +26,14 @@ DEAD_LETTERS = "spillway:outbox:dead"
 # Set once a second at most, when a reservation found the outbox idle: wake a drainer.
 DRAIN_NUDGED = "spillway:outbox:nudged"
 DEADLINES = "spillway:payment-deadlines"
+# When a worker last ran a beat-scheduled task (ops/tasks.py).
+WORKER_HEARTBEAT = "spillway:worker:heartbeat"
+# The only keys the smoke task `mark` may set: anyone who can publish to the broker can
+# call it, and a task that set any key could rewrite a sale's stock or a buyer's holdings.
+SMOKE_PREFIX = "spillway:smoke:"
+# SCAN patterns: every key the shop keeps (`ledger clear`), and every order record.
+EVERY_KEY = "spillway:*"
+EVERY_ORDER = "spillway:order:*"
 
 
 def sale_key(sale_id) -> str:

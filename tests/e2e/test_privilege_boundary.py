@@ -27,6 +27,7 @@ import pytest
 import redis
 import requests
 
+from flashsale.keys import WORKER_HEARTBEAT
 from spillway.deploy.run_dir import RunDir
 from tests.e2e.conftest import running_stack
 from tests.waiting import NotYet
@@ -374,7 +375,7 @@ def test_beat_keeps_no_schedule_file_and_still_ticks(boundary):
         beats = []
 
         def three_beats() -> bool:
-            beat = client.get("spillway:worker:heartbeat")
+            beat = client.get(WORKER_HEARTBEAT)
             if beat is not None:
                 beats.append(beat)
             return len(set(beats)) >= 3

@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 import requests
 
+from flashsale.keys import WORKER_HEARTBEAT
 from tests.e2e.promises import assert_fast_while_slow
 from tests.e2e.promises import assert_not_root
 from tests.e2e.promises import children_of
@@ -41,8 +42,8 @@ def test_beat_schedules_and_worker_runs_tasks(stack):
     """Celery beat's heartbeat reaches the worker, which records it in redis."""
     client = redis.Redis(unix_socket_path=str(stack.paths.redis_socket))
     with suppress(NotYet):
-        wait_until(lambda: client.get("spillway:worker:heartbeat") is not None, 30, 0.5)
-    assert client.get("spillway:worker:heartbeat") is not None
+        wait_until(lambda: client.get(WORKER_HEARTBEAT) is not None, 30, 0.5)
+    assert client.get(WORKER_HEARTBEAT) is not None
     client.close()
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from flashsale.ops.tasks import SMOKE_PREFIX
+from flashsale.keys import SMOKE_PREFIX
 from spillway.clients import redis_store
 from tests.waiting import NotYet
 from tests.waiting import wait_until

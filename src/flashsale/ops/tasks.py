@@ -4,12 +4,9 @@ import time
 
 from celery import shared_task
 
+from flashsale.keys import SMOKE_PREFIX
+from flashsale.keys import WORKER_HEARTBEAT
 from spillway.clients import redis_store
-
-HEARTBEAT_KEY = "spillway:worker:heartbeat"
-# The only keys `mark` may set: anyone who can publish to the broker can call it, and a
-# task that set any key could rewrite a sale's stock or a buyer's holdings.
-SMOKE_PREFIX = "spillway:smoke:"
 
 
 class SmokeKeyRefused(ValueError):
@@ -19,7 +16,7 @@ class SmokeKeyRefused(ValueError):
 @shared_task(name="flashsale.ops.tasks.heartbeat")
 def heartbeat() -> None:
     """Record when a worker last ran a beat-scheduled task."""
-    redis_store.set(HEARTBEAT_KEY, f"{time.time():.3f}")
+    redis_store.set(WORKER_HEARTBEAT, f"{time.time():.3f}")
 
 
 # throws: an expected refusal, logged by Celery in one line without a traceback.

@@ -128,7 +128,7 @@ def clear() -> list[str]:
     found = binding.examine()
     deleted = 0
     batch = []
-    for key in redis_store.scan_iter(match="spillway:*", count=CHUNK):
+    for key in redis_store.scan_iter(match=keys.EVERY_KEY, count=CHUNK):
         batch.append(key)
         if len(batch) >= CHUNK:
             deleted += redis_store.unlink(*batch)
@@ -241,22 +241,22 @@ def _write_missing_buyers(user_ids: set[str]) -> list[str]:
 def _orders_only_in_redis() -> dict[str, dict[str, str]]:
     """Order records in redis whose order this ledger does not hold, by order id."""
     found = {}
-    keys = []
-    for key in redis_store.scan_iter(match="spillway:order:*", count=CHUNK):
-        keys.append(key)
-        if len(keys) >= CHUNK:
-            found.update(_missing(keys))
-            keys = []
-    if keys:
-        found.update(_missing(keys))
+    batch = []
+    for key in redis_store.scan_iter(match=keys.EVERY_ORDER, count=CHUNK):
+        batch.append(key)
+        if len(batch) >= CHUNK:
+            found.update(_missing(batch))
+            batch = []
+    if batch:
+        found.update(_missing(batch))
     return found
 
 
-def _missing(keys: list[bytes]) -> dict[str, dict[str, str]]:
-    ids = [key.decode().rpartition(":")[2] for key in keys]
+def _missing(order_keys: list[bytes]) -> dict[str, dict[str, str]]:
+    ids = [key.decode().rpartition(":")[2] for key in order_keys]
     known = set(db.session.scalars(select(Order.id).where(Order.id.in_(ids))))
     pipe = redis_store.pipeline(transaction=False)
-    for key in keys:
+    for key in order_keys:
         pipe.hgetall(key)
     return {
         order_id: {k.decode(): v.decode() for k, v in raw.items()}
