@@ -1,7 +1,7 @@
 """A dependency that refuses or is missing at start ends `spillway up`, and any `spillway`
 command, in ONE line naming the setting and the cause, with a non-zero exit and no
 traceback: a database that refuses the login, a database host down, the public port taken,
-redis that will not start.
+redis or memcached that will not start, a port --redis sentinel keeps taken.
 
 Each `spillway up` here is real (its own run directory, the service user, supervisord) and
 fails before it serves; the PostgreSQL cluster is the suite's throwaway one.
@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from spillway.deploy import replication
 from spillway.deploy.run_dir import RunDir
 from tests.postgres import start_postgres
 from tests.servers import free_port
@@ -154,3 +155,23 @@ def test_redis_that_will_not_start_stops_up_in_one_line(run_dir):
     (aof / "appendonly.aof.manifest").write_text("this is not a manifest\n")
     result = spillway_up(run_dir, free_port())
     assert_one_line_failure(result, "redis did not start", "redis.log")
+
+
+@pytest.mark.timeout(FAILED_START_SECONDS + 30)
+def test_memcached_that_will_not_start_stops_up_in_one_line(run_dir):
+    """memcached exits at once at each try (a directory stands where its socket goes): the
+    same one line as for redis, naming memcached and its log."""
+    (RunDir(run_dir).memcached_socket / "in-the-way").mkdir(parents=True)
+    result = spillway_up(run_dir, free_port())
+    assert_one_line_failure(result, "memcached did not start", "memcached.log")
+
+
+@pytest.mark.timeout(FAILED_START_SECONDS + 30)
+def test_a_kept_sentinel_port_taken_stops_up_in_one_line(run_dir):
+    """--redis sentinel keeps its ports once chosen (the Sentinels' files name them): one
+    of them taken by something else is one line before anything starts."""
+    kept = replication.load_or_create(RunDir(run_dir))
+    with socket.create_server(("127.0.0.1", kept.sentinels[1])):
+        result = spillway_up(run_dir, free_port(), SPILLWAY_REDIS_TOPOLOGY="sentinel")
+    assert_one_line_failure(result, f"127.0.0.1:{kept.sentinels[1]} is taken", "keep their ports")
+    assert not RunDir(run_dir).supervisord_conf.exists()
