@@ -235,7 +235,12 @@ def nginx_inputs(run_dir: RunDir) -> str:
 def snapshot(run_dir: RunDir) -> dict[Path, tuple[str, int]]:
     """The rendered configs as they are (text and mode), to put back if configuring fails."""
     kept = {}
-    for path in (run_dir.nginx_conf, run_dir.supervisord_conf, run_dir.redis_conf):
+    for path in (
+        run_dir.nginx_conf,
+        run_dir.supervisord_conf,
+        run_dir.redis_conf,
+        run_dir.replica_conf,
+    ):
         text = read_regular(path)
         if text is not None:
             kept[path] = (text, path.stat().st_mode & 0o777)
