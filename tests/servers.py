@@ -159,6 +159,22 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds ``text``.
+
+        :raise NotYet: not there within ``timeout``; with the log's tail.
+        """
+        return wait_until(
+            self.log, timeout, 0.05, until=lambda log: text in log, what=f"{text!r} in the log"
+        )
+
+    def exit_code(self, timeout: float = 60.0) -> int:
+        """Its exit status, once it exits by itself within ``timeout`` seconds."""
+        return self.process.wait(timeout=timeout)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
 

@@ -3,11 +3,12 @@ wait callback refuses to start, in one line naming the module and the cure; once
 patched it, the same app serves."""
 
 from tests.integration.guards import processes
+from tests.servers import Server
 
 CURE = "call psycogreen.gevent.patch_psycopg() before the app connects"
 
 
-def refused_log(served: processes.Served) -> str:
+def refused_log(served: Server) -> str:
     """The log of a server that must exit non-zero by itself, without a traceback."""
     try:
         assert served.exit_code() != 0
