@@ -9,6 +9,7 @@ from flask import Flask
 from gevent.pywsgi import WSGIServer
 
 from spillway.guards import protect_gevent_worker
+from spillway.health.start import verify_at_start
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,10 @@ def make_listener(host: str, port: int) -> socket.socket:
 
 def serve(app: Flask, host: str, port: int, access_log: bool = True) -> None:
     """Serve ``app`` until interrupted; with debug on, behind Werkzeug's debugger. The gevent
-    guards once it can listen (a taken port is then its one line): a blocking driver stops
-    it in one line; the hub is watched."""
+    guards once it can listen (a taken port is then its one line): the app's start checks
+    and a blocking driver stop it in one line; the hub is watched."""
     listener = make_listener(host, port)
+    verify_at_start(app, "spillway serve")
     protect_gevent_worker(app, "serve")
     wsgi_app = app
     if app.debug:

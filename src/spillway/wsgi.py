@@ -13,8 +13,8 @@ from spillway.health.start import verify_at_start
 from spillway.loader import load_app
 
 app = load_app()
-verify_at_start(app, "gunicorn worker")
 try:
+    verify_at_start(app, "gunicorn worker")
     protect_gevent_worker(app, "gunicorn")
 except SystemExit:  # its one line is logged: the master stops rather than boot it again
     from gunicorn.arbiter import Arbiter

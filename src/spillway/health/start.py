@@ -41,6 +41,9 @@ def verify_at_start(app: Flask, who: str) -> None:
         run_start_checks(app)
     except StartRefused as exc:
         log.error("%s refuses to start: %s", who, exc)
-        raise SystemExit(f"{who}: {exc}") from None
+        # The logged line is the one line (in the log's format, text or JSON); the exit
+        # repeats it only where the log would not show it.
+        said = log.isEnabledFor(logging.ERROR)
+        raise SystemExit(1 if said else f"{who} refuses to start: {exc}") from None
     except NotCheckableYet as exc:
         log.warning("%s: the start checks could not run yet: %s", who, exc)

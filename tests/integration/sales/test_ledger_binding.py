@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from flask_migrate import upgrade
+from gunicorn.arbiter import Arbiter
 from sqlalchemy import select
 
 from flashsale import keys
@@ -28,6 +29,8 @@ from spillway.clients import redis_store
 from tests.factories import buy
 from tests.factories import make_sale
 from tests.factories import signup
+from tests.servers import Server
+from tests.servers import free_port
 
 
 class Backups:
@@ -272,23 +275,50 @@ def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_
     assert stock.sale_state(sale["id"])["remaining"] == 3
 
 
-def test_a_celery_process_refuses_a_foreign_redis_by_itself(client, app, service_env):
-    """Not only `spillway up`: a Celery worker or beat started by hand beside a redis of
-    another ledger exits, naming the ledger (their common entry point)."""
+def process_argv(process: str) -> list[str]:
+    port = str(free_port())
+    return {
+        "spillway serve": [sys.executable, "-m", "spillway", "serve", "--port", port],
+        "gunicorn": [
+            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b",
+            f"127.0.0.1:{port}", "--no-control-socket", "spillway.wsgi:app",
+        ],
+        "celery": [sys.executable, "-c", "import spillway.celery_entry"],
+    }[process]  # fmt: skip
+
+
+# gunicorn's master halts on a worker exiting with its boot error, and boots again on any
+# other code: a refusing check that exited 1 was a worker booted again and again, forever.
+EXIT_CODES = {"spillway serve": 1, "gunicorn": Arbiter.WORKER_BOOT_ERROR, "celery": 1}
+
+
+@pytest.mark.parametrize("process", ["spillway serve", "gunicorn", "celery"])
+def test_each_process_refuses_a_foreign_redis_by_itself(
+    client, app, service_env, tmp_path, process
+):
+    """Not only `spillway up`: a web server, a gunicorn worker or a Celery worker or beat
+    started by hand beside a redis of another ledger exits by itself, in one line naming
+    the ledger, no traceback, and never serves: gunicorn's master stops after one boot
+    instead of booting the worker again and again."""
     binding.verify()
     redis_store.hset(binding.MARKER, "id", "not-this-ledger")
-    refused = subprocess.run(
-        [sys.executable, "-c", "import spillway.celery_entry"],
-        env={**os.environ, **service_env, "SPILLWAY_ENV": "test"},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd="/",
-    )
-    output = refused.stdout + refused.stderr
-    assert refused.returncode != 0, output
-    assert "refuses to start" in output and "not-this-ledger" in output, output
+    env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
+    argv = process_argv(process)
+    refused = Server(process.replace(" ", "-"), argv, 0, tmp_path, env=env, cwd="/")
+    refused.start()
+    try:
+        code = refused.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        refused.stop()
+    output = refused.log()
+    assert code == EXIT_CODES[process], f"exit {code} (None: still running after 60 s)\n{output}"
+    lines = [line for line in output.splitlines() if "not-this-ledger" in line]
+    assert len(lines) == 1 and f"{process} " in lines[0] and "refuses to start" in lines[0], output
     assert "Traceback" not in output, output
+    if process == "gunicorn":
+        assert output.count("Booting worker") == 1 and "Worker failed to boot" in output, output
 
 
 def test_a_check_beside_a_busy_shop_never_refuses(app, service_env):
