@@ -144,7 +144,7 @@ def examine() -> Examination:
         stream_id(info.get("last-generated-id")),
         stream_id(deleted) if "max-deleted-entry-id" in info else None,
     )
-    legacy = _legacy_sales() if bound is None and not registered else {}
+    legacy = _unregistered(_legacy_sales()) if bound is None and not registered else {}
     if legacy:
         found.legacy = _own_legacy(legacy, info)
         if found.legacy is None:
@@ -252,6 +252,17 @@ def _legacy_sales() -> dict[int, dict[str, int]]:
                 k.decode(): int(v) for k, v in redis_store.hgetall(key).items()
             }
     return found
+
+
+def _unregistered(found: dict[int, dict[str, int]]) -> dict[int, dict[str, int]]:
+    """``found`` less the sales registered by now: a sale created while the check runs
+    writes its hash and its registry entry in one MULTI (stock.prewarm), so a hash the scan
+    found that is registered once it is over is a creation in flight, not state from
+    before binding (a first check beside the first sale once refused it)."""
+    if not found:
+        return found
+    registered = {int(sale_id) for sale_id in redis_store.hkeys(keys.REGISTRY)}
+    return {sale_id: state for sale_id, state in found.items() if sale_id not in registered}
 
 
 def _own_legacy(legacy: dict[int, dict[str, int]], info: dict):

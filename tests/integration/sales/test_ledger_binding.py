@@ -240,6 +240,24 @@ def test_another_ledgers_state_from_before_binding_is_refused(client, app, other
     assert "before ledger binding" in str(refused.value)
 
 
+def test_a_first_check_beside_the_first_sale_being_created_binds(client, app, monkeypatch):
+    """A fresh redis (no marker, no registry) and a sale created while a process's first
+    check runs, just before it looks for state from before binding (a per-test server on
+    PostgreSQL met this): a creation in flight, not another ledger's state; the check binds."""
+    scan = binding._legacy_sales
+    created = []
+
+    def a_sale_created_meanwhile():
+        created.append(make_sale(client))
+        return scan()
+
+    monkeypatch.setattr(binding, "_legacy_sales", a_sale_created_meanwhile)
+    binding.verify()
+    monkeypatch.undo()
+    assert created and redis_store.hget(binding.MARKER, "id") is not None
+    assert int(created[0]["id"]) in binding.verify().redis_sales
+
+
 def run_cli(service_env, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
     return subprocess.run(
