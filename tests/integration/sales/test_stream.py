@@ -13,11 +13,14 @@ from datetime import timezone
 import pytest
 
 from flashsale.orders import state as order_states
+from flashsale.sales import binding
 from spillway.clients import redis_store
 from tests.factories import make_sale
 from tests.factories import signup
 from tests.servers import Server
 from tests.servers import free_port
+from tests.servers import http_ok
+from tests.servers import port_open
 from tests.servers import serve_argv
 from tests.waiting import wait_until
 
@@ -75,7 +78,13 @@ def stream_settings() -> dict:
 
 @pytest.fixture(params=["serve", "gunicorn"])
 def stream_server(request, app, service_env, tmp_path, stream_settings):
-    """The app on a real gevent server (this test's redis and database); its port and pid."""
+    """The app on a real gevent server (this test's redis and database); its port.
+
+    Redis is this test's, emptied and bound to its database, and the test begins once the
+    server answers /healthz, its start checks passed (both listen before they check, so
+    that a taken port is one line): a sale created while a check ran once made it refuse.
+    A server that exits during the test fails it with its log."""
+    binding.verify()
     port = free_port()
     env = {
         **os.environ,
@@ -84,10 +93,16 @@ def stream_server(request, app, service_env, tmp_path, stream_settings):
         "SPILLWAY_STREAM_HEARTBEAT_S": str(HEARTBEAT_S),
         **stream_settings,
     }
-    server = Server(request.param, server_argv(request.param, port), port, tmp_path, env=env)
+    argv = server_argv(request.param, port)
+    ready = http_ok(f"http://127.0.0.1:{port}/healthz")
+    server = Server(request.param, argv, port, tmp_path, env=env, ready=ready)
     try:
         server.start(60)
         yield port
+        if not port_open(port)():  # it closed its port, so it is on its way out: say why
+            wait_until(lambda: not server.running(), 10, what=f"{request.param} exiting")
+            code = server.process.returncode
+            pytest.fail(f"{request.param} exited with {code} in the test:\n{server.log_tail()}")
     finally:
         server.stop(30)
 
