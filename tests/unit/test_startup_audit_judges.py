@@ -34,12 +34,15 @@ def imported(monkeypatch):
     "module, cure",
     [("pylibmc", "use pymemcache"), ("MySQLdb", "use PyMySQL (mysql+pymysql://)")],
 )
-def test_a_blocking_c_client_is_refused_with_its_cure(imported, module, cure):
+def test_a_blocking_c_client_is_refused_with_its_cure(imported, caplog, module, cure):
     imported(module)
     refusals, _warnings = startup_audit.findings()
     assert any(module in line and cure in line for line in refusals), refusals
-    with pytest.raises(SystemExit, match=f"worker refuses to start: {module}"):
+    with pytest.raises(SystemExit) as refused:
         startup_audit.refuse_blocking_drivers("worker")
+    assert refused.value.code == 1  # the logged line is the one line
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage().startswith(f"worker refuses to start: {module}")
 
 
 def test_psycopg_3_is_judged_by_its_version(imported):

@@ -92,4 +92,7 @@ def refuse_blocking_drivers(who: str) -> None:
         log.warning("%s: %s", who, warning)
     if refusals:
         log.error("%s refuses to start: %s", who, refusals[0])
-        raise SystemExit(f"{who} refuses to start: {refusals[0]}")
+        # One line, as for the start checks (health/start.py): the exit repeats the
+        # logged line only where the log would not show it.
+        said = log.isEnabledFor(logging.ERROR)
+        raise SystemExit(1 if said else f"{who} refuses to start: {refusals[0]}")
