@@ -305,6 +305,30 @@ def process_argv(process: str) -> list[str]:
     }[process]  # fmt: skip
 
 
+def test_ledger_adopt_surveys_without_yes_and_with_it_keeps_what_only_redis_knew(
+    client, app, service_env
+):
+    """Redis is the newer truth (the database came back from an older backup): the dry run
+    counts what only redis holds and changes nothing; --yes persists the order only redis
+    knew, binds redis to this ledger, and the books balance."""
+    binding.verify()
+    sale = make_sale(client, stock=4)
+    promised = sell(client, sale, [signup(client), signup(client)], "k")
+    redis_store.hset(binding.MARKER, "id", "an-older-ledger")
+    dry = run_cli(service_env, "adopt")
+    assert dry.returncode == 1 and "--yes" in dry.stderr, dry.stdout + dry.stderr
+    assert "only in redis: 0 sale(s), 2 order(s) holding 2 unit(s)" in dry.stdout, dry.stdout
+    assert redis_store.hget(binding.MARKER, "id") == b"an-older-ledger"
+    assert ledger_orders() == {}
+    done = run_cli(service_env, "adopt", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "redis bound to ledger" in done.stdout and "Traceback" not in done.stderr
+    assert ledger_orders() == promised
+    assert run_cli(service_env, "check").returncode == 0
+    assert stock.sale_state(sale["id"])["remaining"] == 2
+    assert_books_balance()
+
+
 # gunicorn's master halts on a worker exiting with its boot error, and boots again on any
 # other code: a refusing check that exited 1 was a worker booted again and again, forever.
 EXIT_CODES = {"spillway serve": 1, "gunicorn": Arbiter.WORKER_BOOT_ERROR, "celery": 1}

@@ -169,6 +169,29 @@ def test_stream_speaks_when_a_sale_starts_sells_out_and_ends(app, client, stream
         reader.close()
 
 
+def test_the_stream_reads_instants_with_any_offset_as_the_same_instant(app, client, stream_server):
+    """+02:00 started an hour ago is active; -05:00 starting in an hour is scheduled (SQLite
+    once stored the local time as UTC, and the stream said scheduled for two hours)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    east, west = timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))
+    cases = [
+        (now - timedelta(hours=1), east, "active"),
+        (now + timedelta(hours=1), west, "scheduled"),
+    ]
+    for starts, zone, status in cases:
+        sale = make_sale(
+            client,
+            stock=2,
+            starts_at=starts.astimezone(zone).isoformat(),
+            ends_at=(starts + timedelta(hours=3)).astimezone(zone).isoformat(),
+        )
+        reader = EventReader(stream_server, f"/api/v1/sales/{sale['id']}/stream")
+        try:
+            assert reader.next_event() == {"remaining": 2, "status": status}, zone
+        finally:
+            reader.close()
+
+
 def test_unknown_sale_is_a_json_404(stream_server):
     """An unknown or malformed sale id answers the JSON error shape, not a stream."""
     for sale_id in ("999999", "nope"):
