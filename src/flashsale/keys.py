@@ -9,6 +9,7 @@ tag keeps each shard's keys on one Redis Cluster slot. Each buyer has a home sha
 of the buyer id): the buyer's limit and idempotency keys live there.
 """
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -31,9 +32,14 @@ WORKER_HEARTBEAT = "spillway:worker:heartbeat"
 # The only keys the smoke task `mark` may set: anyone who can publish to the broker can
 # call it, and a task that set any key could rewrite a sale's stock or a buyer's holdings.
 SMOKE_PREFIX = "spillway:smoke:"
-# SCAN patterns: every key the shop keeps (`ledger clear`), and every order record.
+# Which ledger redis's state belongs to (sales/binding.py).
+LEDGER_MARKER = "spillway:ledger"
+# SCAN patterns: every key the shop keeps (`ledger clear`), every order record, and every
+# sale hash (an unsharded sale's hash is LEGACY_SALE_KEY's whole name; registered since).
 EVERY_KEY = "spillway:*"
 EVERY_ORDER = "spillway:order:*"
+EVERY_SALE = "spillway:sale:*"
+LEGACY_SALE_KEY = re.compile(r"^spillway:sale:([0-9]+)$")
 
 
 def sale_key(sale_id) -> str:

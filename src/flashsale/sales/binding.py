@@ -26,7 +26,6 @@ id never lands on another's keys. The ways out, adopt and clear, are in sales/re
 """
 
 import logging
-import re
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -49,8 +48,6 @@ from spillway.extension import StartRefused
 
 log = logging.getLogger(__name__)
 
-MARKER = "spillway:ledger"
-LEGACY_SALE_KEY = re.compile(r"^spillway:sale:([0-9]+)$")
 WAY_OUT = (
     "see `spillway ledger status`, then `spillway ledger adopt` (redis is the newer "
     "truth) or `spillway ledger clear` (the database is)"
@@ -117,7 +114,7 @@ def examine() -> Examination:
     """
     if not inspect(db.engine).has_table(LedgerIdentity.__tablename__):
         raise NotCheckable("the database has no ledger identity yet: run `spillway db upgrade`")
-    bound = redis_store.hget(MARKER, "id")
+    bound = redis_store.hget(keys.LEDGER_MARKER, "id")
     registered = stock.registered_sales()
     drafts = {
         sale_id
@@ -214,7 +211,7 @@ def verify() -> Examination:
 
 def bind(ledger_id: str) -> None:
     """Record in redis that its state belongs to ``ledger_id``."""
-    redis_store.hset(MARKER, mapping={"id": ledger_id, "bound_ms": now_ms()})
+    redis_store.hset(keys.LEDGER_MARKER, mapping={"id": ledger_id, "bound_ms": now_ms()})
     log.info("redis bound to ledger %s", ledger_id)
 
 
@@ -245,8 +242,8 @@ def _outbox_info() -> dict:
 def _legacy_sales() -> dict[int, dict[str, int]]:
     """The sale hashes of a redis written before sales were registered, by sale id."""
     found = {}
-    for key in redis_store.scan_iter(match="spillway:sale:*", count=500):
-        match = LEGACY_SALE_KEY.match(key.decode())
+    for key in redis_store.scan_iter(match=keys.EVERY_SALE, count=500):
+        match = keys.LEGACY_SALE_KEY.match(key.decode())
         if match:
             found[int(match.group(1))] = {
                 k.decode(): int(v) for k, v in redis_store.hgetall(key).items()

@@ -115,9 +115,9 @@ def assert_books_balance():
 def test_an_empty_redis_is_bound_to_the_first_ledger_that_checks(app):
     """Nothing in redis: the check binds it to this database's identity."""
     identity = db.session.scalars(select(LedgerIdentity)).one()
-    assert redis_store.hget(binding.MARKER, "id") is None
+    assert redis_store.hget(keys.LEDGER_MARKER, "id") is None
     binding.verify()
-    assert redis_store.hget(binding.MARKER, "id").decode() == identity.id
+    assert redis_store.hget(keys.LEDGER_MARKER, "id").decode() == identity.id
 
 
 def test_ids_are_random_and_never_counted_from_one(client, app):
@@ -219,12 +219,12 @@ def test_this_ledgers_state_from_before_binding_is_recognised(client, app):
     sale = make_sale(client, stock=5)
     sell(client, sale, [signup(client)], "k")
     assert tasks.drain_outbox() == 1
-    redis_store.delete(binding.MARKER, keys.REGISTRY)
+    redis_store.delete(keys.LEDGER_MARKER, keys.REGISTRY)
     db.session.execute(binding.update(LedgerIdentity).values(outbox_mark_ms=0, outbox_mark_seq=0))
     db.session.commit()
     binding.verify()
     assert int(sale["id"]) in stock.registered_sales()
-    assert redis_store.hget(binding.MARKER, "id") is not None
+    assert redis_store.hget(keys.LEDGER_MARKER, "id") is not None
 
 
 def test_another_ledgers_state_from_before_binding_is_refused(client, app, other_ledger):
@@ -232,7 +232,7 @@ def test_another_ledgers_state_from_before_binding_is_refused(client, app, other
     database. Its sales are not this ledger's: refused, never inherited."""
     sale = make_sale(client, stock=137)
     sell(client, sale, [signup(client)], "k")
-    redis_store.delete(binding.MARKER, keys.REGISTRY)
+    redis_store.delete(keys.LEDGER_MARKER, keys.REGISTRY)
     other, _ = other_ledger()
     with other.app_context():
         with pytest.raises(binding.LedgerMismatch) as refused:
@@ -254,7 +254,7 @@ def test_a_first_check_beside_the_first_sale_being_created_binds(client, app, mo
     monkeypatch.setattr(binding, "_legacy_sales", a_sale_created_meanwhile)
     binding.verify()
     monkeypatch.undo()
-    assert created and redis_store.hget(binding.MARKER, "id") is not None
+    assert created and redis_store.hget(keys.LEDGER_MARKER, "id") is not None
     assert int(created[0]["id"]) in binding.verify().redis_sales
 
 
@@ -277,7 +277,7 @@ def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_
     sale = make_sale(client, stock=4)
     sell(client, sale, [signup(client)], "k")
     assert tasks.drain_outbox() == 1
-    redis_store.hset(binding.MARKER, "id", "not-this-ledger")
+    redis_store.hset(keys.LEDGER_MARKER, "id", "not-this-ledger")
     check = run_cli(service_env, "check")
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert len(check.stderr.strip().splitlines()) == 1, check.stderr
@@ -286,7 +286,7 @@ def test_the_ledger_commands_speak_in_lines_not_tracebacks(client, app, service_
     assert status.returncode == 0 and "problem:" in status.stdout, status.stderr
     dry = run_cli(service_env, "clear")
     assert dry.returncode == 1 and "--yes" in dry.stderr
-    assert redis_store.hget(binding.MARKER, "id") == b"not-this-ledger"
+    assert redis_store.hget(keys.LEDGER_MARKER, "id") == b"not-this-ledger"
     done = run_cli(service_env, "clear", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_cli(service_env, "check").returncode == 0
@@ -314,11 +314,11 @@ def test_ledger_adopt_surveys_without_yes_and_with_it_keeps_what_only_redis_knew
     binding.verify()
     sale = make_sale(client, stock=4)
     promised = sell(client, sale, [signup(client), signup(client)], "k")
-    redis_store.hset(binding.MARKER, "id", "an-older-ledger")
+    redis_store.hset(keys.LEDGER_MARKER, "id", "an-older-ledger")
     dry = run_cli(service_env, "adopt")
     assert dry.returncode == 1 and "--yes" in dry.stderr, dry.stdout + dry.stderr
     assert "only in redis: 0 sale(s), 2 order(s) holding 2 unit(s)" in dry.stdout, dry.stdout
-    assert redis_store.hget(binding.MARKER, "id") == b"an-older-ledger"
+    assert redis_store.hget(keys.LEDGER_MARKER, "id") == b"an-older-ledger"
     assert ledger_orders() == {}
     done = run_cli(service_env, "adopt", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -343,7 +343,7 @@ def test_each_process_refuses_a_foreign_redis_by_itself(
     the ledger, no traceback, and never serves: gunicorn's master stops after one boot
     instead of booting the worker again and again."""
     binding.verify()
-    redis_store.hset(binding.MARKER, "id", "not-this-ledger")
+    redis_store.hset(keys.LEDGER_MARKER, "id", "not-this-ledger")
     env = {**os.environ, **service_env, "SPILLWAY_ENV": "test"}
     argv = process_argv(process)
     refused = Server(process.replace(" ", "-"), argv, 0, tmp_path, env=env, cwd="/")
