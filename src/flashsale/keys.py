@@ -27,6 +27,8 @@ DEAD_LETTERS = "spillway:outbox:dead"
 # Set once a second at most, when a reservation found the outbox idle: wake a drainer.
 DRAIN_NUDGED = "spillway:outbox:nudged"
 DEADLINES = "spillway:payment-deadlines"
+# Held by the one payment-expiry tick that runs at a time (orders/tasks.py).
+EXPIRY_LOCK = "spillway:expire-payments:running"
 # When a worker last ran a beat-scheduled task (ops/tasks.py).
 WORKER_HEARTBEAT = "spillway:worker:heartbeat"
 # The only keys the smoke task `mark` may set: anyone who can publish to the broker can

@@ -11,6 +11,7 @@ from redis.exceptions import LockError
 
 from flashsale.extensions import db
 from flashsale.keys import DEADLINES
+from flashsale.keys import EXPIRY_LOCK
 from flashsale.orders import ledger
 from flashsale.orders import payment
 from flashsale.orders.outbox import outbox
@@ -28,7 +29,6 @@ BATCH = 1000
 DRAIN_BUDGET_SECONDS = 20.0
 # One expiry tick stops taking new orders after this long (gateway calls can be slow).
 EXPIRY_BUDGET_SECONDS = 20.0
-EXPIRY_LOCK = "spillway:expire-payments:running"
 
 
 @shared_task(name="flashsale.orders.tasks.drain_outbox")

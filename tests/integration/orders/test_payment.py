@@ -156,7 +156,7 @@ def test_payments_in_their_grace_do_not_hide_unpaid_orders(app, client):
     unpaid = orders[-1][0]
     assert redis_store.zrange(keys.DEADLINES, -1, -1) == [unpaid.encode()]
     time.sleep(max(0.0, (now + 1800) / 1000 - time.time()))  # all deadlines passed, no grace
-    with redis_store.lock(tasks.EXPIRY_LOCK, timeout=30):
+    with redis_store.lock(keys.EXPIRY_LOCK, timeout=30):
         assert tasks.expire_payments() == 0 and live_status(unpaid) == "confirmed"
     assert tasks.expire_payments() == 1
     assert live_status(unpaid) == "cancelled"
