@@ -3,6 +3,7 @@
 import logging
 from datetime import datetime
 from datetime import timezone
+from pathlib import Path
 
 import sqlalchemy.exc
 from sqlalchemy import tuple_
@@ -22,10 +23,14 @@ from flashsale.orders.state import CONFIRMED
 from flashsale.orders.state import PENDING
 from flashsale.orders.state import settle_many
 from spillway import counters
+from spillway import redis_scripts
 from spillway.clients import redis_store
 from spillway.clock import now_ms
 
 log = logging.getLogger(__name__)
+RECORDS = Path(__file__).parent / "lua" / "records.lua"
+# What _row reads of an order's live record.
+RECORD_FIELDS = ("sale_id", "user_id", "quantity", "status", "created_ms", "key")
 INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # Outbox entries whose order can never be persisted (its sale is not in this ledger, its
 # record is gone or malformed) are kept in DEAD_LETTERS with the reason, for the operator,
@@ -42,13 +47,10 @@ def persist(entries: list) -> int:
     an order is set aside as a dead letter, and the rest of its batch goes on.
     """
     order_ids = [fields.get(b"order", b"").decode() for _, fields in entries]
-    pipe = redis_store.pipeline(transaction=False)
-    for order_id in order_ids:
-        pipe.hgetall(order_key(order_id))
     rows, dead = [], []
-    for (entry_id, _), order_id, raw in zip(entries, order_ids, pipe.execute()):
+    for (entry_id, _), order_id, state in zip(entries, order_ids, _records(order_ids)):
         try:
-            rows.append(_row(order_id, {k.decode(): v.decode() for k, v in raw.items()}))
+            rows.append(_row(order_id, state))
         except (KeyError, ValueError) as exc:
             dead.append(
                 (
@@ -87,6 +89,20 @@ def _log_persisted(entries: list, order_ids: list[str], rows: list[dict]) -> Non
     }
     if requests:
         log.info("drain: persisted %d orders", len(requests), extra={"orders": requests})
+
+
+def _records(order_ids: list[str]) -> list[dict[str, str]]:
+    """The live records of a batch's orders (the fields ``_row`` reads), in one round trip;
+    a missing record is an empty dict."""
+    values = redis_scripts.script(RECORDS)(
+        keys=[order_key(order_id) for order_id in order_ids],
+        args=RECORD_FIELDS,
+        client=redis_store.client,
+    )
+    return [
+        {field: value.decode() for field, value in zip(RECORD_FIELDS, found) if value is not None}
+        for found in values
+    ]
 
 
 def _row(order_id: str, state: dict) -> dict:
