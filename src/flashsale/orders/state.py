@@ -74,30 +74,35 @@ def settle(
     :return: ("changed" | "unchanged" | "refused" | "not_found", the status before).
     """
     home = order_shard(order_id, sale_id, user_id)
-    reply = redis_scripts.script(SETTLE)(
+    (reply,) = redis_scripts.script(SETTLE)(
         keys=[order_key(order_id), home.sale, home.units, DEADLINES],
         args=[target, now_ms, ",".join(allowed), when, _retention_s()],
         client=redis_store.client,
     )
-    return reply[0].decode(), reply[1].decode() if len(reply) > 1 else None
+    return _outcome(reply)
 
 
 def settle_many(
     changes: list[tuple], target: str, now_ms: int, allowed: tuple[str, ...]
 ) -> list[tuple[str, str | None]]:
-    """``settle`` for many (order id, sale id[, buyer id]) in one round trip (a pipeline)."""
-    homes = [order_shard(*change) for change in changes]
-    pipe = redis_store.pipeline(transaction=False)
-    for (order_id, *_), home in zip(changes, homes):
-        redis_scripts.script(SETTLE)(
-            keys=[order_key(order_id), home.sale, home.units, DEADLINES],
-            args=[target, now_ms, ",".join(allowed), "", _retention_s()],
-            client=pipe,
-        )
-    return [
-        (reply[0].decode(), reply[1].decode() if len(reply) > 1 else None)
-        for reply in pipe.execute()
-    ]
+    """``settle`` for many (order id, sale id[, buyer id]) in one script call (settle.lua
+    takes four keys an order: one reply to parse, not one per order as a pipeline's)."""
+    if not changes:
+        return []
+    keys = []
+    for change in changes:
+        home = order_shard(*change)
+        keys += (order_key(change[0]), home.sale, home.units, DEADLINES)
+    replies = redis_scripts.script(SETTLE)(
+        keys=keys,
+        args=[target, now_ms, ",".join(allowed), "", _retention_s()],
+        client=redis_store.client,
+    )
+    return [_outcome(reply) for reply in replies]
+
+
+def _outcome(reply: list) -> tuple[str, str | None]:
+    return reply[0].decode(), reply[1].decode() if len(reply) > 1 else None
 
 
 def _retention_s() -> int:
