@@ -16,13 +16,15 @@ stuck ones, acknowledging a batch, and the backlog. What "persist" means is the 
 
 import os
 import socket
-from collections.abc import Callable
 from collections.abc import Iterator
+from pathlib import Path
 
 from redis.exceptions import ResponseError
 
+from spillway import redis_scripts
 from spillway.clients import redis_store
 
+ACKNOWLEDGE = Path(__file__).parent / "lua" / "acknowledge.lua"
 Entry = tuple[bytes, dict[bytes, bytes]]
 # Every outbox made in this process, by stream: what `spillway status` reports the backlog of.
 OUTBOXES: dict[str, "Outbox"] = {}
@@ -79,16 +81,18 @@ class Outbox:
             if cursor in (b"0-0", "0-0"):
                 return
 
-    def acknowledge(self, entry_ids: list, also: Callable | None = None) -> None:
-        """Acknowledge and delete a persisted batch in one MULTI (redis killed between a
-        separate XACK and XDEL left acknowledged entries in the stream for good);
-        ``also(pipe)`` adds the app's own clean-up to the same transaction."""
-        pipe = redis_store.pipeline(transaction=True)
-        pipe.xack(self.stream, self.group, *entry_ids)
-        pipe.xdel(self.stream, *entry_ids)
-        if also is not None:
-            also(pipe)
-        pipe.execute()
+    def acknowledge(self, entry_ids: list, forget: list[tuple[str, str]] = ()) -> None:
+        """Acknowledge and delete a persisted batch, and remove each (set, member) of
+        ``forget`` (the app's own clean-up), in one atomic script call (redis killed
+        between a separate XACK and XDEL left acknowledged entries in the stream for
+        good)."""
+        if not entry_ids:
+            return
+        redis_scripts.script(ACKNOWLEDGE)(
+            keys=[self.stream, *(key for key, _ in forget)],
+            args=[self.group, len(entry_ids), *entry_ids, *(member for _, member in forget)],
+            client=redis_store.client,
+        )
 
     def backlog(self) -> int:
         """Entries not yet persisted: those no worker has taken, and those taken and not

@@ -65,13 +65,11 @@ def persist(entries: list) -> int:
     dead += [(by_order[row["id"]], row["id"], reason) for row, reason in refused]
     confirm(rows)
     _set_aside(dead)
-
-    def forget_in_buyers_sets(pipe) -> None:
-        # In the ledger now: a buyer's set in redis only names orders not yet in it.
-        for row in rows:
-            pipe.srem(buyer_orders_key(row["user_id"]), row["id"])
-
-    outbox.acknowledge([entry_id for entry_id, _ in entries], also=forget_in_buyers_sets)
+    # In the ledger now: a buyer's set in redis only names orders not yet in it.
+    outbox.acknowledge(
+        [entry_id for entry_id, _ in entries],
+        forget=[(buyer_orders_key(row["user_id"]), row["id"]) for row in rows],
+    )
     counters.incr("orders.persisted", len(rows))  # the operator page's drain rate
     _log_persisted(entries, order_ids, rows)
     return len(rows)
