@@ -8,13 +8,12 @@ from pathlib import Path
 import sqlalchemy.exc
 from sqlalchemy import tuple_
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from flashsale.extensions import db
 from flashsale.keys import DEAD_LETTERS
 from flashsale.keys import buyer_orders_key
 from flashsale.keys import order_key
+from flashsale.orders import batch_insert
 from flashsale.orders.models import LedgerIdentity
 from flashsale.orders.models import Order
 from flashsale.orders.outbox import outbox
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 RECORDS = Path(__file__).parent / "lua" / "records.lua"
 # What _row reads of an order's live record.
 RECORD_FIELDS = ("sale_id", "user_id", "quantity", "status", "created_ms", "key")
-INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # Outbox entries whose order can never be persisted (its sale is not in this ledger, its
 # record is gone or malformed) are kept in DEAD_LETTERS with the reason, for the operator,
 # so that one such entry never holds back the batch it came in (spillway ledger status).
@@ -125,22 +123,18 @@ def _insert(rows: list[dict], newest_entry: bytes) -> tuple[list[dict], list[tup
     the database refuses the batch for a row's sake, insert row by row (a transaction each:
     a rare path, and SAVEPOINTs are unreliable on pysqlite) and return the rows it refuses
     with why. A database that is down raises (the batch is retried whole)."""
-    insert = INSERTS[db.engine.dialect.name]
-    # On the table, not the mapped class: Core's executemany, without the ORM's bulk-insert
-    # bookkeeping per row (most of the insert's Python in the drain's profile).
-    statement = insert(Order.__table__).on_conflict_do_nothing(index_elements=["id"])
     try:
-        if rows:
-            db.session.execute(statement, rows)
+        batch_insert.insert_new(db.session.connection(), rows)
         _move_mark(newest_entry)
         db.session.commit()
         return rows, []
     except ROW_ERRORS:
         db.session.rollback()
     kept, refused = [], []
+    one_row = batch_insert.statement(db.engine.dialect.name)
     for row in rows:
         try:
-            db.session.execute(statement, [row])
+            db.session.execute(one_row, [row])
             db.session.commit()
             kept.append(row)
         except ROW_ERRORS as exc:
