@@ -20,14 +20,13 @@ from tests.servers import free_port
 from tests.waiting import wait_until
 
 SUPERUSER = "spillway"
+SIZES = ("max_connections=300", "shared_buffers=64MB")
 # Durability off: the cluster lives as long as the test run.
-FAST_AND_FORGETFUL = (
-    "fsync=off",
-    "synchronous_commit=off",
-    "full_page_writes=off",
-    "max_connections=300",
-    "shared_buffers=64MB",
-)
+FAST_AND_FORGETFUL = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", *SIZES)
+# What the bench measures a ledger on: as durable as the stack's SQLite ledger (WAL with
+# synchronous=NORMAL: a commit does not wait for the disk, a crash loses at most the last
+# few, and never corrupts). fsync and full-page writes stay on.
+LIKE_THE_SQLITE_LEDGER = ("synchronous_commit=off", *SIZES)
 
 
 def postgres_bindir() -> Path:
@@ -41,8 +40,9 @@ def postgres_bindir() -> Path:
 class PostgresCluster:
     """One cluster; ``create_database`` hands out an empty database and its URL."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, settings: tuple[str, ...] = FAST_AND_FORGETFUL):
         self.log_dir = log_dir
+        self.settings = settings
         self.root = Path(tempfile.mkdtemp(prefix="spillway-pg-"))
         self.port = free_port()
         self.server: Server | None = None
@@ -90,7 +90,7 @@ class PostgresCluster:
             "-h",
             listen,
         ]
-        for setting in FAST_AND_FORGETFUL:
+        for setting in self.settings:
             argv += ["-c", setting]
         return argv
 
@@ -160,8 +160,10 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(log_dir: Path) -> PostgresCluster:
-    cluster = PostgresCluster(log_dir)
+def start_postgres(
+    log_dir: Path, settings: tuple[str, ...] = FAST_AND_FORGETFUL
+) -> PostgresCluster:
+    cluster = PostgresCluster(log_dir, settings)
     try:
         return cluster.start()
     except BaseException:

@@ -12,12 +12,11 @@ stopped) are counted, not failed. A violation is recorded, never raised.
 """
 
 import random
-import sqlite3
 import time
-from contextlib import closing
 from contextlib import suppress
 
 import redis
+import sqlalchemy
 
 from flashsale.keys import idempotency_key
 from flashsale.keys import sale_key
@@ -33,16 +32,29 @@ QUIET_S = 1.0
 
 
 def database_url(lab) -> str:
-    """The stack's SQLite ledger, read-only (it belongs to the stack's processes)."""
-    return f"sqlite:///file:{lab.stack.paths.database}?mode=ro&uri=true"
+    """The stack's ledger: the DATABASE_URL it was started with (a PostgreSQL of the
+    bench's own), or its SQLite file, read-only (it belongs to the stack's processes)."""
+    return lab.stack_env.get("DATABASE_URL") or (
+        f"sqlite:///file:{lab.stack.paths.database}?mode=ro&uri=true"
+    )
+
+
+_ledgers: dict[str, sqlalchemy.Engine] = {}
 
 
 def count_orders(lab, sale_id: str) -> int:
-    path = lab.stack.paths.database
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as ledger:
+    url = database_url(lab)
+    if url not in _ledgers:  # polled every 50 ms by the drain: one pool a ledger
+        _ledgers[url] = sqlalchemy.create_engine(url, connect_args=_connect_args(url))
+    with _ledgers[url].connect() as ledger:
         return ledger.execute(
-            "SELECT COUNT(*) FROM orders WHERE sale_id = ?", (int(sale_id),)
-        ).fetchone()[0]
+            sqlalchemy.text("SELECT COUNT(*) FROM orders WHERE sale_id = :sale"),
+            {"sale": int(sale_id)},
+        ).scalar_one()
+
+
+def _connect_args(url: str) -> dict:
+    return {"timeout": 30} if url.startswith("sqlite") else {}
 
 
 def settle(lab, sale_id: str, expected: int) -> float:
@@ -129,3 +141,10 @@ def keys_map_to_orders(stack, sale_id: str, persisted: set[str]) -> None:
         f"orders without their key's mapping: {len(persisted - set(mapped))}, "
         f"keys mapping to no order: {len(set(mapped) - persisted)}"
     )
+
+
+def close_ledger(lab) -> None:
+    """Close the pool ``count_orders`` keeps for the lab's ledger (before its server stops)."""
+    engine = _ledgers.pop(database_url(lab), None)
+    if engine is not None:
+        engine.dispose()

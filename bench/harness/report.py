@@ -245,15 +245,28 @@ def slow_section(slow: dict) -> str:
 
 
 def drain_section(drain: dict) -> str:
-    if not drain:
+    runs = [drain[name] for name in ("sqlite", "postgresql") if name in drain]
+    if not runs:
         return "Not run."
-    return (
-        f"{drain['orders']:,} reservations queued in the outbox by reserve.lua with the "
-        f"Celery worker stopped, then the worker started: {drain['persisted']:,} orders in "
-        f"SQLite after **{drain['seconds_from_start']:.1f} s** from the worker's start "
-        f"({drain['rate_from_start']:,.0f}/s), {drain['seconds_from_first']:.1f} s from "
-        f"the first order persisted (**{drain['rate_from_first']:,.0f} orders/s**)."
-    )
+    lines = [
+        f"{runs[0]['orders']:,} reservations queued in the outbox by reserve.lua with Celery "
+        "beat stopped and the worker up and idle, then the nudge a reservation into an idle "
+        "outbox sends, and beat started (a drainer more a second). The same into a PostgreSQL "
+        "ledger on a stack of its own (a cluster as durable as the SQLite ledger: "
+        "synchronous_commit off, fsync on).",
+        "",
+    ]
+    for run in runs:
+        early = run.get("persisted_before_the_drain", 0)
+        lines.append(
+            f"- {run['ledger']}: {run['persisted']:,} orders after "
+            f"**{run['seconds_from_start']:.1f} s** from the nudge "
+            f"(**{run['rate_from_start']:,.0f} orders/s**), {run['seconds_from_first']:.1f} s "
+            f"from the first order persisted ({run['rate_from_first']:,.0f}/s)"
+            + (f"; {early:,} were persisted before the nudge" if early else "")
+            + "."
+        )
+    return "\n".join(lines)
 
 
 def sse_section(sse: dict) -> str:
