@@ -264,9 +264,20 @@ def drain_section(drain: dict) -> str:
             f"(**{run['rate_from_start']:,.0f} orders/s**), {run['seconds_from_first']:.1f} s "
             f"from the first order persisted ({run['rate_from_first']:,.0f}/s)"
             + (f"; {early:,} were persisted before the nudge" if early else "")
+            + cpu_per_order(run.get("cpu_us_per_order", {}))
             + "."
         )
     return "\n".join(lines)
+
+
+def cpu_per_order(used: dict) -> str:
+    """'; CPU per order: the Celery worker 31 µs, redis 22 µs, …' (from /proc)."""
+    if not used:
+        return ""
+    names = {"celery-worker": "the Celery worker", "redis": "redis", "database": "PostgreSQL"}
+    return "; CPU per order: " + ", ".join(
+        f"{names.get(name, name)} {us:.0f} µs" for name, us in used.items()
+    )
 
 
 def sse_section(sse: dict) -> str:

@@ -17,6 +17,7 @@ from flashsale.orders.outbox import DRAIN_TASK
 from flashsale.sales.stock import LUA_DIR
 from flashsale.sales.stock import reserve_call
 from harness import audit
+from harness import cpu
 from harness import sse
 from harness import wrk
 from harness.lab import Lab
@@ -330,14 +331,20 @@ def drain(lab, profile: Profile, progress, results: dict) -> None:
     (lab.work / "pg").mkdir(exist_ok=True)
     own = Lab(lab.work / "pg", stack_env={"DATABASE_URL": cluster.url(cluster.create_database())})
     try:
-        results["postgresql"] = drain_into(own, profile, progress, "PostgreSQL")
+        results["postgresql"] = drain_into(
+            own, profile, progress, "PostgreSQL", cluster.server.process.pid
+        )
     finally:
         audit.close_ledger(own)
         own.stop_all()
         cluster.stop()
 
 
-def drain_into(lab, profile: Profile, progress, ledger: str) -> dict:
+def drain_into(
+    lab, profile: Profile, progress, ledger: str, database_pid: int | None = None
+) -> dict:
+    """One drain into the lab's ledger; with the CPU per order of the worker, redis and
+    the database server (``database_pid``'s tree), steadier here than orders/s."""
     count = profile.drain_orders
     buyers = min(1000, max(profile.buyers, 1000))
     lab.buyers(buyers)  # user ids 1…buyers exist: orders reference them
@@ -353,6 +360,12 @@ def drain_into(lab, profile: Profile, progress, ledger: str) -> dict:
         early = audit.count_orders(lab, sale["id"])  # persisted before the drain was asked
     finally:
         progress.step(f"{ledger}: the drain (a nudge, and beat started)")
+        pids = {name: lab.stack.program_pid(name) for name in ("celery-worker", "redis")}
+        meters = {
+            name: cpu.Meter(pid).start()
+            for name, pid in {**pids, "database": database_pid}.items()
+            if pid
+        }
         started = time.monotonic()
         nudge()
         lab.supervisorctl("start", "celery-beat")
@@ -367,6 +380,7 @@ def drain_into(lab, profile: Profile, progress, ledger: str) -> dict:
     with suppress(NotYet):  # the goals judge what was persisted by then
         wait_until(all_persisted, 300, 0.05)
     finished = time.monotonic()
+    used = {name: meter.stop() for name, meter in meters.items()}
     # The rate once persisting: from the first poll that saw orders (not counting those).
     persisted = seen["persisted"]
     persisting = finished - seen.get("first", started)
@@ -382,6 +396,10 @@ def drain_into(lab, profile: Profile, progress, ledger: str) -> dict:
         if persisting > 0.2
         else (persisted - early) / (finished - started),
     )
+    drained = max(persisted - early, 1)
+    results["cpu_us_per_order"] = {
+        name: seconds * 1e6 / drained for name, seconds in used.items() if seconds is not None
+    }
     progress.step(f"{ledger}: audit of the drained sale")
     results["audit"] = audit.audit_burst(
         lab, f"drain ({ledger})", sale, order_ids, [], {"202": count}
