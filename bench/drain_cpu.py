@@ -23,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+import harness  # noqa: F401  (puts the repository root on the path, for tests/)
 import redis
 
 from tests.environment import service_environment
