@@ -114,10 +114,15 @@ def start_worker(service_env, tmp_path):
         "SPILLWAY_OUTBOX_STUCK_MS": "2000",
     }
 
-    def start(beat: bool = True, user: int | None = None) -> WorkerProcess:
+    def start(beat: bool = True, user: int | None = None, ready: bool = False) -> WorkerProcess:
+        """``ready``: return once the worker consumes (a test whose deadlines of a few
+        seconds must not be spent on the worker's boot); else at once."""
         worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", beat, user)
         started.append(worker)
-        return worker.start()
+        worker.start()
+        if ready:
+            worker.wait_for_log(" ready.", 60)
+        return worker
 
     yield start
     for worker in started:

@@ -33,7 +33,7 @@ def pay(client, order_id: str, buyer: dict):
 def test_a_retry_after_a_lost_answer_charges_once(client, start_worker, gateway):
     """The gateway charges, then the connection is cut before its answer: 503 (outcome
     unknown), the order stays payable; the retry is answered paid from the same charge."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client)
     buyer = signup(client)
     order_id = confirmed_order(client, sale, buyer)
@@ -56,7 +56,7 @@ def test_a_retry_after_a_lost_answer_charges_once(client, start_worker, gateway)
 @pytest.mark.parametrize("gateway_knobs", [["--latency", "0.5"]])
 def test_two_pays_at_once_charge_once(app, client, start_worker, gateway):
     """Two concurrent pays of one order are both answered paid, from one charge."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client)
     buyer = signup(client)
     order_id = confirmed_order(client, sale, buyer)
@@ -77,7 +77,7 @@ def test_two_pays_at_once_charge_once(app, client, start_worker, gateway):
 def test_an_approval_without_charge_id_is_no_500_and_resolves(client, start_worker, gateway):
     """A 200 without charge_id is a 503 (outcome unknown), not a 500; the order is not
     left paying: past its grace the sweeper's void finds the charge captured → paid."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client, stock=3, payment_timeout_s=3)
     buyer = signup(client)
     order_id = confirmed_order(client, sale, buyer)
@@ -95,7 +95,7 @@ def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, sta
     """Gateway down: pay is a 503 and the order stays payable. Past its grace the sweeper
     cannot ask the gateway, so it leaves the order (and counts it) tick after tick; once
     the gateway answers, its void (never charged) cancels it and the unit returns once."""
-    start_worker()
+    start_worker(ready=True)
     # The gateway is down before the order exists (buying never asks it), and the deadline
     # leaves room for a loaded machine's drain: pay must come before the deadline to be a 503.
     gateway.stop()
@@ -128,7 +128,7 @@ def test_a_paying_order_is_never_cancelled_while_the_gateway_is_down(client, sta
 def test_a_declined_charge_is_409_and_never_paid(client, start_worker, gateway):
     """A key the gateway declines (voided) answers 409 order_not_payable, not paid, and
     the order stays for the sweeper, whose void will say voided."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client)
     buyer = signup(client)
     order_id = confirmed_order(client, sale, buyer)

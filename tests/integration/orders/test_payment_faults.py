@@ -107,7 +107,7 @@ def test_a_gateway_slower_than_deadline_and_grace(client, start_worker, gateway,
     sweeper's void wins over each charge still in flight, which is then declined; the
     orders end cancelled, never charged, and their units are sold again (and, unpaid,
     return once more)."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client, stock=3, per_user_limit=1, payment_timeout_s=3)
     first = [buyer_with_id(client, f"first-{i}") for i in range(3)]
     orders = {confirmed_order(client, sale, b["headers"]): b for b in first}
@@ -144,7 +144,7 @@ def test_a_trickling_gateway_is_cut_at_the_total_deadline(client, start_worker, 
     no read ever waits 1 s): the pay ends at its 1 s total deadline with a 503, not after
     the whole trickle. The order is never cancelled while its outcome is unknown: the
     sweeper's void (trickled too) finds the charge captured and marks it paid."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client, stock=2, payment_timeout_s=3)
     buyer = buyer_with_id(client, "trickled")
     order_id = confirmed_order(client, sale, buyer["headers"])
@@ -196,7 +196,7 @@ def test_web_killed_mid_payment_never_charged_is_cancelled(client, start_worker,
     """The web process dies while the charge is in flight, and the charge has not been
     captured when the grace ends: the sweeper voids it, cancels the order and returns the
     unit; the charge, when its flight ends, is declined."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client, stock=1, payment_timeout_s=3)
     buyer = buyer_with_id(client, "killed")
     order_id = confirmed_order(client, sale, buyer["headers"])
@@ -217,7 +217,7 @@ def test_web_killed_mid_payment_after_the_capture_is_paid(client, start_worker, 
     """The web process dies while the charge is in flight, and the gateway captures it
     afterwards: the sweeper's void finds it captured and marks the order paid (not
     cancelled); the buyer keeps the unit and a retry of pay answers paid."""
-    start_worker()
+    start_worker(ready=True)
     sale = make_sale(client, stock=2, payment_timeout_s=3)
     buyer = buyer_with_id(client, "charged")
     order_id = confirmed_order(client, sale, buyer["headers"])
