@@ -216,12 +216,23 @@ def start_replica(log_dir: Path, primary: Server) -> Server:
 
 
 def start_sentinels(
-    log_dir: Path, primary: Server, master: str = "spillway", count: int = 3, down_after_ms=2000
+    log_dir: Path,
+    primary: Server,
+    master: str = "spillway",
+    count: int = 3,
+    down_after_ms=2000,
+    password: str = "",
 ) -> list[Server]:
     """``count`` redis Sentinels watching ``primary`` as ``master`` (a quorum of a majority),
     quick to act: down after ``down_after_ms`` of silence. Each rewrites its own config
     file as it learns the replicas, the other Sentinels and, after a failover, the new
-    primary."""
+    primary. With ``password``: the primary's, and each Sentinel's own."""
+    auth = (
+        f"requirepass {password}\nsentinel sentinel-pass {password}\n"
+        f"sentinel auth-pass {master} {password}\n"
+        if password
+        else ""
+    )
     sentinels = []
     for _ in range(count):
         port = free_port()
@@ -231,7 +242,7 @@ def start_sentinels(
             f"sentinel monitor {master} 127.0.0.1 {primary.port} {count // 2 + 1}\n"
             f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
             f"sentinel failover-timeout {master} 10000\n"
-            f"sentinel parallel-syncs {master} 1\n"
+            f"sentinel parallel-syncs {master} 1\n" + auth
         )
         argv = [binary("redis-server"), str(config), "--sentinel"]
         sentinels.append(Server(f"sentinel-{port}", argv, port, log_dir).start())
