@@ -14,6 +14,7 @@ started stopped by process group however the run ends.
 
 import logging
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -234,12 +235,64 @@ class Lab:
     def keepalive_url(self) -> str:
         """Our gunicorn behind a second nginx, the stack's config plus ``keepalive 64``:
         what pooled upstream connections would give (the stack ships without, for its tail)."""
-        return self._once(
-            "keepalive",
-            lambda: self._nginx(
-                "nginx-keepalive", keepalive_variant(self.stack.paths.nginx_conf.read_text())
-            ),
-        )
+        return self.pooled_url()
+
+    def pooled_url(self, pool: str = "keepalive 64;", per_socket: bool = False) -> str:
+        """An nginx with the stack's config and ``pool`` (balancing and keep-alive lines) in
+        its upstream block, in front of the stack's gunicorn, or ``per_socket``: in front of
+        the per-socket gunicorns, one ``server`` line each."""
+        name = f"{'per-socket' if per_socket else 'one socket'}: {pool}"
+
+        def start() -> str:
+            servers = (
+                [f"unix:{path}" for path in self.per_socket_gunicorns()] if per_socket else None
+            )
+            config = keepalive_variant(self.stack.paths.nginx_conf.read_text(), servers, pool)
+            return self._nginx(f"nginx-pooled-{len(self._urls)}", config)
+
+        return self._once(name, start)
+
+    def per_socket_gunicorns(self) -> list[Path]:
+        """The stack's own gunicorn program (its rendered supervisord.conf: command, user,
+        directory) run ``WEB_WORKERS`` times with one worker each, each on a unix socket of
+        its own beside the stack's, in the stack's environment: a pooled connection then
+        stays with the process nginx chose for it, not with whichever worker won the accept
+        on one shared socket."""
+        paths = self.stack.paths
+        sockets = [paths.gunicorn_socket.with_name(f"bench-{n}.sock") for n in range(WEB_WORKERS)]
+
+        def start() -> str:
+            conf = paths.supervisord_conf.read_text()
+            level = self.stack_env.get("SPILLWAY_LOG_LEVEL", "INFO")  # as `spillway up`'s
+            for n, socket_path in enumerate(sockets):
+                argv, account = single_worker_program(conf, socket_path)
+                self.start(
+                    Server(
+                        f"gunicorn-socket-{n}",
+                        argv,
+                        0,
+                        self.logs,
+                        env=self.stack.environment(level),
+                        cwd="/",
+                        user=account.pw_uid,
+                        group=account.pw_gid,
+                        extra_groups=os.getgrouplist(account.pw_name, account.pw_gid),
+                        ready=unix_socket_accepts(socket_path),
+                    )
+                )
+            return "started"
+
+        self._once("per-socket-gunicorns", start)
+        return sockets
+
+    def nginx_pid(self, url: str) -> int | None:
+        """The master of the nginx answering on ``url``: the stack's, or one this lab
+        started."""
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        if self._stack is not None and port == self._stack.port:
+            return self.pid_of("nginx")
+        found = [s.process.pid for s in self._started if s.port == port and s.process]
+        return found[-1] if found else None
 
     @property
     def naive_seed_url(self) -> str:
@@ -351,10 +404,18 @@ class Lab:
         self._stack = self._shop = None
 
 
-def keepalive_variant(config: str) -> str:
+def keepalive_variant(
+    config: str, servers: list[str] | None = None, pool: str = "keepalive 64;"
+) -> str:
     """The stack's nginx.conf on a port, pid file and logs of its own (%(port)d, %(work)s),
-    with ``keepalive 64;`` in the upstream block. Every edit must apply exactly once, so a
-    changed template fails here loudly instead of silently benchmarking the wrong thing."""
+    with ``pool`` (by default ``keepalive 64;``) in the upstream block, after the stack's
+    gunicorn socket or the ``servers`` that replace it. Every edit must apply exactly once,
+    so a changed template fails here loudly instead of silently benchmarking the wrong thing."""
+    upstream = (
+        "\n        ".join(f"server {server} fail_timeout=0;" for server in servers)
+        if servers
+        else r"\1"
+    )
     edits = [
         (r"listen\s+127\.0\.0\.1:\d+ backlog", f"listen {HOST}:%(port)d backlog"),
         # The loopback metrics server: its port is the stack's own nginx's.
@@ -362,13 +423,37 @@ def keepalive_variant(config: str) -> str:
         (r"^pid\s+\S+;", "pid %(work)s/nginx.pid;"),
         (r"^error_log\s+\S+", "error_log %(work)s/error.log"),
         (r"access_log\s+/dev/stdout", "access_log %(work)s/access.log"),
-        (r"(server unix:\S+gunicorn\.sock[^;]*;)", r"\1\n        keepalive 64;"),
+        (r"(server unix:\S+gunicorn\.sock[^;]*;)", f"{upstream}\n        {pool}"),
     ]
     for pattern, replacement in edits:
         config, count = re.subn(pattern, replacement, config, flags=re.M)
         if count != 1:
             raise RuntimeError(f"nginx.conf: expected one match for {pattern!r}, got {count}")
     return config
+
+
+def single_worker_program(
+    supervisord_conf: str, socket_path: Path
+) -> tuple[list[str], pwd.struct_passwd]:
+    """The gunicorn program of a rendered supervisord.conf with one worker bound to
+    ``socket_path``, and the account it runs as; each edit must apply exactly once (as in
+    keepalive_variant)."""
+    found = re.search(r"^\[program:gunicorn\]\n(.*?)(?=^\[|\Z)", supervisord_conf, re.M | re.S)
+    if not found:
+        raise RuntimeError("supervisord.conf: no [program:gunicorn]")
+    section = found.group(1)
+    command = re.search(r"^command=(.*?)\n(?=\S)", section, re.M | re.S).group(1)
+    for pattern, replacement in (
+        (r"--workers \d+", "--workers 1"),
+        (r"--bind unix:\S+", f"--bind unix:{socket_path}"),
+    ):
+        command, count = re.subn(pattern, replacement, command)
+        if count != 1:
+            raise RuntimeError(f"gunicorn command: expected one {pattern!r}, got {count}")
+    user = re.search(r"^user=(\S+)", section, re.M)
+    return command.split(), pwd.getpwnam(
+        user.group(1) if user else pwd.getpwuid(os.getuid()).pw_name
+    )
 
 
 def check_get(
