@@ -13,11 +13,14 @@ request of the gunicorn processes and of the nginx in front (from /proc, harness
 
 Run from the repository root: ``.venv/bin/python bench/pool_tail.py [--rounds 2]
 [--seconds 5] [--connections 256,64] [--path /api/v1/products/1?via=app]
-[--pool 'per:least_conn; keepalive 64;' ...]``.
+[--pool 'per:least_conn; keepalive 64;' ...] [--accepts]``.
 """
 
 import argparse
 import os
+import re
+import signal
+import subprocess
 import threading
 import time
 from contextlib import suppress
@@ -52,9 +55,39 @@ def targets(lab, path: str, pools: list[str]) -> list[tuple[str, str, list[str]]
     return compared
 
 
-def measure(lab, url: str, connections: int, seconds: int, gunicorns: list[str]) -> dict:
-    """A warm-up, then a measured wrk run with the CPU of the gunicorns and of the nginx."""
+def accepts(masters: list[int | None], seconds: float) -> int:
+    """Connections the workers of ``masters`` accept in ``seconds`` (strace counts their
+    accept4 calls that did not fail): how often a request comes on a fresh connection."""
+    workers = [pid for master in masters if master for pid in cpu.tree(master)[1:]]
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-c", "-e", "trace=accept4", *(f"-p{pid}" for pid in workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(seconds)
+    tracer.send_signal(signal.SIGINT)
+    summary = tracer.communicate(timeout=30)[1]
+    found = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d*)\s*accept4$", summary, re.M)
+    return int(found.group(1)) - int(found.group(2) or 0) if found else 0
+
+
+def measure(
+    lab, url: str, connections: int, seconds: int, gunicorns: list[str], trace: bool = False
+) -> dict:
+    """A warm-up, then a measured wrk run with the CPU of the gunicorns and of the nginx;
+    with ``trace``, the run counts the workers' accepts instead (strace slows them: its
+    latencies and CPU are not comparable)."""
     wrk.run(url, connections, WARM_UP_SECONDS)
+    if trace:
+        masters = [lab.pid_of(name) for name in gunicorns]
+        counted: list[int] = []
+        window = seconds / 2
+        tracer = threading.Timer(seconds / 4, lambda: counted.append(accepts(masters, window)))
+        tracer.start()
+        result = wrk.run(url, connections, seconds)
+        tracer.join()
+        return {"accepts_per_request": counted[0] / (result.rps * window) if result.rps else 0}
     app_meters = [cpu.Meter(lab.pid_of(name)).start() for name in gunicorns]
     nginx_meter = cpu.Meter(lab.nginx_pid(url)).start()
     masters = [lab.pid_of(name) for name in gunicorns]
@@ -121,6 +154,11 @@ def main() -> int:
         "process), LINES the upstream block's balancing and keep-alive lines (repeatable); "
         f"default {' and '.join(map(repr, DEFAULT_POOLS))}",
     )
+    parser.add_argument(
+        "--accepts",
+        action="store_true",
+        help="count fresh upstream connections per request (strace) instead of measuring",
+    )
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.connections.split(",")]
     load_before = os.getloadavg()[0]
@@ -129,6 +167,12 @@ def main() -> int:
         compared = targets(lab, args.path, args.pool or list(DEFAULT_POOLS))
         for _name, url, _gunicorns in compared:
             check_get(url)
+        if args.accepts:
+            for connections in concurrencies:
+                for name, url, gunicorns in compared:
+                    figures = measure(lab, url, connections, args.seconds, gunicorns, trace=True)
+                    print(f"{connections} | {name} | {figures['accepts_per_request']:.3f}")
+            return 0
         for round_ in range(1, args.rounds + 1):
             for index, connections in enumerate(concurrencies):
                 # The order alternates, so that no target always runs first.
