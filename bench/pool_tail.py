@@ -13,7 +13,7 @@ request of the gunicorn processes and of the nginx in front (from /proc, harness
 
 Run from the repository root: ``.venv/bin/python bench/pool_tail.py [--rounds 2]
 [--seconds 5] [--connections 256,64] [--path /api/v1/products/1?via=app]
-[--pool 'per:least_conn; keepalive 64;' ...] [--accepts]``.
+[--pool 'per:least_conn; keepalive 64;' ...] [--syscalls]``.
 """
 
 import argparse
@@ -55,12 +55,12 @@ def targets(lab, path: str, pools: list[str]) -> list[tuple[str, str, list[str]]
     return compared
 
 
-def accepts(masters: list[int | None], seconds: float) -> int:
-    """Connections the workers of ``masters`` accept in ``seconds`` (strace counts their
-    accept4 calls that did not fail): how often a request comes on a fresh connection."""
+def syscalls(masters: list[int | None], seconds: float) -> dict[str, tuple[int, int]]:
+    """The syscalls the workers of ``masters`` make in ``seconds``: {name: (calls, errors)},
+    from ``strace -c`` (which slows them: compare the mix, not the rate)."""
     workers = [pid for master in masters if master for pid in cpu.tree(master)[1:]]
     tracer = subprocess.Popen(
-        ["strace", "-f", "-c", "-e", "trace=accept4", *(f"-p{pid}" for pid in workers)],
+        ["strace", "-f", "-c", *(f"-p{pid}" for pid in workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,26 +68,41 @@ def accepts(masters: list[int | None], seconds: float) -> int:
     time.sleep(seconds)
     tracer.send_signal(signal.SIGINT)
     summary = tracer.communicate(timeout=30)[1]
-    found = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d*)\s*accept4$", summary, re.M)
-    return int(found.group(1)) - int(found.group(2) or 0) if found else 0
+    line = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d*)\s*(\w+)$", re.M)
+    return {name: (int(calls), int(errors or 0)) for calls, errors, name in line.findall(summary)}
+
+
+def per_response(counted: dict[str, tuple[int, int]]) -> str:
+    """The mix, per response written (gunicorn sends each with one ``sendto``): fresh
+    connections (accept4 that did not fail), hub waits (epoll_wait), reads that found
+    nothing (recvfrom errors), and the five most frequent calls."""
+    responses = counted.get("sendto", (0, 0))[0] or 1
+    accepted = counted.get("accept4", (0, 0))
+    top = sorted(counted.items(), key=lambda item: -item[1][0])[:5]
+    return (
+        f"accepts {(accepted[0] - accepted[1]) / responses:.3f}, "
+        f"epoll_wait {counted.get('epoll_wait', (0, 0))[0] / responses:.3f}, "
+        f"empty reads {counted.get('recvfrom', (0, 0))[1] / responses:.3f}; top: "
+        + ", ".join(f"{name} {calls / responses:.2f}" for name, (calls, _) in top)
+    )
 
 
 def measure(
     lab, url: str, connections: int, seconds: int, gunicorns: list[str], trace: bool = False
 ) -> dict:
     """A warm-up, then a measured wrk run with the CPU of the gunicorns and of the nginx;
-    with ``trace``, the run counts the workers' accepts instead (strace slows them: its
+    with ``trace``, the run counts the workers' syscalls instead (strace slows them: its
     latencies and CPU are not comparable)."""
     wrk.run(url, connections, WARM_UP_SECONDS)
     if trace:
         masters = [lab.pid_of(name) for name in gunicorns]
-        counted: list[int] = []
+        counted: list[dict] = []
         window = seconds / 2
-        tracer = threading.Timer(seconds / 4, lambda: counted.append(accepts(masters, window)))
+        tracer = threading.Timer(seconds / 4, lambda: counted.append(syscalls(masters, window)))
         tracer.start()
-        result = wrk.run(url, connections, seconds)
+        wrk.run(url, connections, seconds)
         tracer.join()
-        return {"accepts_per_request": counted[0] / (result.rps * window) if result.rps else 0}
+        return {"syscalls": per_response(counted[0])}
     app_meters = [cpu.Meter(lab.pid_of(name)).start() for name in gunicorns]
     sleeps_before = sleeps(app_meters)
     nginx_meter = cpu.Meter(lab.nginx_pid(url)).start()
@@ -170,9 +185,10 @@ def main() -> int:
         f"default {' and '.join(map(repr, DEFAULT_POOLS))}",
     )
     parser.add_argument(
-        "--accepts",
+        "--syscalls",
         action="store_true",
-        help="count fresh upstream connections per request (strace) instead of measuring",
+        help="the workers' syscalls per response (strace: fresh connections, hub waits) "
+        "instead of measuring",
     )
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.connections.split(",")]
@@ -182,11 +198,11 @@ def main() -> int:
         compared = targets(lab, args.path, args.pool or list(DEFAULT_POOLS))
         for _name, url, _gunicorns in compared:
             check_get(url)
-        if args.accepts:
+        if args.syscalls:
             for connections in concurrencies:
                 for name, url, gunicorns in compared:
                     figures = measure(lab, url, connections, args.seconds, gunicorns, trace=True)
-                    print(f"{connections} | {name} | {figures['accepts_per_request']:.3f}")
+                    print(f"{connections} | {name} | {figures['syscalls']}", flush=True)
             return 0
         for round_ in range(1, args.rounds + 1):
             for index, connections in enumerate(concurrencies):
