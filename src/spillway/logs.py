@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from typing import NoReturn
 
 from spillway import request_id
 
@@ -130,3 +131,14 @@ def connect_celery() -> None:
 
     after_setup_logger.connect(_adopt_celery_logger)
     after_setup_task_logger.connect(_adopt_celery_logger)
+
+
+def refuse_to_start(log: logging.Logger, who: str, reason: object) -> NoReturn:
+    """Stop a process that must not serve, in one line: the logged one (in the log's format,
+    text or JSON); the exit repeats it only where the log would not show it.
+
+    :raise SystemExit: always.
+    """
+    log.error("%s refuses to start: %s", who, reason)
+    said = log.isEnabledFor(logging.ERROR)
+    raise SystemExit(1 if said else f"{who} refuses to start: {reason}")

@@ -12,6 +12,8 @@ so it is judged here, once the app is imported and before the worker serves:
 import logging
 import sys
 
+from spillway.logs import refuse_to_start
+
 log = logging.getLogger(__name__)
 
 
@@ -91,8 +93,4 @@ def refuse_blocking_drivers(who: str) -> None:
     for warning in warnings:
         log.warning("%s: %s", who, warning)
     if refusals:
-        log.error("%s refuses to start: %s", who, refusals[0])
-        # One line, as for the start checks (health/start.py): the exit repeats the
-        # logged line only where the log would not show it.
-        said = log.isEnabledFor(logging.ERROR)
-        raise SystemExit(1 if said else f"{who} refuses to start: {refusals[0]}")
+        refuse_to_start(log, who, refusals[0])

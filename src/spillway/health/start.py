@@ -12,6 +12,7 @@ from spillway.extension import NotCheckableYet
 from spillway.extension import Spillway
 from spillway.extension import StartRefused
 from spillway.failures import one_line
+from spillway.logs import refuse_to_start
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ def verify_at_start(app: Flask, who: str) -> None:
     try:
         run_start_checks(app)
     except StartRefused as exc:
-        log.error("%s refuses to start: %s", who, exc)
-        # The logged line is the one line (in the log's format, text or JSON); the exit
-        # repeats it only where the log would not show it.
-        said = log.isEnabledFor(logging.ERROR)
-        raise SystemExit(1 if said else f"{who} refuses to start: {exc}") from None
+        refuse_to_start(log, who, exc)
     except NotCheckableYet as exc:
         log.warning("%s: the start checks could not run yet: %s", who, exc)
