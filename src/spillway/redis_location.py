@@ -59,10 +59,21 @@ class SentinelAddress:
             timeout=options.get("socket_timeout", 2.0),
         )
 
+    def url(self) -> str:
+        """This address in the runtime's own spelling (SPILLWAY_REDIS_URL's)."""
+        return f"{self._without_db()}/{self.db}"
+
+    def _without_db(self) -> str:
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"{SCHEME}://{self._auth()}{hosts}/{quote(self.master, safe='')}"
+
+    def _auth(self) -> str:
+        return f":{quote(self.password, safe='')}@" if self.password else ""
+
     def kombu_url(self, db: int) -> str:
         """kombu's spelling: ``sentinel://[:pw@]host:port/db;sentinel://...``; the master's
         name goes in the transport options (:meth:`transport_options`)."""
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        auth = self._auth()
         return ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in self.sentinels)
 
     def sentinel_auth(self) -> dict:
@@ -75,9 +86,7 @@ class SentinelAddress:
     def limits_storage(self) -> tuple[str, dict]:
         """Flask-Limiter's URI and options: ``limits`` takes the whole path for the
         master's name, so the database goes in the options."""
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
-        return f"{SCHEME}://{auth}{hosts}/{quote(self.master, safe='')}", {"db": self.db}
+        return self._without_db(), {"db": self.db}
 
     def redbeat_options(self, db: int) -> tuple[str, dict]:
         """redbeat's URL and options for the primary's database ``db``."""

@@ -88,8 +88,11 @@ def load_or_create_secrets(run_dir: RunDir) -> dict[str, str]:
 
 
 def free_loopback_port(preferred: int = 0) -> int:
-    """A TCP port nothing listens on now: ``preferred`` if it is free, else any."""
+    """A TCP port nothing listens on now: ``preferred`` if it is free, else any. Bound as
+    the servers bind theirs (SO_REUSEADDR): connections a stopped server left in TIME_WAIT
+    do not make its port taken."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", preferred))
         except OSError:

@@ -22,7 +22,7 @@ from pathlib import Path
 import redis
 
 HOST = "127.0.0.1"
-MASTER = "spillway"  # as spillway/deploy/replication.py names it
+MASTER = "spillway"  # the name the Sentinels know the primary by
 DOWN_AFTER_MS = 5000
 FAILOVER_TIMEOUT_MS = 10000
 ASK_SECONDS = 3.0  # for an answer from any Sentinel, at a start

@@ -13,19 +13,19 @@ node is the primary is never written by root: each node asks the Sentinels as it
 import json
 import os
 import secrets
-import socket
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from spillway.deploy.files import read_regular
 from spillway.deploy.files import write_atomically
 from spillway.deploy.layout import StackError
 from spillway.deploy.layout import free_loopback_port
+from spillway.deploy.redis_node import HOST
+from spillway.deploy.redis_node import MASTER
 from spillway.deploy.run_dir import RunDir
+from spillway.redis_location import SentinelAddress
 
 TOPOLOGIES = ("single", "sentinel")
 TOPOLOGY_SETTING = "SPILLWAY_REDIS_TOPOLOGY"
-MASTER = "spillway"
 # Preferred loopback ports (any free one where taken), kept once chosen: the Sentinels'
 # files name them.
 NODE_PORTS = (6390, 6391)
@@ -44,8 +44,8 @@ class Replication:
 
     def url(self, db: int) -> str:
         """The runtime's Sentinel URL (spillway/redis_location.py) for database ``db``."""
-        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
-        return f"redis+sentinel://:{quote(self.password, safe='')}@{hosts}/{MASTER}/{db}"
+        sentinels = tuple((HOST, port) for port in self.sentinels)
+        return SentinelAddress(sentinels, MASTER, db, self.password).url()
 
     def addresses(self) -> dict[str, str]:
         return {"SPILLWAY_REDIS_URL": self.url(0), "SPILLWAY_BROKER_URL": self.url(1)}
@@ -117,20 +117,8 @@ def load_or_create(run_dir: RunDir) -> Replication:
 def refuse_taken_ports(replication: Replication) -> None:
     """:raise StackError: a kept port is taken by something else (a node would not start)."""
     for port in (*replication.nodes, *replication.sentinels):
-        if listened_on(port):
+        if free_loopback_port(port) != port:
             raise StackError(
                 f"127.0.0.1:{port} is taken, and the run directory's redis nodes and "
                 f"Sentinels keep their ports (redis-sentinel.json): stop what listens there"
             )
-
-
-def listened_on(port: int) -> bool:
-    """Whether something listens on loopback ``port`` (bound as redis binds it: the
-    connections a stopped node left in TIME_WAIT do not count)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
