@@ -471,7 +471,9 @@ def serve_command(host, port, config_name, debug, log_level, access_log):
     "--redis",
     "redis_topology",
     type=click.Choice(["single", "sentinel"]),
-    default=lambda: os.environ.get("SPILLWAY_REDIS_TOPOLOGY"),
+    # Unset: SPILLWAY_REDIS_TOPOLOGY is read, and refused naming itself, where the run
+    # directory's topology is decided (spillway/deploy/replication.py).
+    default=None,
     help="single: one redis on a socket. sentinel: a primary, a replica and three "
     "Sentinels on loopback ports, with a password, purchases waiting for the replica "
     "(to try a failover; kept by the run directory once chosen) [default: "
