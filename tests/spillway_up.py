@@ -211,3 +211,25 @@ class SpillwayUp(Server):
             0.3,
             what="the app answering through nginx again",
         )
+
+
+# What the suite sets that would point a command at the suite's own servers.
+SUITES_OWN = ("SPILLWAY_", "DATABASE_URL")
+
+
+def operator(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess:
+    """A `spillway` command in a shell with no Spillway setting but ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SUITES_OWN)}
+    return subprocess.run(
+        [sys.executable, "-m", "spillway", *args],
+        cwd=cwd,
+        env={**env, **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def beside(stack: SpillwayUp, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """An operator's command beside ``stack``, in ``cwd`` (where no ./run names another)."""
+    return operator(*args, cwd=cwd, SPILLWAY_RUN_DIR=str(stack.run_dir))

@@ -10,29 +10,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-from tests.spillway_up import SpillwayUp
-
-# What the suite sets that would point a command at the suite's own servers.
-SUITES_OWN = ("SPILLWAY_", "DATABASE_URL")
-
-
-def operator(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess:
-    """A `spillway` command in a shell with no Spillway setting but ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SUITES_OWN)}
-    return subprocess.run(
-        [sys.executable, "-m", "spillway", *args],
-        cwd=cwd,
-        env={**env, **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def beside(stack: SpillwayUp, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return operator(*args, cwd=cwd, SPILLWAY_RUN_DIR=str(stack.run_dir))
+from tests.spillway_up import SUITES_OWN
+from tests.spillway_up import beside
+from tests.spillway_up import operator
 
 
 def test_check_reconcile_and_ledger_status_find_the_stack(stack, tmp_path):

@@ -10,8 +10,6 @@ oversold, the books balance, and the old primary is back as the new one's replic
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.e2e.conftest import running_stack
 from tests.e2e.promises import uid_of
 from tests.faults.burst import Burst
 from tests.faults.burst import plan
+from tests.spillway_up import beside
 from tests.waiting import wait_until
 
 NODES = ("redis", "redis-replica")
@@ -55,22 +54,11 @@ def test_every_node_and_sentinel_asks_for_the_password_and_runs_unprivileged(sta
     assert os.stat(stack.paths.replication_file).st_mode & 0o777 == 0o600
 
 
-def beside(stack, *args: str) -> subprocess.CompletedProcess:
-    """An operator's `spillway` command beside the stack (as root: it reads the password)."""
-    return subprocess.run(
-        [sys.executable, "-m", "spillway", *args],
-        env={**os.environ, "SPILLWAY_RUN_DIR": str(stack.run_dir)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_operator_commands_find_the_primary_through_the_sentinels(stack, tmp_path):
-    checked = beside(stack, "check")
+    checked = beside(stack, "check", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "redis      ok" in checked.stdout and "broker     ok" in checked.stdout
-    backup = beside(stack, "backup", str(tmp_path / "backup"))
+    backup = beside(stack, "backup", str(tmp_path / "backup"), cwd=tmp_path)
     assert backup.returncode == 0, backup.stdout + backup.stderr
     assert (tmp_path / "backup" / "redis.rdb").stat().st_size > 0
 
