@@ -19,6 +19,7 @@ import requests
 from tests.audit import SaleAudit
 from tests.environment import service_environment
 from tests.factories import admin_headers
+from tests.sentinels import MASTER
 from tests.servers import Server
 from tests.servers import WorkerProcess
 from tests.servers import aof_redis
@@ -30,7 +31,6 @@ from tests.waiting import NotYet
 from tests.waiting import wait_until
 
 WEB_WORKERS = 2
-MASTER = "spillway"  # the name the Sentinels know the primary by
 # redis's AOF goes to memory where the machine has it. Under everysec a background fsync that
 # takes over a second (a shared CI disk) makes redis postpone its write() and still reply, so
 # a SIGKILL then loses acknowledged writes: RELIABILITY.md's documented caveat of everysec,
